@@ -1,0 +1,30 @@
+"""Job backends by name; a backend's module is imported only when it is used."""
+
+from __future__ import annotations
+
+from launcher.backends.base import Backend, JobState, JobStatus, LaunchRequest
+from launcher.errors import ConfigError
+from launcher.spec import RunSpec
+
+BACKENDS = ("local", "sky")
+
+
+def check_backend_name(name: str) -> str:
+    if name not in BACKENDS:
+        raise ConfigError(f"unknown backend {name!r}: choose one of {', '.join(BACKENDS)}")
+    return name
+
+
+def make_backend(spec: RunSpec, store_uri: str) -> Backend:
+    """The backend that runs ``spec``'s jobs; ``spec.backend_options`` configure it."""
+    check_backend_name(spec.backend)
+    if spec.backend == "local":
+        from launcher.backends.local import LocalBackend, default_jobs_dir
+
+        return LocalBackend(default_jobs_dir(store_uri, spec.run_id))
+    from launcher.backends.sky import SkyBackend
+
+    return SkyBackend.for_run(spec, store_uri)
+
+
+__all__ = ["Backend", "JobState", "JobStatus", "LaunchRequest", "make_backend", "check_backend_name", "BACKENDS"]

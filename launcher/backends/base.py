@@ -1,0 +1,70 @@
+"""The job-backend seam: how a chunk's job starts, is polled and is cancelled. Nothing else.
+
+Everything shared — which chunks to launch, when to relaunch, the attempt
+records — lives in ``launcher.reconcile`` and ``launcher.watch``; a backend
+differs from another only in these three calls (datatrove's executor shape).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import Protocol
+
+from launcher.spec import RunSpec
+
+
+class JobStatus(str, Enum):
+    """Backend job states, normalized. ``_SUCCESS`` in the store, not SUCCEEDED, means done."""
+
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    RECOVERING = "RECOVERING"  # preempted, being restarted by the backend
+    CANCELLING = "CANCELLING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"  # worth a new attempt
+    FAILED_CONFIG = "FAILED_CONFIG"  # setup/prechecks/config error: retrying will not help
+    CANCELLED = "CANCELLED"
+    MISSING = "MISSING"  # the backend does not know this job (launch lost, or purged)
+
+    @property
+    def active(self) -> bool:
+        return self in (JobStatus.PENDING, JobStatus.RUNNING, JobStatus.RECOVERING, JobStatus.CANCELLING)
+
+
+@dataclass(frozen=True)
+class JobState:
+    status: JobStatus
+    detail: str = ""
+    recoveries: int = 0  # preemptions the backend recovered from
+
+
+@dataclass(frozen=True)
+class LaunchRequest:
+    """One job to start: chunk ``chunk`` of ``spec``, attempt ``attempt``, named ``name``."""
+
+    spec: RunSpec
+    store_uri: str  # the run's folder in the store: <store>/<run_id>
+    chunk: str
+    attempt: int
+    name: str
+
+    @property
+    def chunk_uri(self) -> str:
+        return f"{self.store_uri}/chunks/{self.chunk}.json"
+
+
+class Backend(Protocol):
+    name: str
+
+    def launch(self, requests: list[LaunchRequest]) -> list[str | None]:
+        """Start the jobs; return each one's job id (None where the answer was lost)."""
+        ...
+
+    def poll(self, run_id: str, names: list[str]) -> dict[str, JobState]:
+        """The state of each named job, in one round trip where the backend allows."""
+        ...
+
+    def cancel(self, run_id: str, names: list[str]) -> None:
+        """Ask the named jobs to stop; idempotent."""
+        ...

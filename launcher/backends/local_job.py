@@ -1,0 +1,40 @@
+"""The parent of one local worker process: records its pid and, when it ends, its exit code.
+
+The launcher may die and restart while jobs run; this small process outlives it
+(it runs in its own session) so the job's outcome is never lost:
+``<name>.pid`` while it runs, ``<name>.exit`` once the worker has exited.
+SIGTERM is forwarded to the worker (a graceful stop).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+
+def _write_atomic(path: str, text: str) -> None:
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def main(argv: list[str]) -> int:
+    jobs_dir, name, *command = argv
+    if command[:1] == ["--"]:
+        command = command[1:]
+    log_path = os.path.join(jobs_dir, f"{name}.log")
+    with open(log_path, "ab", buffering=0) as log:
+        child = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        _write_atomic(os.path.join(jobs_dir, f"{name}.pid"), f"{child.pid}\n")
+        signal.signal(signal.SIGTERM, lambda signum, frame: child.send_signal(signal.SIGTERM))
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        code = child.wait()
+    _write_atomic(os.path.join(jobs_dir, f"{name}.exit"), f"{code}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,37 @@
+"""One exception type per kind of user-facing failure.
+
+Library code raises these early with a message that says what to fix; the CLI
+catches ``ChunkpilotError`` once and prints the message as one line.
+"""
+
+
+class ChunkpilotError(Exception):
+    """Base class: a failure the user can act on. ``str(exc)`` is the whole message."""
+
+
+class InputError(ChunkpilotError):
+    """An input is missing, empty, unreadable or changed since the run was planned."""
+
+
+class StoreError(ChunkpilotError):
+    """The object store cannot be reached, read or written."""
+
+
+class NotFoundError(StoreError):
+    """A key does not exist in the store."""
+
+
+class ConfigError(ChunkpilotError):
+    """A bad option, name, template or run spec: retrying will not help."""
+
+
+class RunNotFoundError(ChunkpilotError):
+    """No run with that id exists in the store."""
+
+
+class LeaseHeldError(ChunkpilotError):
+    """Another ``watch`` process holds the run's lease."""
+
+
+class IncompleteRunError(ChunkpilotError):
+    """``collect`` was asked for a run whose chunks are not all done."""

@@ -1,0 +1,102 @@
+"""One look at a run: three listings of the store and one backend poll, whatever the chunk count.
+
+``out/`` gives committed parts (their names carry intervals and record counts) and
+``_SUCCESS`` markers; ``jobs/`` gives each chunk's attempts; ``progress/`` gives
+heartbeat times (object mtimes, no reads). The backend is polled *before* the
+store is listed, so a job seen as finished has already written its marker.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from launcher.backends.base import Backend, JobState
+from launcher.names import job_name
+from launcher.reconcile import ChunkView
+from launcher.spec import PartName, RunSpec, parse_attempt_key
+from launcher.store import ObjectInfo, Store
+
+
+@dataclass
+class ChunkObservation:
+    chunk: str
+    bytes_total: int
+    attempts: int = 0
+    launched_at: float | None = None
+    job: JobState | None = None
+    done: ObjectInfo | None = None
+    heartbeat_at: float | None = None
+    parts: list[tuple[PartName, ObjectInfo]] = field(default_factory=list)
+
+    def view(self) -> ChunkView:
+        return ChunkView(
+            chunk=self.chunk,
+            done=self.done is not None,
+            attempts=self.attempts,
+            job=self.job,
+            launched_at=self.launched_at,
+            heartbeat_at=self.heartbeat_at,
+        )
+
+    @property
+    def records_committed(self) -> int:
+        """Records in the union of committed parts (overlaps from zombies counted once, roughly)."""
+        total, reach = 0, None
+        for part, _ in sorted(self.parts, key=lambda p: p[0]):
+            if reach is None or part.first >= reach:
+                total += part.records
+                reach = part.end
+            elif part.end > reach:
+                total += part.records // 2  # partial overlap: an estimate, only for display
+                reach = part.end
+        return total
+
+
+def list_attempts(run_store: Store) -> dict[str, tuple[int, float]]:
+    """chunk -> (latest attempt number, its record's mtime) from one listing of ``jobs/``."""
+    latest: dict[str, tuple[int, float]] = {}
+    for obj in run_store.list("jobs/"):
+        parsed = parse_attempt_key(obj.key)
+        if parsed and parsed[1] >= latest.get(parsed[0], (0, 0.0))[0]:
+            latest[parsed[0]] = (parsed[1], obj.mtime)
+    return latest
+
+
+def observe(run_store: Store, spec: RunSpec, backend: Backend | None, skip_poll: set[str] = frozenset()) -> dict[str, ChunkObservation]:
+    """Observe every chunk of ``spec``. ``skip_poll``: chunks known done, not worth polling."""
+    chunks = {c.id: ChunkObservation(c.id, c.bytes) for c in spec.chunks}
+    for chunk, (attempt, mtime) in list_attempts(run_store).items():
+        if chunk in chunks:
+            chunks[chunk].attempts, chunks[chunk].launched_at = attempt, mtime
+
+    if backend is not None:
+        names = {
+            job_name(spec.run_id, c.chunk, c.attempts): c
+            for c in chunks.values()
+            if c.attempts and c.chunk not in skip_poll
+        }
+        if names:
+            for name, state in backend.poll(spec.run_id, sorted(names)).items():
+                if name in names:
+                    names[name].job = state
+
+    parts: dict[str, list] = defaultdict(list)
+    for obj in run_store.list("out/"):
+        _, chunk, filename = (obj.key.split("/", 2) + ["", ""])[:3]
+        if chunk not in chunks:
+            continue
+        if filename == "_SUCCESS":
+            chunks[chunk].done = obj
+        else:
+            part = PartName.parse(filename)
+            if part is not None:
+                parts[chunk].append((part, obj))
+    for chunk, found in parts.items():
+        chunks[chunk].parts = found
+
+    for obj in run_store.list("progress/"):
+        chunk = obj.key.rsplit("/", 1)[-1].removesuffix(".json")
+        if chunk in chunks:
+            chunks[chunk].heartbeat_at = obj.mtime
+    return chunks

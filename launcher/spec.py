@@ -1,0 +1,256 @@
+"""The JSON documents in the store: the contract between launcher, worker and users' scripts.
+
+Each is a small frozen dataclass with ``to_json``/``from_json``; tests pin the JSON.
+
+Store layout of one run (``<store>/<run_id>/``)::
+
+    run.json                        RunSpec (immutable)
+    chunks/<chunk>.json             ChunkManifest
+    out/<chunk>/<part>.jsonl        committed result parts, immutable; name = PartName
+    out/<chunk>/_SUCCESS            SuccessMarker, written once (put-if-absent)
+    progress/<chunk>.json           Progress heartbeat
+    jobs/<chunk>/a<attempt>.json    AttemptRecord, one object per launch
+    lease.json                      the watch lease
+    CANCELLED                       present once ``launcher cancel`` ran
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+from launcher.errors import ConfigError
+
+SPEC_VERSION = 1
+
+# A record's identity is its position: (source index, byte offset of its line).
+RecordKey = tuple[int, int]
+
+
+def dumps(obj: Any) -> bytes:
+    """Stable, readable JSON bytes for store documents."""
+    return (json.dumps(obj, indent=1, sort_keys=True, ensure_ascii=False) + "\n").encode()
+
+
+def _from_dict(cls, data: dict[str, Any]):
+    known = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass(frozen=True)
+class InputPin:
+    """One input object as it was when the run was planned."""
+
+    uri: str
+    size: int
+    etag: str
+
+
+@dataclass(frozen=True)
+class ChunkSummary:
+    """A chunk as listed in run.json, so status needs no per-chunk read."""
+
+    id: str
+    bytes: int
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything a worker needs to know about the run, fixed at submit time."""
+
+    run_id: str
+    created_at: str
+    inputs: tuple[InputPin, ...]
+    chunks: tuple[ChunkSummary, ...]
+    engine: str
+    model: str
+    model_revision: str
+    sampling: dict[str, Any]
+    backend: str
+    use_spot: bool
+    max_attempts: int
+    parallel: int
+    chunkpilot_version: str
+    template: str | None = None
+    commit_seconds: float = 5.0
+    commit_records: int = 256
+    engine_options: dict[str, Any] = field(default_factory=dict)
+    # Backend settings every launch of this run reuses (template overrides, secret *names*; never values).
+    backend_options: dict[str, Any] = field(default_factory=dict)
+    version: int = SPEC_VERSION
+
+    def to_json(self) -> bytes:
+        return dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> "RunSpec":
+        data = json.loads(raw)
+        if data.get("version") != SPEC_VERSION:
+            raise ConfigError(f"run.json has spec version {data.get('version')}, this chunkpilot reads {SPEC_VERSION}")
+        data["inputs"] = tuple(InputPin(**i) for i in data["inputs"])
+        data["chunks"] = tuple(ChunkSummary(**c) for c in data["chunks"])
+        return _from_dict(cls, data)
+
+    @property
+    def chunk_ids(self) -> list[str]:
+        return [c.id for c in self.chunks]
+
+    def with_(self, **changes: Any) -> "RunSpec":
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class ByteRange:
+    """Bytes ``[start, end)`` of input ``source`` (an index into RunSpec.inputs)."""
+
+    source: int
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
+class ChunkManifest:
+    """The byte ranges one job processes, in input order."""
+
+    chunk: str
+    ranges: tuple[ByteRange, ...]
+
+    @property
+    def bytes(self) -> int:
+        return sum(r.end - r.start for r in self.ranges)
+
+    def to_json(self) -> bytes:
+        return dumps({"chunk": self.chunk, "ranges": [asdict(r) for r in self.ranges], "bytes": self.bytes})
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> "ChunkManifest":
+        data = json.loads(raw)
+        return cls(chunk=data["chunk"], ranges=tuple(ByteRange(**r) for r in data["ranges"]))
+
+
+_PART = re.compile(r"^a(\d+)-(\d+)_(\d+)\.(\d+)_(\d+)\.(\d+)_(\d+)\.jsonl$")
+
+
+@dataclass(frozen=True, order=True)
+class PartName:
+    """A committed part: every record with ``first <= key < end`` of its chunk, sorted by key.
+
+    The name carries the interval and the record count so that resume, status and
+    collect learn what is committed from one listing, without reading parts.
+    ``end`` is the byte position just past the part's last line. Parts from
+    different attempts (or a zombie) may overlap; each is complete for its interval.
+    """
+
+    first: RecordKey
+    end: RecordKey
+    attempt: int
+    seq: int
+    records: int
+
+    @property
+    def filename(self) -> str:
+        return (
+            f"a{self.attempt}-{self.seq:05d}_{self.first[0]}.{self.first[1]}"
+            f"_{self.end[0]}.{self.end[1]}_{self.records}.jsonl"
+        )
+
+    @classmethod
+    def parse(cls, filename: str) -> "PartName | None":
+        m = _PART.match(filename)
+        if not m:
+            return None
+        a, seq, s0, o0, s1, o1, n = (int(g) for g in m.groups())
+        return cls(first=(s0, o0), end=(s1, o1), attempt=a, seq=seq, records=n)
+
+
+@dataclass(frozen=True)
+class SuccessMarker:
+    """``out/<chunk>/_SUCCESS``: written once, last, by the worker that finished the chunk.
+
+    ``records``, ``skipped_blank`` and ``bytes`` cover the whole chunk; ``ok``,
+    ``errors``, tokens and ``seconds`` cover the finishing attempt's own work, and
+    ``resumed_records`` says how many records it found already committed.
+    """
+
+    chunk: str
+    attempt: int
+    records: int
+    skipped_blank: int
+    bytes: int
+    ok: int
+    errors: int
+    resumed_records: int
+    prompt_tokens: int
+    completion_tokens: int
+    seconds: float
+    finished_at: str
+
+    def to_json(self) -> bytes:
+        return dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> "SuccessMarker":
+        return _from_dict(cls, json.loads(raw))
+
+
+@dataclass(frozen=True)
+class Progress:
+    """``progress/<chunk>.json``: the worker's heartbeat."""
+
+    chunk: str
+    attempt: int
+    state: str  # running | stopping | done
+    records_done: int
+    bytes_done: int
+    bytes_total: int
+    tokens_per_s: float
+    updated_at: float
+
+    def to_json(self) -> bytes:
+        return dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> "Progress":
+        return _from_dict(cls, json.loads(raw))
+
+
+@dataclass(frozen=True)
+class AttemptRecord:
+    """``jobs/<chunk>/a<attempt>.json``: one launch of a chunk, created put-if-absent.
+
+    Creating this object is what claims an attempt number, so two launchers can
+    never start the same attempt; ``job_id`` is filled in once the backend answers.
+    """
+
+    chunk: str
+    attempt: int
+    backend: str
+    name: str
+    launched_at: float
+    job_id: str | None = None
+    state: str = "PENDING"
+    ended_at: float | None = None
+    reason: str | None = None
+    cancelled_by_us: bool = False
+
+    def to_json(self) -> bytes:
+        return dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> "AttemptRecord":
+        return _from_dict(cls, json.loads(raw))
+
+    def with_(self, **changes: Any) -> "AttemptRecord":
+        return replace(self, **changes)
+
+
+def attempt_key(chunk: str, attempt: int) -> str:
+    return f"jobs/{chunk}/a{attempt}.json"
+
+
+def parse_attempt_key(key: str) -> tuple[str, int] | None:
+    """``jobs/0003/a2.json`` -> ("0003", 2)."""
+    m = re.match(r"^jobs/([0-9]+)/a([0-9]+)\.json$", key)
+    return (m.group(1), int(m.group(2))) if m else None

@@ -1,0 +1,71 @@
+"""The object-store seam: a handful of primitives every backend implements.
+
+Keys are ``/``-separated and relative to the store's root URI. Implementations
+guarantee:
+
+* ``put`` is atomic: a reader sees the old object or the whole new one, never a torn one.
+* ``put_if_absent`` writes only when no object exists at the key and says whether it
+  wrote. It is safe to retry: a write that landed but whose answer was lost reports
+  ``True`` when the stored bytes are the ones we sent.
+* ``put_if_match`` replaces an object only when its current ``etag`` is the given one.
+* ``list`` yields every object under a prefix, recursively, sorted by key, with size,
+  etag and modification time, paginating as the backend needs.
+* ``get_range`` reads ``[start, end)``; a range past the end is truncated, not an error.
+
+Everything raises ``NotFoundError`` for a missing key and ``StoreError`` for any other
+failure, so no caller ever sees a boto3 or OS exception.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import BinaryIO, Iterator, Protocol
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """What a listing or a head says about one object."""
+
+    key: str
+    size: int
+    etag: str
+    mtime: float  # seconds since the epoch
+
+
+class Store(Protocol):
+    """An object store rooted at ``uri`` (a local folder or ``s3://bucket/prefix``)."""
+
+    uri: str
+
+    def get(self, key: str) -> bytes: ...
+
+    def get_range(self, key: str, start: int, end: int) -> bytes: ...
+
+    def open(self, key: str) -> BinaryIO:
+        """A readable stream of the whole object, for reads too big to hold in memory."""
+        ...
+
+    def head(self, key: str) -> ObjectInfo: ...
+
+    def put(self, key: str, data: bytes) -> None: ...
+
+    def put_if_absent(self, key: str, data: bytes) -> bool: ...
+
+    def put_if_match(self, key: str, data: bytes, etag: str) -> bool: ...
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]: ...
+
+    def delete(self, key: str) -> None: ...
+
+    def child(self, prefix: str) -> "Store":
+        """A store rooted at ``<uri>/<prefix>``, sharing connections with this one."""
+        ...
+
+    def check_writable(self) -> None:
+        """Raise StoreError with a clear message if this store cannot be written."""
+        ...
+
+
+def join_key(*parts: str) -> str:
+    """Join key segments with ``/``, ignoring empty ones."""
+    return "/".join(p.strip("/") for p in parts if p and p.strip("/"))

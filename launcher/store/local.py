@@ -1,0 +1,203 @@
+"""A store in a local directory: the default, and what most users meet first.
+
+Atomicity comes from the file system: ``put`` writes a temporary file in the
+target's folder and renames it over the target; ``put_if_absent`` hard-links the
+temporary file to the target, which fails if the target exists; ``put_if_match``
+takes an ``flock`` on a side lock file so the compare and the replace are one step.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import tempfile
+from pathlib import Path
+from typing import BinaryIO, Iterator
+
+from launcher.errors import NotFoundError, StoreError
+from launcher.store.base import ObjectInfo, join_key
+
+_TMP_PREFIX = ".tmp-"
+
+
+def _etag(st: os.stat_result) -> str:
+    # A rename creates a new inode, so (inode, mtime, size) changes on every put.
+    return f"{st.st_ino:x}-{st.st_mtime_ns:x}-{st.st_size:x}"
+
+
+class LocalStore:
+    """A store rooted at a local directory path."""
+
+    def __init__(self, root: str | os.PathLike[str]):
+        self.root = Path(root).expanduser().absolute()
+        self.uri = str(self.root)
+
+    def __repr__(self) -> str:
+        return f"LocalStore({self.uri!r})"
+
+    # -- paths ---------------------------------------------------------------
+    def _path(self, key: str) -> Path:
+        if key.startswith("/") or any(part in ("..", ".") for part in key.split("/")):
+            raise StoreError(f"invalid store key {key!r}")
+        return self.root / key
+
+    def child(self, prefix: str) -> "LocalStore":
+        return LocalStore(self._path(prefix))
+
+    # -- reads ---------------------------------------------------------------
+    def get(self, key: str) -> bytes:
+        try:
+            return self._path(key).read_bytes()
+        except FileNotFoundError as exc:
+            raise NotFoundError(f"{self.uri}/{key} does not exist") from exc
+        except IsADirectoryError as exc:
+            raise NotFoundError(f"{self.uri}/{key} is a folder, not an object") from exc
+        except OSError as exc:
+            raise StoreError(f"cannot read {self.uri}/{key}: {exc.strerror}") from exc
+
+    def get_range(self, key: str, start: int, end: int) -> bytes:
+        if end <= start:
+            return b""
+        try:
+            with open(self._path(key), "rb") as f:
+                f.seek(start)
+                return f.read(end - start)
+        except FileNotFoundError as exc:
+            raise NotFoundError(f"{self.uri}/{key} does not exist") from exc
+        except OSError as exc:
+            raise StoreError(f"cannot read {self.uri}/{key}: {exc.strerror}") from exc
+
+    def open(self, key: str) -> BinaryIO:
+        try:
+            return open(self._path(key), "rb")
+        except FileNotFoundError as exc:
+            raise NotFoundError(f"{self.uri}/{key} does not exist") from exc
+        except OSError as exc:
+            raise StoreError(f"cannot read {self.uri}/{key}: {exc.strerror}") from exc
+
+    def head(self, key: str) -> ObjectInfo:
+        path = self._path(key)
+        try:
+            st = path.stat()
+        except FileNotFoundError as exc:
+            raise NotFoundError(f"{self.uri}/{key} does not exist") from exc
+        except OSError as exc:
+            raise StoreError(f"cannot stat {self.uri}/{key}: {exc.strerror}") from exc
+        if not path.is_file():
+            raise NotFoundError(f"{self.uri}/{key} is a folder, not an object")
+        return ObjectInfo(key, st.st_size, _etag(st), st.st_mtime)
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        base = self._path(prefix.rstrip("/")) if prefix.strip("/") else self.root
+        # A prefix may end mid-name ("out/00" matches "out/0001/..."), like S3's.
+        if prefix and not prefix.endswith("/") and not base.is_dir():
+            parent, stem = base.parent, base.name
+            roots = sorted(p for p in parent.glob(f"{_glob_escape(stem)}*")) if parent.is_dir() else []
+        else:
+            roots = [base] if base.exists() else []
+        found: list[ObjectInfo] = []
+        for root in roots:
+            if root.is_file():
+                found.append(self._info(root))
+                continue
+            for dirpath, dirnames, filenames in os.walk(root):
+                dirnames[:] = [d for d in dirnames if not d.startswith(_TMP_PREFIX)]
+                for name in filenames:
+                    if name.startswith(_TMP_PREFIX) or name.endswith(".lock"):
+                        continue
+                    try:
+                        found.append(self._info(Path(dirpath) / name))
+                    except FileNotFoundError:
+                        continue  # deleted while we walked
+        found.sort(key=lambda o: o.key)
+        return iter(found)
+
+    def _info(self, path: Path) -> ObjectInfo:
+        st = path.stat()
+        return ObjectInfo(path.relative_to(self.root).as_posix(), st.st_size, _etag(st), st.st_mtime)
+
+    # -- writes --------------------------------------------------------------
+    def _write_tmp(self, path: Path, data: bytes) -> str:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, dir=path.parent)
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            return tmp
+        except OSError as exc:
+            raise StoreError(f"cannot write {path}: {exc.strerror}") from exc
+
+    def put(self, key: str, data: bytes) -> None:
+        path = self._path(key)
+        tmp = self._write_tmp(path, data)
+        try:
+            os.replace(tmp, path)
+        except OSError as exc:
+            _silent_unlink(tmp)
+            raise StoreError(f"cannot write {self.uri}/{key}: {exc.strerror}") from exc
+
+    def put_if_absent(self, key: str, data: bytes) -> bool:
+        path = self._path(key)
+        tmp = self._write_tmp(path, data)
+        try:
+            os.link(tmp, path)
+            return True
+        except FileExistsError:
+            return False
+        except OSError as exc:
+            raise StoreError(f"cannot write {self.uri}/{key}: {exc.strerror}") from exc
+        finally:
+            _silent_unlink(tmp)
+
+    def put_if_match(self, key: str, data: bytes, etag: str) -> bool:
+        path = self._path(key)
+        lock_path = path.with_name(path.name + ".lock")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(lock_path, "a") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                try:
+                    current = _etag(path.stat())
+                except FileNotFoundError:
+                    return False
+                if current != etag:
+                    return False
+                self.put(key, data)
+                return True
+        except OSError as exc:
+            raise StoreError(f"cannot write {self.uri}/{key}: {exc.strerror}") from exc
+
+    def delete(self, key: str) -> None:
+        try:
+            self._path(key).unlink()
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise StoreError(f"cannot delete {self.uri}/{key}: {exc.strerror}") from exc
+
+    def check_writable(self) -> None:
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, dir=self.root)
+            os.close(fd)
+            os.unlink(tmp)
+        except OSError as exc:
+            raise StoreError(f"store {self.uri} is not writable: {exc.strerror}") from exc
+
+
+def _silent_unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError as exc:  # pragma: no cover - best effort cleanup
+        if exc.errno != errno.ENOENT:
+            pass
+
+
+def _glob_escape(text: str) -> str:
+    return "".join(f"[{c}]" if c in "*?[" else c for c in text)
+
+
+__all__ = ["LocalStore", "join_key"]

@@ -1,0 +1,102 @@
+"""What is committed, and how new results become parts. Pure except ``write_part``.
+
+A part holds every record whose key is in ``[first, end)`` of its chunk, sorted by
+key. ``CommittedSet`` rebuilds the union of those intervals from part names alone,
+so resuming costs one listing, whatever the chunk size.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from dataclasses import dataclass, field
+from typing import Iterable
+
+from launcher.spec import PartName, RecordKey
+from launcher.store import Store
+
+
+class CommittedSet:
+    """The union of committed part intervals; membership by binary search."""
+
+    def __init__(self, parts: Iterable[PartName]):
+        merged: list[list[RecordKey]] = []
+        for part in sorted(parts):
+            if merged and part.first <= merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], part.end)
+            else:
+                merged.append([part.first, part.end])
+        self._starts = [m[0] for m in merged]
+        self._ends = [m[1] for m in merged]
+
+    def __contains__(self, key: RecordKey) -> bool:
+        i = bisect_right(self._starts, key) - 1
+        return i >= 0 and key < self._ends[i]
+
+    def __len__(self) -> int:
+        return len(self._starts)
+
+
+@dataclass
+class Slot:
+    """One record of the chunk in flight or finished, in input order."""
+
+    key: RecordKey
+    end: RecordKey  # position just past its line
+    line: bytes | None = None  # the output line once answered
+    ok: bool = False
+
+
+BARRIER = None  # marks a record another part already holds: a part must not span it
+
+
+@dataclass
+class PartBatch:
+    """Consecutive finished slots that will become one part."""
+
+    slots: list[Slot] = field(default_factory=list)
+
+    def name(self, attempt: int, seq: int) -> PartName:
+        return PartName(self.slots[0].key, self.slots[-1].end, attempt, seq, len(self.slots))
+
+    def body(self) -> bytes:
+        return b"".join(s.line for s in self.slots)  # type: ignore[misc]
+
+
+def runs_of_finished(pending: list[Slot | None], *, prefix_only: bool) -> tuple[list[PartBatch], int]:
+    """Group finished slots into part batches, cutting at barriers and unfinished slots.
+
+    With ``prefix_only`` only the finished prefix is taken (a normal commit: the rest
+    keeps its order for later). Otherwise every maximal run of finished slots is
+    taken (the last commit before stopping). Returns the batches and how many
+    leading entries of ``pending`` they consumed.
+    """
+    batches: list[PartBatch] = []
+    current: list[Slot] = []
+    consumed = 0
+    for i, slot in enumerate(pending):
+        if slot is not BARRIER and slot.line is not None:
+            current.append(slot)
+        else:
+            if current:
+                batches.append(PartBatch(current))
+                current = []
+            if prefix_only and slot is not BARRIER:
+                break
+        consumed = i + 1
+    if current:
+        batches.append(PartBatch(current))
+    return batches, consumed
+
+
+def write_part(store: Store, chunk: str, batch: PartBatch, attempt: int, seq: int) -> int:
+    """Write ``batch`` as an immutable part; return the seq after the one used.
+
+    A name already taken (a restarted process of the same attempt, or a zombie)
+    moves on to the next seq: parts are never overwritten.
+    """
+    body = batch.body()
+    while True:
+        name = batch.name(attempt, seq)
+        if store.put_if_absent(f"out/{chunk}/{name.filename}", body):
+            return seq + 1
+        seq += 1

@@ -1,0 +1,72 @@
+"""A deterministic engine without a model, for plumbing checks and fast tests.
+
+It answers each request with its own prompt (or last message) reversed word by
+word, cut to ``max_tokens`` words. Options: ``delay`` seconds per step (to mimic a
+slow model), ``batch`` requests finished per step. Never a default.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from typing import Any
+
+from worker.requests import Completion, Request
+
+
+def echo_text(request: Request) -> str:
+    if request.kind == "chat":
+        last = request.messages[-1] if request.messages else {}
+        content = last.get("content", "")
+        if isinstance(content, list):  # content parts: keep the text ones
+            content = " ".join(p.get("text", "") for p in content if isinstance(p, dict))
+        source = str(content)
+    else:
+        source = request.prompt or ""
+    words = source.split()[::-1]
+    max_tokens = int(request.sampling.get("max_tokens") or 16)
+    return " ".join(words[:max_tokens])
+
+
+class EchoEngine:
+    model_name = "echo"
+    model_revision = "echo-1"
+
+    def __init__(self, model: str | None = None, options: dict[str, Any] | None = None):
+        options = options or {}
+        self.delay = float(options.get("delay", 0.0))
+        self.batch = int(options.get("batch", 64))
+        self._queue: deque[tuple[str, Request]] = deque()
+
+    def add(self, request_id: str, request: Request) -> Completion | None:
+        self._queue.append((request_id, request))
+        return None
+
+    def step(self) -> list[Completion]:
+        if not self._queue:
+            return []
+        if self.delay:
+            time.sleep(self.delay)
+        done = []
+        for _ in range(min(self.batch, len(self._queue))):
+            request_id, request = self._queue.popleft()
+            text = echo_text(request)
+            done.append(
+                Completion(
+                    request_id=request_id,
+                    text=text,
+                    finish_reason="stop",
+                    prompt_tokens=len((request.prompt or str(request.messages)).split()),
+                    completion_tokens=len(text.split()),
+                )
+            )
+        return done
+
+    def in_flight(self) -> int:
+        return len(self._queue)
+
+    def abort_all(self) -> None:
+        self._queue.clear()
+
+    def close(self) -> None:
+        self._queue.clear()

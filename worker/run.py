@@ -1,0 +1,356 @@
+"""The resumable loop that runs one chunk (DESIGN.md "Worker", steps 1-6).
+
+Records stream from the chunk's byte ranges in input order; those already
+committed are skipped; the rest go to the engine with a bounded number in
+flight, so continuous batching stays full and a slow request never idles it.
+Finished results wait in ``pending`` (input order) and are committed as parts
+every ``commit_seconds`` or ``commit_records``, on SIGTERM and at the end. A kill
+loses at most what finished since the last commit.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from collections import deque
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Iterator
+
+from launcher.errors import ChunkpilotError, ConfigError, InputError, NotFoundError, StoreError
+from launcher.inputs import check_pin
+from launcher.spec import ChunkManifest, PartName, Progress, RecordKey, RunSpec, SuccessMarker
+from launcher.store import Store, open_store
+from worker.commit import BARRIER, CommittedSet, Slot, runs_of_finished, write_part
+from worker.engines import load_engine
+from worker.engines.base import Engine
+from worker.output import ok_line, record_error_line, error_line
+from worker.reader import iter_chunk_lines
+from worker.records import is_blank, parse_record
+from worker.requests import Completion, RecordError, Request
+
+log = logging.getLogger("chunkpilot.worker")
+
+EXIT_DONE = 0
+EXIT_PREEMPTED = 75  # SkyPilot job_recovery.recover_on_exit_codes
+EXIT_CONFIG = 2
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    attempt: int = 0
+    max_in_flight: int = 128
+    heartbeat_seconds: float = 5.0
+    grace_seconds: float = 20.0
+    store_retry_seconds: float = 120.0
+
+
+@dataclass
+class Counters:
+    records: int = 0
+    skipped_blank: int = 0
+    resumed: int = 0
+    ok: int = 0
+    errors: int = 0
+    committed: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+def split_chunk_uri(chunk_uri: str) -> tuple[str, str]:
+    """``<store>/<run>/chunks/<chunk>.json`` -> (run store URI, chunk id)."""
+    head, sep, tail = chunk_uri.rpartition("/chunks/")
+    if not sep or not tail.endswith(".json") or "/" in tail:
+        raise ConfigError(f"--chunk must be <store>/<run>/chunks/<chunk>.json, got {chunk_uri!r}")
+    return head, tail[: -len(".json")]
+
+
+class StopRequested:
+    """Set by SIGTERM/SIGINT: stop taking records, finish or drop what is in flight, commit."""
+
+    def __init__(self) -> None:
+        self.at: float | None = None
+
+    def __call__(self, signum, frame) -> None:  # signal handler
+        if self.at is None:
+            self.at = time.monotonic()
+            log.warning("signal %s: stopping after committing finished records", signum)
+
+    def install(self) -> None:
+        signal.signal(signal.SIGTERM, self)
+        signal.signal(signal.SIGINT, self)
+
+    @property
+    def requested(self) -> bool:
+        return self.at is not None
+
+
+class ChunkRun:
+    """One worker process's run of one chunk."""
+
+    def __init__(self, store: Store, spec: RunSpec, manifest: ChunkManifest, engine: Engine, options: WorkerOptions):
+        self.store = store
+        self.spec = spec
+        self.manifest = manifest
+        self.chunk = manifest.chunk
+        self.engine = engine
+        self.options = options
+        self.stop = StopRequested()
+        self.counters = Counters()
+        self.pending: deque[Slot | None] = deque()
+        self.in_flight: dict[str, Slot] = {}
+        self.requests: dict[str, Request] = {}
+        self.seq = 0
+        self.started = time.monotonic()
+        self.last_commit = self.started
+        self.last_heartbeat = 0.0
+        self.bytes_done = 0
+        self._range_base = self._range_offsets()
+
+    # -- positions -------------------------------------------------------------
+    def _range_offsets(self) -> list[tuple[int, int, int, int]]:
+        out, base = [], 0
+        for r in self.manifest.ranges:
+            out.append((r.source, r.start, r.end, base))
+            base += r.end - r.start
+        return out
+
+    def chunk_position(self, key: RecordKey) -> int:
+        """Bytes of the chunk before ``key``: progress in bytes."""
+        for source, start, end, base in self._range_base:
+            if source == key[0] and start <= key[1] <= end:
+                return base + key[1] - start
+        return 0
+
+    # -- main loop -------------------------------------------------------------
+    def run(self) -> int:
+        existing = self._committed_parts()
+        committed = CommittedSet(existing)
+        own = [p.seq for p in existing if p.attempt == self.options.attempt]
+        self.seq = max(own) + 1 if own else 0
+        log.info("chunk %s attempt %d: %d part(s) already committed", self.chunk, self.options.attempt, len(existing))
+
+        lines = self._records(committed)
+        max_pending = max(4 * self.options.max_in_flight, 2 * self.spec.commit_records)
+        exhausted = False
+        while True:
+            if not self.stop.requested:
+                while not exhausted and len(self.in_flight) < self.options.max_in_flight and len(self.pending) < max_pending:
+                    if not self._feed_one(lines):
+                        exhausted = True
+            if self.in_flight:
+                for completion in self.engine.step():
+                    self._finish(completion)
+            elif exhausted or self.stop.requested:
+                break
+            now = time.monotonic()
+            if self.stop.requested and now - self.stop.at >= self.options.grace_seconds:
+                log.warning("grace period over: dropping %d unfinished request(s)", len(self.in_flight))
+                self.engine.abort_all()
+                self.in_flight.clear()
+                break
+            if now - self.last_commit >= self.spec.commit_seconds or self._finished_prefix() >= self.spec.commit_records:
+                self._commit(prefix_only=True)
+            if now - self.last_heartbeat >= self.options.heartbeat_seconds:
+                self._heartbeat("running")
+
+        self._commit(prefix_only=False)
+        if not exhausted or self.pending:
+            self._heartbeat("stopped")
+            log.warning("chunk %s stopped: %d record(s) committed this attempt", self.chunk, self.counters.committed)
+            return EXIT_PREEMPTED
+        self._write_success()
+        self._heartbeat("done")
+        return EXIT_DONE
+
+    def _committed_parts(self) -> list[PartName]:
+        parts = []
+        for obj in self._retry(lambda: list(self.store.list(f"out/{self.chunk}/"))):
+            part = PartName.parse(obj.key.rsplit("/", 1)[-1])
+            if part is not None:
+                parts.append(part)
+        return parts
+
+    def _records(self, committed: CommittedSet) -> Iterator[tuple[RecordKey, RecordKey, Request | RecordError | None]]:
+        defaults = self.spec.sampling
+        for key, line in iter_chunk_lines(self.spec.inputs, self.manifest.ranges):
+            end = (key[0], key[1] + len(line))
+            if is_blank(line):
+                self.counters.skipped_blank += 1
+                continue
+            self.counters.records += 1
+            if key in committed:
+                self.counters.resumed += 1
+                yield key, end, None
+                continue
+            yield key, end, parse_record(key, line, defaults)
+
+    def _feed_one(self, lines) -> bool:
+        item = next(lines, None)
+        if item is None:
+            return False
+        key, end, parsed = item
+        if parsed is None:
+            if self.pending and self.pending[-1] is not BARRIER:
+                self.pending.append(BARRIER)
+            elif not self.pending:
+                self.pending.append(BARRIER)
+            return True
+        slot = Slot(key, end)
+        self.pending.append(slot)
+        if isinstance(parsed, RecordError):
+            slot.line = record_error_line(self.spec.run_id, parsed)
+            self.counters.errors += 1
+            return True
+        request_id = f"{key[0]}:{key[1]}"
+        rejected = self.engine.add(request_id, parsed)
+        self.in_flight[request_id] = slot
+        self.requests[request_id] = parsed
+        if rejected is not None:
+            self._finish(rejected)
+        return True
+
+    def _finish(self, completion: Completion) -> None:
+        slot = self.in_flight.pop(completion.request_id, None)
+        request = self.requests.pop(completion.request_id, None)
+        if slot is None or request is None:
+            return
+        if completion.error:
+            code, message = completion.error
+            slot.line = error_line(self.spec.run_id, request.key, request.custom_id, code, message)
+            self.counters.errors += 1
+        else:
+            slot.line = ok_line(
+                self.spec.run_id, request, completion, self.engine.model_name, self.engine.model_revision
+            )
+            slot.ok = True
+            self.counters.ok += 1
+            self.counters.prompt_tokens += completion.prompt_tokens
+            self.counters.completion_tokens += completion.completion_tokens
+
+    def _finished_prefix(self) -> int:
+        count = 0
+        for slot in self.pending:
+            if slot is BARRIER:
+                continue
+            if slot.line is None:
+                break
+            count += 1
+        return count
+
+    # -- committing -------------------------------------------------------------
+    def _commit(self, *, prefix_only: bool) -> None:
+        self.last_commit = time.monotonic()
+        batches, consumed = runs_of_finished(list(self.pending), prefix_only=prefix_only)
+        for batch in batches:
+            self.seq = self._retry(lambda b=batch: write_part(self.store, self.chunk, b, self.options.attempt, self.seq))
+            self.counters.committed += len(batch.slots)
+            self.bytes_done = max(self.bytes_done, self.chunk_position(batch.slots[-1].end))
+        if prefix_only:
+            for _ in range(consumed):
+                self.pending.popleft()
+        else:
+            self.pending = deque(s for s in self.pending if s is not BARRIER and s.line is None)
+
+    def _heartbeat(self, state: str) -> None:
+        self.last_heartbeat = time.monotonic()
+        elapsed = max(self.last_heartbeat - self.started, 1e-6)
+        progress = Progress(
+            chunk=self.chunk,
+            attempt=self.options.attempt,
+            state=state,
+            records_done=self.counters.resumed + self.counters.committed,
+            bytes_done=self.bytes_done,
+            bytes_total=self.manifest.bytes,
+            tokens_per_s=round(self.counters.completion_tokens / elapsed, 2),
+            updated_at=time.time(),
+        )
+        try:
+            self.store.put(f"progress/{self.chunk}.json", progress.to_json())
+        except StoreError as exc:  # a missed heartbeat is not worth stopping for
+            log.warning("heartbeat not written: %s", exc)
+
+    def _write_success(self) -> None:
+        marker = SuccessMarker(
+            chunk=self.chunk,
+            attempt=self.options.attempt,
+            records=self.counters.records,
+            skipped_blank=self.counters.skipped_blank,
+            bytes=self.manifest.bytes,
+            ok=self.counters.ok,
+            errors=self.counters.errors,
+            resumed_records=self.counters.resumed,
+            prompt_tokens=self.counters.prompt_tokens,
+            completion_tokens=self.counters.completion_tokens,
+            seconds=round(time.monotonic() - self.started, 3),
+            finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        )
+        wrote = self._retry(lambda: self.store.put_if_absent(f"out/{self.chunk}/_SUCCESS", marker.to_json()))
+        log.info(
+            "chunk %s done: %d records (%d ok, %d errors, %d resumed), %d blank lines skipped%s",
+            self.chunk, marker.records, marker.ok, marker.errors, marker.resumed_records, marker.skipped_blank,
+            "" if wrote else " (another worker had already marked it done)",
+        )
+
+    def _retry(self, action):
+        """Run a store action, retrying StoreError beyond boto3's own retries for a while."""
+        deadline = time.monotonic() + self.options.store_retry_seconds
+        delay = 0.5
+        while True:
+            try:
+                return action()
+            except NotFoundError:
+                raise
+            except StoreError as exc:
+                if time.monotonic() >= deadline:
+                    raise
+                log.warning("store error, retrying in %.1fs: %s", delay, exc)
+                time.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+
+def run_chunk(chunk_uri: str, options: WorkerOptions) -> int:
+    """Run one chunk to completion or to a stop; returns the process exit code."""
+    try:
+        store_uri, chunk = split_chunk_uri(chunk_uri)
+        store = open_store(store_uri)
+        spec = RunSpec.from_json(store.get("run.json"))
+        manifest = ChunkManifest.from_json(store.get(f"chunks/{chunk}.json"))
+    except (ChunkpilotError, ValueError, KeyError) as exc:
+        log.error("cannot load the chunk: %s", exc)
+        return EXIT_CONFIG
+    try:
+        store.head(f"out/{chunk}/_SUCCESS")
+        log.info("chunk %s is already done", chunk)
+        return EXIT_DONE
+    except NotFoundError:
+        pass
+    try:
+        for source in sorted({r.source for r in manifest.ranges}):
+            check_pin(spec.inputs[source])
+    except InputError as exc:
+        log.error("%s", exc)
+        return EXIT_CONFIG
+    except StoreError as exc:
+        log.error("cannot check inputs: %s", exc)
+        return EXIT_PREEMPTED
+    engine_options = dict(spec.engine_options)
+    max_in_flight = int(engine_options.pop("max_in_flight", options.max_in_flight))
+    try:
+        engine = load_engine(spec.engine, spec.model, engine_options)
+    except ConfigError as exc:
+        log.error("%s", exc)
+        return EXIT_CONFIG
+    chunk_run = ChunkRun(store, spec, manifest, engine, WorkerOptions(**{**options.__dict__, "max_in_flight": max_in_flight}))
+    chunk_run.stop.install()
+    try:
+        return chunk_run.run()
+    except StoreError as exc:
+        log.error("store unavailable, stopping so the job is retried: %s", exc)
+        return EXIT_PREEMPTED
+    except InputError as exc:
+        log.error("%s", exc)
+        return EXIT_CONFIG
+    finally:
+        engine.close()
