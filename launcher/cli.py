@@ -5,6 +5,7 @@ Domain errors (``ChunkpilotError``) become one-line messages here and nowhere el
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import logging
@@ -245,7 +246,7 @@ def status(run_id, store_uri, as_json):
 @click.argument("run_id")
 @store_option
 @click.option("--max-attempts", type=click.IntRange(min=1), default=None, help="Override the run's launches-per-chunk limit.")
-@click.option("--interval", type=click.FloatRange(min=0.1), default=5.0, show_default=True, help="Seconds between polls.")
+@click.option("--interval", type=click.FloatRange(min=0.1), default=None, show_default="$CHUNKPILOT_POLL_SECONDS or 5", help="Seconds between polls.")
 @click.option("--stuck-after", type=click.FloatRange(min=0), default=0, show_default="never",
               help="Cancel and relaunch a running job whose heartbeat has not moved for this many seconds.")
 @handle_errors
@@ -255,7 +256,10 @@ def watch(run_id, store_uri, max_attempts, interval, stuck_after):
     from launcher.watch import WatchOptions
 
     run = open_run(store_uri, run_id)
-    sys.exit(_watch(run, WatchOptions(max_attempts=max_attempts, interval=interval, stuck_seconds=stuck_after)))
+    options = WatchOptions(max_attempts=max_attempts, stuck_seconds=stuck_after)
+    if interval is not None:
+        options = dataclasses.replace(options, interval=interval)
+    sys.exit(_watch(run, options))
 
 
 @cli.command()

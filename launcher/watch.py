@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 from typing import Callable
 
 from launcher.backends.base import Backend, LaunchRequest
@@ -28,7 +29,7 @@ log = logging.getLogger("chunkpilot.watch")
 @dataclass(frozen=True)
 class WatchOptions:
     max_attempts: int | None = None  # None: the run's own
-    interval: float = 5.0
+    interval: float = field(default_factory=lambda: float(os.environ.get("CHUNKPILOT_POLL_SECONDS", "5")))
     stuck_seconds: float = 0.0
     missing_grace_seconds: float = 60.0
     lease_ttl: float = 120.0

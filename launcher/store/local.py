@@ -91,7 +91,7 @@ class LocalStore:
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         base = self._path(prefix.rstrip("/")) if prefix.strip("/") else self.root
         # A prefix may end mid-name ("out/00" matches "out/0001/..."), like S3's.
-        if prefix and not prefix.endswith("/") and not base.is_dir():
+        if prefix and not prefix.endswith("/"):
             parent, stem = base.parent, base.name
             roots = sorted(p for p in parent.glob(f"{_glob_escape(stem)}*")) if parent.is_dir() else []
         else:
@@ -179,13 +179,16 @@ class LocalStore:
             raise StoreError(f"cannot delete {self.uri}/{key}: {exc.strerror}") from exc
 
     def check_writable(self) -> None:
-        try:
-            self.root.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, dir=self.root)
-            os.close(fd)
-            os.unlink(tmp)
-        except OSError as exc:
-            raise StoreError(f"store {self.uri} is not writable: {exc.strerror}") from exc
+        """Check without creating anything: the root, or its nearest existing ancestor, is a writable folder."""
+        path = self.root
+        while not path.exists():
+            if path.parent == path:
+                break
+            path = path.parent
+        if not path.is_dir():
+            raise StoreError(f"store {self.uri} is not writable: {path} is a file, not a folder")
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise StoreError(f"store {self.uri} is not writable: no write permission on {path}")
 
 
 def _silent_unlink(path: str) -> None:

@@ -2,7 +2,9 @@
 
 It answers each request with its own prompt (or last message) reversed word by
 word, cut to ``max_tokens`` words. Options: ``delay`` seconds per step (to mimic a
-slow model), ``batch`` requests finished per step. Never a default.
+slow model), ``batch`` requests finished per step, ``trace`` a file to which the
+id of every answered request is appended (to measure work regenerated after a
+kill). Never a default.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ class EchoEngine:
         options = options or {}
         self.delay = float(options.get("delay", 0.0))
         self.batch = int(options.get("batch", 64))
+        self._trace = open(options["trace"], "a", buffering=1) if options.get("trace") else None
         self._queue: deque[tuple[str, Request]] = deque()
 
     def add(self, request_id: str, request: Request) -> Completion | None:
@@ -60,6 +63,8 @@ class EchoEngine:
                     completion_tokens=len(text.split()),
                 )
             )
+            if self._trace:
+                self._trace.write(f"{request_id}\n")
         return done
 
     def in_flight(self) -> int:
@@ -70,3 +75,5 @@ class EchoEngine:
 
     def close(self) -> None:
         self._queue.clear()
+        if self._trace:
+            self._trace.close()

@@ -1,0 +1,144 @@
+"""Planner properties: for any inputs and chunk count, every line lands in exactly one chunk."""
+
+from __future__ import annotations
+
+import json
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from launcher.plan import next_line_start, plan_chunks, split_points
+from launcher.spec import InputPin
+from launcher.store import split_object_uri
+from worker.reader import iter_chunk_lines
+
+# Lines chosen to stress the cut points: CRLF, BOM, multi-byte characters, U+2028
+# inside a JSON string (a line separator for str.splitlines, not for us), blanks.
+LINE_PIECES = [
+    json.dumps({"prompt": "plain"}).encode(),
+    json.dumps({"prompt": "crlf"}).encode() + b"\r",
+    json.dumps({"prompt": "h\u00e9llo \u4e16\u754c \U0001f600"}, ensure_ascii=False).encode(),
+    json.dumps({"prompt": "sep\u2028inside\u2029too"}, ensure_ascii=False).encode(),
+    b"",
+    b"   ",
+    b"\xef\xbb\xbf" + json.dumps({"prompt": "bom"}).encode(),
+    b"x" * 300,
+]
+
+
+def build_file(pieces: list[int], final_newline: bool) -> bytes:
+    lines = [LINE_PIECES[i] for i in pieces]
+    body = b"\n".join(lines)
+    return body + (b"\n" if final_newline and lines else b"")
+
+
+def memory_probe(files: list[bytes]):
+    def probe(source: int, offset: int) -> int:
+        data = files[source]
+        return next_line_start(lambda a, b: data[a:b], len(data), offset, block=7)
+
+    return probe
+
+
+def lines_of(data: bytes) -> list[tuple[int, bytes]]:
+    out, pos = [], 0
+    while pos < len(data):
+        nl = data.find(b"\n", pos)
+        end = len(data) if nl < 0 else nl + 1
+        out.append((pos, data[pos:end]))
+        pos = end
+    return out
+
+
+files_strategy = st.lists(
+    st.tuples(st.lists(st.integers(0, len(LINE_PIECES) - 1), max_size=30), st.booleans()), min_size=1, max_size=4
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(files_strategy, st.integers(1, 40))
+def test_every_line_in_exactly_one_chunk(spec, n):
+    files = [build_file(p, nl) for p, nl in spec]
+    if sum(map(len, files)) == 0:
+        return
+    manifests = plan_chunks([len(f) for f in files], n, memory_probe(files))
+
+    assert 1 <= len(manifests) <= n
+    assert [m.chunk for m in manifests] == sorted(m.chunk for m in manifests)
+    covered = []
+    for m in manifests:
+        assert m.bytes > 0, "empty chunks are dropped"
+        for r in m.ranges:
+            covered.append((r.source, r.start, r.end))
+            data = files[r.source]
+            assert r.start == 0 or data[r.start - 1 : r.start] == b"\n", "a chunk starts at a line start"
+            assert r.end == len(data) or data[r.end - 1 : r.end] == b"\n", "a chunk ends at a line end"
+    # The ranges tile every file exactly once, in order.
+    expected_pos = {}
+    for source, start, end in covered:
+        assert start == expected_pos.get(source, 0)
+        expected_pos[source] = end
+    for source, data in enumerate(files):
+        assert expected_pos.get(source, 0) == len(data)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(files_strategy, st.integers(1, 12))
+def test_reader_yields_each_line_once_from_real_files(tmp_path, spec, n):
+    files = [build_file(p, nl) for p, nl in spec]
+    if sum(map(len, files)) == 0:
+        return
+    pins = []
+    for i, data in enumerate(files):
+        path = tmp_path / f"in{i}.jsonl"
+        path.write_bytes(data)
+        store, key = split_object_uri(str(path))
+        pins.append(InputPin(str(path), len(data), store.head(key).etag))
+
+    def probe(source, offset):
+        store, key = split_object_uri(pins[source].uri)
+        return next_line_start(lambda a, b: store.get_range(key, a, b), pins[source].size, offset)
+
+    manifests = plan_chunks([p.size for p in pins], n, probe)
+    got = [(key, line) for m in manifests for key, line in iter_chunk_lines(tuple(pins), m.ranges)]
+    want = [((s, off), line) for s, data in enumerate(files) for off, line in lines_of(data)]
+    assert got == want
+
+
+def test_more_chunks_than_lines():
+    files = [b'{"prompt": "a"}\n{"prompt": "b"}\n']
+    manifests = plan_chunks([len(files[0])], 50, memory_probe(files))
+    assert len(manifests) == 2
+
+
+def test_balanced_by_bytes():
+    line = b'{"prompt": "' + b"y" * 90 + b'"}\n'
+    data = line * 1000
+    manifests = plan_chunks([len(data)], 10, memory_probe([data]))
+    sizes = [m.bytes for m in manifests]
+    assert len(sizes) == 10
+    assert max(sizes) - min(sizes) <= len(line)
+
+
+def test_chunks_span_files():
+    files = [b"a\n" * 10, b"b\n" * 10]
+    manifests = plan_chunks([20, 20], 3, memory_probe(files))
+    assert any(len(m.ranges) == 2 for m in manifests)
+
+
+def test_probe_reads_little_of_a_long_line():
+    data = b"x" * 100_000 + b"\n" + b"y\n"
+    reads = []
+
+    def read(a, b):
+        reads.append(b - a)
+        return data[a:b]
+
+    assert next_line_start(read, len(data), 50_000) == 100_001
+    assert sum(reads) < 120_000
+    assert next_line_start(read, len(data), 100_001) == 100_001
+
+
+def test_split_points_even():
+    assert split_points(100, 4) == [25, 50, 75]
+    assert split_points(10, 1) == []

@@ -1,0 +1,47 @@
+"""Parts and what is committed: intervals from names, batches cut at barriers."""
+
+from __future__ import annotations
+
+from launcher.spec import PartName
+from worker.commit import BARRIER, CommittedSet, Slot, runs_of_finished
+
+
+def slot(offset: int, done: bool = True) -> Slot:
+    s = Slot((0, offset), (0, offset + 10))
+    if done:
+        s.line = f"line {offset}\n".encode()
+    return s
+
+
+def test_part_name_round_trip():
+    p = PartName((1, 20), (2, 5), attempt=3, seq=7, records=42)
+    assert PartName.parse(p.filename) == p
+    assert PartName.parse("_SUCCESS") is None and PartName.parse("a1-x.jsonl") is None
+
+
+def test_committed_set_merges_overlaps():
+    parts = [PartName((0, 0), (0, 30), 1, 0, 3), PartName((0, 20), (0, 50), 2, 0, 3), PartName((0, 70), (1, 10), 2, 1, 2)]
+    c = CommittedSet(parts)
+    assert len(c) == 2
+    assert (0, 0) in c and (0, 49) in c and (0, 50) not in c and (0, 60) not in c
+    assert (0, 70) in c and (1, 0) in c and (1, 10) not in c
+
+
+def test_prefix_commit_stops_at_unfinished():
+    pending = [slot(0), slot(10), slot(20, done=False), slot(30)]
+    batches, consumed = runs_of_finished(pending, prefix_only=True)
+    assert [len(b.slots) for b in batches] == [2] and consumed == 2
+    assert batches[0].name(1, 0).first == (0, 0) and batches[0].name(1, 0).end == (0, 20)
+
+
+def test_barrier_splits_parts():
+    pending = [slot(0), BARRIER, slot(20), slot(30, done=False)]
+    batches, consumed = runs_of_finished(pending, prefix_only=True)
+    assert [len(b.slots) for b in batches] == [1, 1] and consumed == 3
+
+
+def test_final_commit_takes_every_finished_run():
+    pending = [slot(0), slot(10, done=False), slot(20), slot(30), BARRIER, slot(50)]
+    batches, consumed = runs_of_finished(pending, prefix_only=False)
+    assert [[s.key[1] for s in b.slots] for b in batches] == [[0], [20, 30], [50]]
+    assert consumed == len(pending)

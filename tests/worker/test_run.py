@@ -1,0 +1,124 @@
+"""The worker as a process: resume after SIGKILL, graceful SIGTERM, zombies, changed inputs."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from launcher.collect import collect
+from launcher.spec import PartName, SuccessMarker
+from tests.conftest import big_prompts, read_jsonl
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def start_worker(run, chunk="0000", attempt=1, **env) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "worker", "--chunk", f"{run.run_uri}/chunks/{chunk}.json", "--attempt", str(attempt)],
+        cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+
+
+def committed_parts(run, chunk="0000") -> list[PartName]:
+    return [p for o in run.run_store.list(f"out/{chunk}/") if (p := PartName.parse(o.key.rsplit("/", 1)[-1]))]
+
+
+def wait_for_parts(run, count: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while len(committed_parts(run)) < count:
+        assert time.monotonic() < deadline, "worker committed nothing in time"
+        time.sleep(0.02)
+
+
+def merged(run) -> list[dict]:
+    buf = io.BytesIO()
+    collect(run, buf)
+    return [__import__("json").loads(line) for line in buf.getvalue().splitlines()]
+
+
+def test_worker_runs_a_chunk_to_done(tmp_path, make_run):
+    run = make_run([big_prompts(tmp_path / "in.jsonl", 300)], commit_records=50)
+    proc = start_worker(run)
+    assert proc.wait(60) == 0, proc.stdout.read().decode()
+    marker = SuccessMarker.from_json(run.run_store.get("out/0000/_SUCCESS"))
+    assert (marker.records, marker.ok, marker.errors, marker.resumed_records) == (300, 300, 0, 0)
+    assert len(committed_parts(run)) >= 5  # echo answers 64 per step; a commit follows every >= 50
+    assert [r["custom_id"] for r in merged(run)] == [f"r{i}" for i in range(300)]
+    # Running it again does nothing: the marker says done.
+    again = start_worker(run, attempt=2)
+    assert again.wait(30) == 0 and len(committed_parts(run)) == len(committed_parts(run))
+
+
+def test_sigkill_loses_at_most_one_commit_window(tmp_path, make_run):
+    window = 20
+    run = make_run([big_prompts(tmp_path / "in.jsonl", 400)], commit_records=window, commit_seconds=60,
+                   engine_options={"delay": 0.01, "batch": 1, "trace": str(tmp_path / "trace1")})
+    proc = start_worker(run)
+    wait_for_parts(run, 3)
+    time.sleep(0.13)  # land between commits
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    before = sum(p.records for p in committed_parts(run))
+    first_answered = set((tmp_path / "trace1").read_text().split())
+    assert 0 < before < 400
+
+    proc = start_worker(run, attempt=2)
+    assert proc.wait(60) == 0, proc.stdout.read().decode()
+    answered_twice = first_answered & set((tmp_path / "trace1").read_text().split()[len(first_answered):])
+    assert len(answered_twice) <= window, f"{len(answered_twice)} records regenerated"
+    marker = SuccessMarker.from_json(run.run_store.get("out/0000/_SUCCESS"))
+    assert marker.resumed_records == before and marker.records == 400
+    assert [r["custom_id"] for r in merged(run)] == [f"r{i}" for i in range(400)]
+
+
+def test_sigterm_commits_what_finished_and_exits_75(tmp_path, make_run):
+    run = make_run([big_prompts(tmp_path / "in.jsonl", 400)], commit_records=1000, commit_seconds=60,
+                   engine_options={"delay": 0.01, "batch": 4, "trace": str(tmp_path / "trace")})
+    proc = start_worker(run)
+    deadline = time.monotonic() + 30
+    while not (tmp_path / "trace").exists() or len((tmp_path / "trace").read_text().split()) < 40:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(30) == 75
+    answered = len((tmp_path / "trace").read_text().split())
+    committed = sum(p.records for p in committed_parts(run))
+    assert committed == answered, "everything answered before the stop is committed"
+    progress = __import__("json").loads(run.run_store.get("progress/0000.json"))
+    assert progress["state"] == "stopped"
+
+
+def test_two_workers_on_one_chunk_give_exact_output(tmp_path, make_run):
+    run = make_run([big_prompts(tmp_path / "in.jsonl", 600)], commit_records=25,
+                   engine_options={"delay": 0.005, "batch": 8})
+    a = start_worker(run, attempt=1)
+    time.sleep(0.3)
+    b = start_worker(run, attempt=2)  # a zombie situation: both run the same chunk
+    assert a.wait(60) == 0 and b.wait(60) == 0
+    attempts = {p.attempt for p in committed_parts(run)}
+    assert attempts == {1, 2}, "both workers committed parts"
+    rows = merged(run)
+    assert [r["custom_id"] for r in rows] == [f"r{i}" for i in range(600)]
+
+
+def test_changed_input_is_refused_with_exit_2(tmp_path, make_run):
+    path = big_prompts(tmp_path / "in.jsonl", 10)
+    run = make_run([path])
+    with open(path, "ab") as f:
+        f.write(b'{"prompt": "appended later"}\n')
+    proc = start_worker(run)
+    assert proc.wait(30) == 2
+    assert b"changed after the run was planned" in proc.stdout.read()
+
+
+def test_bad_chunk_uri_is_a_config_error(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "worker", "--chunk", str(tmp_path / "nope.json")], cwd=ROOT,
+                          capture_output=True)
+    assert proc.returncode == 2 and b"--chunk must be" in proc.stderr
