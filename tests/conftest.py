@@ -11,10 +11,16 @@ from click.testing import CliRunner
 pytest_plugins = ["tests.fixtures_s3"]
 
 
+@pytest.fixture(scope="session")
+def session_cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("cache")
+
+
 @pytest.fixture(autouse=True)
-def isolated_env(monkeypatch, tmp_path_factory):
+def isolated_env(monkeypatch, session_cache):
     """No test reads the user's store, cache or SkyPilot state, and polling is fast."""
     monkeypatch.delenv("CHUNKPILOT_STORE", raising=False)
+    monkeypatch.setenv("CHUNKPILOT_CACHE", str(session_cache))
     monkeypatch.setenv("CHUNKPILOT_POLL_SECONDS", "0.2")
     monkeypatch.setenv("SKYPILOT_DISABLE_LOCAL_API_SERVER", "1")
     monkeypatch.setenv("SKYPILOT_API_SERVER_ENDPOINT", "http://127.0.0.1:9")

@@ -172,3 +172,20 @@ def test_failed_worker_is_relaunched_then_given_up(tmp_path, store_uri, cli, mak
     assert status["chunks"][0]["attempts"] == 1
     log = (Path(store_uri) / run.spec.run_id / "logs" / f"{run.spec.run_id}-0000-a1.log").read_text()
     assert "unknown engine 'missing-engine'" in log
+
+
+def test_s3_inputs_and_store_end_to_end(tmp_path, cli, prompts, s3_bucket, s3_store_uri, s3_admin_client):
+    """Inputs under an s3:// prefix, the store on S3 (moto over HTTP), workers as real subprocesses."""
+    s3_admin_client.put_object(Bucket=s3_bucket, Key="in/part-0.jsonl", Body=prompts.read_bytes())
+    s3_admin_client.put_object(Bucket=s3_bucket, Key="in/part-1.jsonl", Body=b'{"prompt": "last one"}\n\n')
+    s3_admin_client.put_object(Bucket=s3_bucket, Key="in/_SUCCESS", Body=b"")
+    result = cli("submit", f"s3://{s3_bucket}/in/", "--chunks", 3, "--engine", "echo", "--store", s3_store_uri,
+                 "--run-name", "s3run", "--parallel", 3, "--watch")
+    assert "2 input(s)" in result.output
+    out = tmp_path / "s3.jsonl"
+    result = cli("collect", "s3run", "--store", s3_store_uri, "-o", out)
+    rows = read_jsonl(out)
+    assert len(rows) == 121 and rows[-1]["response"]["body"]["choices"][0]["text"] == "one last"
+    assert "1 blank input lines skipped" in result.output
+    status = json.loads(cli("status", "s3run", "--store", s3_store_uri, "--json").output)
+    assert status["totals"]["states"] == {"DONE": 3}
