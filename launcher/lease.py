@@ -2,7 +2,9 @@
 
 Two ``launcher watch`` processes on one run would both launch the same chunks;
 the lease makes the second one stop with a clear message. It expires, so a
-watcher that died without releasing it holds the run for at most ``ttl`` seconds.
+watcher that died without releasing it holds the run for at most ``ttl`` seconds
+— or not at all when the new watcher runs on the same machine and sees the old
+process is gone.
 """
 
 from __future__ import annotations
@@ -59,7 +61,7 @@ class Lease:
             raise LeaseHeldError("another watcher took the run's lease just now") from None
         except (ValueError, TypeError):
             current = None  # unreadable lease: treat as expired
-        if current is not None and current.owner != self.owner and current.expires_at > now:
+        if current is not None and current.owner != self.owner and current.expires_at > now and not _dead_here(current):
             raise LeaseHeldError(
                 f"another `launcher watch` (pid {current.pid} on {current.host}) is driving this run; "
                 f"its lease expires in {current.expires_at - now:.0f}s. Stop it, or wait and retry"
@@ -84,3 +86,16 @@ class Lease:
         except NotFoundError:
             pass
         self._etag = None
+
+
+def _dead_here(info: LeaseInfo) -> bool:
+    """The holder ran on this machine and its process is gone: its lease can be taken at once."""
+    if info.host != socket.gethostname():
+        return False
+    try:
+        os.kill(info.pid, 0)
+        return False
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False

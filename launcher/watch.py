@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from launcher.backends.base import Backend, LaunchRequest
-from launcher.errors import NotFoundError
+from launcher.errors import NotFoundError, StoreError
 from launcher.lease import Lease
 from launcher.names import job_name
 from launcher.observe import ChunkObservation, observe
@@ -102,15 +102,35 @@ def watch(
     known_done: set[str] = set()
     try:
         while True:
-            decision, observed = reconcile_once(run, backend, options, known_done)
+            try:
+                decision, observed = reconcile_once(run, backend, options, known_done)
+            except StoreError as exc:  # the store's own retries gave up: try again next cycle
+                log.warning("store unavailable this cycle, retrying: %s", exc)
+                time.sleep(options.interval)
+                continue
             if on_cycle:
                 on_cycle(decision, observed)
             if decision.finished and not _any_active(observed, known_done):
                 return decision
             time.sleep(options.interval)
-            lease.renew()
+            _renew(lease)
     finally:
-        lease.release()
+        try:
+            lease.release()
+        except StoreError as exc:
+            log.warning("could not release the lease (it will expire): %s", exc)
+
+
+def _renew(lease: Lease) -> None:
+    """Renew the lease; a store outage is retried, losing the lease to another watcher is not."""
+    for delay in (0.5, 1, 2, 4, 8):
+        try:
+            lease.renew()
+            return
+        except StoreError as exc:
+            log.warning("lease renewal failed, retrying: %s", exc)
+            time.sleep(delay)
+    lease.renew()
 
 
 def _any_active(observed: dict[str, ChunkObservation], known_done: set[str]) -> bool:

@@ -20,6 +20,7 @@ from typing import Iterator
 
 from launcher.errors import ChunkpilotError, ConfigError, InputError, NotFoundError, StoreError
 from launcher.inputs import check_pin
+from launcher.names import validate_chunk_id
 from launcher.spec import ChunkManifest, PartName, Progress, RecordKey, RunSpec, SuccessMarker
 from launcher.store import Store, open_store
 from worker.commit import BARRIER, CommittedSet, Slot, runs_of_finished, write_part
@@ -63,7 +64,7 @@ def split_chunk_uri(chunk_uri: str) -> tuple[str, str]:
     head, sep, tail = chunk_uri.rpartition("/chunks/")
     if not sep or not tail.endswith(".json") or "/" in tail:
         raise ConfigError(f"--chunk must be <store>/<run>/chunks/<chunk>.json, got {chunk_uri!r}")
-    return head, tail[: -len(".json")]
+    return head, validate_chunk_id(tail[: -len(".json")])
 
 
 class StopRequested:

@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from launcher.backends.base import JobState, JobStatus, LaunchRequest
@@ -30,6 +31,8 @@ def default_jobs_dir(store_uri: str, run_id: str) -> Path:
 
 class LocalBackend:
     name = "local"
+    # A cancelled job that ignores SIGTERM this long (hung, or stopped) gets SIGKILL.
+    kill_after_seconds = 30.0
 
     def __init__(self, jobs_dir: Path, python: str = sys.executable):
         self.jobs_dir = Path(jobs_dir)
@@ -82,7 +85,10 @@ class LocalBackend:
             return JobState(JobStatus.MISSING if not self._file(name, "log").exists() else JobStatus.PENDING)
         pid = int(pid_file.read_text().strip() or 0)
         if _alive(pid):
-            return JobState(JobStatus.CANCELLING if cancelled else JobStatus.RUNNING)
+            if cancelled:
+                self._escalate(name, pid)
+                return JobState(JobStatus.CANCELLING)
+            return JobState(JobStatus.RUNNING)
         # Both the worker and its parent are gone without an exit file: killed together.
         return JobState(JobStatus.CANCELLED if cancelled else JobStatus.FAILED, "job process vanished")
 
@@ -91,12 +97,29 @@ class LocalBackend:
             pid_file = self._file(name, "pid")
             if self._file(name, "exit").exists() or not pid_file.exists():
                 continue
-            self._file(name, "cancelled").touch()
+            marker = self._file(name, "cancelled")
+            if not marker.exists():
+                marker.write_text(f"{time.time()}\n")
             pid = int(pid_file.read_text().strip() or 0)
-            try:
-                os.kill(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
+            _signal(pid, signal.SIGTERM)
+            _signal(pid, signal.SIGCONT)  # a stopped process must wake up to see SIGTERM
+
+    def _escalate(self, name: str, pid: int) -> None:
+        try:
+            since = float(self._file(name, "cancelled").read_text().strip() or 0)
+        except (OSError, ValueError):
+            since = 0.0
+        if time.time() - since > self.kill_after_seconds:
+            _signal(pid, signal.SIGKILL)
+
+
+def _signal(pid: int, signum: int) -> None:
+    if pid <= 0:
+        return
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        pass
 
 
 def _alive(pid: int) -> bool:
