@@ -10,6 +10,7 @@ loses at most what finished since the last commit.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import signal
 import time
@@ -343,7 +344,9 @@ def run_chunk(chunk_uri: str, options: WorkerOptions) -> int:
     except ConfigError as exc:
         log.error("%s", exc)
         return EXIT_CONFIG
-    chunk_run = ChunkRun(store, spec, manifest, engine, WorkerOptions(**{**options.__dict__, "max_in_flight": max_in_flight}))
+    heartbeat = min(options.heartbeat_seconds, spec.commit_seconds)  # watch's stuck check relies on it
+    options = dataclasses.replace(options, max_in_flight=max_in_flight, heartbeat_seconds=heartbeat)
+    chunk_run = ChunkRun(store, spec, manifest, engine, options)
     chunk_run.stop.install()
     try:
         return chunk_run.run()

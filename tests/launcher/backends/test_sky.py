@@ -1,0 +1,465 @@
+"""The SkyPilot backend: templates, offline validation, the dry run, status mapping, and whole runs.
+
+Whole runs go submit -> watch -> collect through the CLI with a fake SkyPilot SDK
+(tests/fakesky.py) whose jobs run the real worker; SkyPilot itself (the real
+library, 0.14.1) renders and validates every task. No API server is ever started
+(see conftest.py).
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import subprocess
+import sys
+import time
+import zipfile
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from launcher.backends.base import JobState, JobStatus, LaunchRequest
+from launcher.errors import ConfigError
+from launcher.submit import SubmitOptions, plan_run
+
+SECRET = "hf_SECRETVALUE123"
+
+
+# -- helpers ---------------------------------------------------------------------
+
+
+def write_input(path: Path, records: int) -> Path:
+    with open(path, "w") as f:
+        for i in range(records):
+            f.write(json.dumps({"custom_id": f"r{i:04d}", "prompt": f"tell me about item number {i} please"}) + "\n")
+    return path
+
+
+def plan(tmp_path: Path, chunks: int = 2, records: int = 20, engine: str = "echo", **backend_options):
+    options = {"template": None, "gpus": None, "infra": None, "envs": {}, "secrets": [], "use_spot": None}
+    options.update(backend_options)
+    planned = plan_run(SubmitOptions(
+        inputs=(str(write_input(tmp_path / "in.jsonl", records)),), chunks=chunks, store_uri=str(tmp_path / "runs"),
+        engine="echo", backend="sky", run_name="unit", template=options["template"], backend_options=options,
+    ))
+    # Planned with echo (no model to resolve); the sky backend only looks at the engine's name and options.
+    return replace(planned, spec=planned.spec.with_(engine=engine))
+
+
+def cli(*args: str, env: dict | None = None):
+    from launcher.cli import cli as launcher_cli
+
+    # A wide console: rich folds long lines (paths) at 80 columns when output is not a terminal.
+    result = CliRunner(mix_stderr=False).invoke(launcher_cli, list(args), env={"COLUMNS": "1000", **(env or {})},
+                                                catch_exceptions=False)
+    return result
+
+
+def flat(text: str) -> str:
+    """Rich wraps long lines at the console width: compare with whitespace collapsed."""
+    return " ".join(text.split())
+
+
+def broken_template(tmp_path: Path, old: str, new: str) -> Path:
+    from launcher.backends.sky import find_template
+
+    text = find_template(None).read_text()
+    assert old in text, old
+    path = tmp_path / "broken.yaml"
+    path.write_text(text.replace(old, new, 1))
+    return path
+
+
+def wait_for(predicate, timeout: float = 30.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+# -- the fake mirrors the real SDK -------------------------------------------------------
+
+
+def test_fake_sdk_has_the_real_signatures(sky, tmp_path):
+    from tests.fakesky import FakeSky
+
+    fake = FakeSky(tmp_path)
+    pairs = [(fake.jobs.launch, sky.jobs.launch), (fake.jobs.queue_v2, sky.jobs.queue_v2),
+             (fake.jobs.cancel, sky.jobs.cancel), (fake.get, sky.get)]
+    for mine, real in pairs:
+        ours = [(p.name, p.kind, p.default) for p in inspect.signature(mine).parameters.values()]
+        theirs = [(p.name, p.kind, p.default) for p in inspect.signature(real).parameters.values()]
+        assert ours == theirs, real.__name__
+    assert fake.ClusterNotUpError is sky.exceptions.ClusterNotUpError
+
+
+def test_the_real_sdk_cannot_start_a_server_here(sky, tmp_path):
+    from launcher.backends.sky import SkyBackend, SkyBackendError, SkySdk
+
+    p = plan(tmp_path)
+    backend = SkyBackend(p.spec, str(tmp_path / "runs"), sdk=SkySdk())
+    started = time.monotonic()
+    with pytest.raises(SkyBackendError):
+        backend.poll("unit", ["unit-0000-a1"])
+    assert time.monotonic() - started < 15
+
+
+# -- templates ------------------------------------------------------------------------
+
+
+def test_shipped_templates_are_found_by_name():
+    from launcher.backends.sky import DEFAULT_TEMPLATE, find_template, shipped_templates
+
+    names = [p.name for p in shipped_templates()]
+    assert DEFAULT_TEMPLATE == "vllm-spot.yaml" and {"vllm-spot.yaml", "vllm-tp-ondemand.yaml"} <= set(names)
+    assert find_template("vllm-tp-ondemand") == find_template("vllm-tp-ondemand.yaml")
+    with pytest.raises(ConfigError, match="not found.*vllm-spot"):
+        find_template("no-such-template")
+
+
+@pytest.mark.parametrize("template", ["vllm-spot", "vllm-tp-ondemand"])
+def test_every_shipped_template_validates_with_skypilot(sky, tmp_path, template):
+    from launcher.backends.sky import ENV_ATTEMPT, ENV_CHUNK_URI, ENV_DIST, plan_tasks, validate_run
+
+    p = plan(tmp_path, chunks=3, engine="vllm" if "tp" not in template else "echo", template=template)
+    validate_run(p.spec, p.manifests, str(tmp_path / "runs"))
+    result = plan_tasks(p.spec, p.manifests, str(tmp_path / "runs"))
+    assert result.names == ["unit-0000-a1", "unit-0001-a1", "unit-0002-a1"]
+    cfg, envs, _ = result.first
+    raw = yaml.safe_load(Path(result.tasks.template.source).read_text())
+    assert {ENV_CHUNK_URI, ENV_ATTEMPT, ENV_DIST} <= {k for k, v in raw["envs"].items() if v is None}
+    assert raw["resources"]["job_recovery"]["recover_on_exit_codes"] == [75]
+    assert "python -m worker" in cfg["run"]
+    assert not (tmp_path / "runs" / "unit").exists(), "validation wrote to the store"
+
+
+def test_validation_leaves_the_users_sky_catalog_alone(sky, sky_sandbox, tmp_path):
+    from launcher.backends.sky import validate_run
+
+    p = plan(tmp_path, gpus="H100:1")
+    validate_run(p.spec, p.manifests, str(tmp_path / "runs"))
+    assert not (sky_sandbox / ".sky" / "catalogs" / "v8" / "common" / "accelerators.csv").exists()
+
+
+@pytest.mark.parametrize(
+    "old, new, message",
+    [
+        ("  use_spot: true", "  use_spott: true", "did you mean 'use_spot'"),
+        ("strategy: EAGER_NEXT_REGION", "strategy: EAGER_NEXT_REGIO", "not a valid jobs recovery strategy"),
+        ("{L4: 1, A10G: 1,", "{L4O: 1, A10G: 1,", "unknown accelerator 'L4O' (did you mean L4"),
+        ("  CHUNKPILOT_LOG_LEVEL: INFO", "  CHUNKPILOT_LOG_LEVEL: INFO\n  MODEL_BUCKET: null",
+         "Environment variable 'MODEL_BUCKET' is None"),
+    ],
+    ids=["typo-key", "bad-strategy", "unknown-gpu", "missing-required-env"],
+)
+def test_a_broken_template_fails_validation_with_skypilots_message_and_its_path(sky, tmp_path, old, new, message):
+    from launcher.backends.sky import validate_run
+
+    path = broken_template(tmp_path, old, new)
+    p = plan(tmp_path, template=str(path))
+    with pytest.raises(ConfigError) as err:
+        validate_run(p.spec, p.manifests, str(tmp_path / "runs"))
+    assert str(path) in str(err.value) and message in str(err.value)
+    # The CLI shows it as one line, before anything is written.
+    result = cli("submit", str(tmp_path / "in.jsonl"), "--chunks", "2", "--backend", "sky", "--engine", "echo",
+                 "--store", str(tmp_path / "runs"), "--template", str(path))
+    assert result.exit_code == 1 and message in result.stderr and str(path) in result.stderr
+    assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").iterdir())
+
+
+def test_an_unknown_gpu_on_the_command_line_is_refused(sky, tmp_path):
+    from launcher.backends.sky import validate_run
+
+    p = plan(tmp_path, gpus="H10O:1")
+    with pytest.raises(ConfigError, match=r"with --gpus H10O:1\): unknown accelerator 'H10O' \(did you mean H100"):
+        validate_run(p.spec, p.manifests, str(tmp_path / "runs"))
+
+
+def test_overrides_replace_the_templates_choices(sky, tmp_path):
+    from launcher.backends.sky import Template, TaskOptions, accelerator_choices, apply_overrides
+
+    template = Template.load("vllm-spot").config
+    template["resources"]["any_of"] = [{"accelerators": "A100:1", "infra": "gcp"}, {"accelerators": "H100:1"}]
+    cfg = apply_overrides(template, TaskOptions(gpus="L4:1", infra="aws/us-east-1", use_spot=False), "r-0000-a1")
+    assert cfg["name"] == "r-0000-a1"
+    assert accelerator_choices(cfg) == {"L4": 1.0}
+    assert cfg["resources"]["infra"] == "aws/us-east-1" and cfg["resources"]["use_spot"] is False
+    assert cfg["resources"].get("any_of") is None  # alternatives emptied by the overrides are dropped
+    unchanged = apply_overrides(template, TaskOptions(), "x")
+    assert unchanged["resources"]["use_spot"] is True and len(unchanged["resources"]["any_of"]) == 2
+    assert set(accelerator_choices(unchanged)) == {"L4", "A10G", "L40S", "A100", "A100-80GB", "H100"}
+
+
+def test_credentials_go_in_secrets_never_in_envs(sky, tmp_path, monkeypatch):
+    from launcher.backends.sky import validate_run
+
+    for bad in ({"HF_TOKEN": "x"}, {"MY_API_KEY": "x"}, {"CHUNKPILOT_ATTEMPT": "3"}):
+        p = plan(tmp_path, envs=bad)
+        with pytest.raises(ConfigError, match="--env"):
+            validate_run(p.spec, p.manifests, str(tmp_path / "runs"))
+    p = plan(tmp_path, secrets=["NOT_SET_TOKEN"])
+    with pytest.raises(ConfigError, match=r"\$NOT_SET_TOKEN is not set"):
+        validate_run(p.spec, p.manifests, str(tmp_path / "runs"))
+
+
+# -- the dry run --------------------------------------------------------------------------
+
+
+def test_dry_run_prints_the_plan_and_the_rendered_task_without_secrets(sky, sky_sandbox, tmp_path):
+    write_input(tmp_path / "in.jsonl", 30)
+    store = tmp_path / "runs"
+    result = cli("submit", str(tmp_path / "in.jsonl"), "--chunks", "3", "--backend", "sky", "--engine", "echo",
+                 "--store", str(store), "--run-name", "demo", "--secret", "HF_TOKEN", "--env", "FOO=bar", "--dry-run",
+                 env={"HF_TOKEN": SECRET})
+    assert result.exit_code == 0, result.stderr
+    out = flat(result.stdout)
+    for name in ("demo-0000-a1", "demo-0001-a1", "demo-0002-a1"):
+        assert name in out
+    assert "use_spot: true" in out
+    assert 'python -m worker --chunk "$CHUNKPILOT_CHUNK_URI" --attempt "$CHUNKPILOT_ATTEMPT"' in out
+    assert f"python -m worker --chunk \"{store}/demo/chunks/0000.json\" --attempt \"1\"" in out
+    assert "HF_TOKEN: <redacted>" in out and "FOO: bar" in out
+    assert "validated 3 task(s) offline with SkyPilot 0.14.1" in out
+    # The rendered task is the YAML SkyPilot gets (bar the redacted secret).
+    rendered = result.stdout.split("secrets redacted ---\n", 1)[1].rsplit("\n---\n", 1)[0]
+    assert yaml.safe_load(rendered)["resources"]["job_recovery"]["strategy"] == "EAGER_NEXT_REGION"
+    assert SECRET not in result.stdout + result.stderr
+    assert not store.exists(), "a dry run wrote to the store"
+    for path in [*sky_sandbox.rglob("*"), *tmp_path.rglob("*")]:
+        if path.is_file():
+            assert SECRET.encode() not in path.read_bytes(), path
+
+    on_demand = cli("submit", str(tmp_path / "in.jsonl"), "--chunks", "2", "--backend", "sky", "--engine", "echo",
+                    "--store", str(store), "--no-use-spot", "--gpus", "L4:1", "--infra", "aws", "--dry-run")
+    assert on_demand.exit_code == 0, on_demand.stderr
+    out = flat(on_demand.stdout)
+    assert "use_spot: false" in out and "accelerators: L4:1" in out and "infra: aws" in out and "H100" not in out
+
+
+def test_the_tensor_parallel_template_checks_the_gpu_count(sky, tmp_path):
+    from launcher.backends.sky import plan_tasks
+
+    p = plan(tmp_path, engine="vllm", template="vllm-tp-ondemand", gpus="H100:2")
+    spec = p.spec.with_(engine_options={"tensor_parallel_size": 4})
+    with pytest.raises(ConfigError, match="fewer GPUs than vLLM"):
+        plan_tasks(spec, p.manifests, str(tmp_path / "runs"))
+    p = plan(tmp_path, engine="vllm", template="vllm-tp-ondemand")
+    notes = plan_tasks(p.spec, p.manifests, str(tmp_path / "runs")).notes
+    assert any("tensor_parallel_size=4" in n for n in notes)
+
+
+# -- status mapping and polling -------------------------------------------------------------
+
+
+def test_managed_job_statuses_map_to_normalized_states(sky):
+    from launcher.backends.sky import STATUS_MAP, job_state
+
+    S = sky.jobs.ManagedJobStatus
+    expected = {
+        S.PENDING: JobStatus.PENDING, S.DEPRECATED_SUBMITTED: JobStatus.PENDING, S.STARTING: JobStatus.PENDING,
+        S.RUNNING: JobStatus.RUNNING, S.WINDING_DOWN: JobStatus.RUNNING, S.RECOVERING: JobStatus.RECOVERING,
+        S.CANCELLING: JobStatus.CANCELLING, S.SUCCEEDED: JobStatus.SUCCEEDED, S.CANCELLED: JobStatus.CANCELLED,
+        S.FAILED: JobStatus.FAILED, S.FAILED_NO_RESOURCE: JobStatus.FAILED, S.FAILED_CONTROLLER: JobStatus.FAILED,
+        S.FAILED_SETUP: JobStatus.FAILED_CONFIG, S.FAILED_PRECHECKS: JobStatus.FAILED_CONFIG,
+    }
+    assert set(expected) == set(S) and set(STATUS_MAP) == {s.value for s in S}
+    from sky.schemas.api.responses import ManagedJobRecord
+
+    for status, normalized in expected.items():
+        state = job_state(ManagedJobRecord(job_id=1, job_name="r-0000-a1", status=status, recovery_count=2,
+                                           failure_reason="boom" if status.is_failed() else None))
+        assert state.status is normalized and state.recoveries == 2, status
+        if status.is_failed():
+            assert "boom" in state.detail
+        if normalized.value != status.value:
+            assert status.value in state.detail or status in (S.DEPRECATED_SUBMITTED, S.STARTING, S.WINDING_DOWN)
+    # The worker's exit 2 (configuration error) is not worth a new attempt either.
+    worker_config_error = job_state({"status": S.FAILED, "failure_reason": "Job exited with exit code 2 (user program failure)."})
+    assert worker_config_error.status is JobStatus.FAILED_CONFIG and "configuration error" in worker_config_error.detail
+    assert job_state({"status": S.FAILED, "failure_reason": "Job exited with exit code 255"}).status is JobStatus.FAILED
+
+
+def test_poll_is_one_request_finds_jobs_by_name_and_survives_a_missing_controller(sky, tmp_path):
+    from launcher.backends.sky import SkyBackend
+    from tests.fakesky import FakeSky
+
+    fake = FakeSky(tmp_path / "fake")
+    p = plan(tmp_path)
+    backend = SkyBackend(p.spec, str(tmp_path / "runs"), sdk=fake)
+    names = ["unit-0000-a1", "unit-0001-a1"]
+    assert backend.poll("unit", names) == {n: JobState(JobStatus.MISSING) for n in names}  # ClusterNotUpError
+    assert [c[0] for c in fake.calls] == ["queue_v2"] and fake.calls[0][1]["name_match"] == "unit-"
+
+    # Two jobs under one name (should not happen): the newest wins. Another run's job is ignored.
+    from launcher.backends.sky import SkyBackend as _  # noqa: F401
+    from tests.fakesky import FakeJob
+
+    S = sky.jobs.ManagedJobStatus
+    with fake._lock:
+        for job_id, name, status in [(1, "unit-0000-a1", S.FAILED), (2, "unit-0000-a1", S.RUNNING),
+                                     (3, "unit2-0001-a1", S.SUCCEEDED)]:
+            fake._jobs[job_id] = FakeJob(job_id, name, None, {}, {}, status=status)
+    fake.calls.clear()
+    states = backend.poll("unit", names)
+    assert states["unit-0000-a1"].status is JobStatus.RUNNING and states["unit-0001-a1"].status is JobStatus.MISSING
+    assert len(fake.calls) == 1
+
+
+# -- shipping chunkpilot ------------------------------------------------------------------------
+
+
+def test_the_launcher_ships_its_own_build_as_an_installable_wheel(tmp_path):
+    from launcher.wheel import dist_dir, wheel_filename
+
+    folder = dist_dir(tmp_path / "a")
+    again = dist_dir(tmp_path / "b")
+    wheel = folder / wheel_filename()
+    assert [p.name for p in folder.iterdir()] == [wheel.name]
+    assert wheel.read_bytes() == (again / wheel_filename()).read_bytes(), "builds are not reproducible"
+    with zipfile.ZipFile(wheel) as zf:
+        names = zf.namelist()
+    assert "launcher/backends/sky.py" in names and "worker/__main__.py" in names
+    assert not any("__pycache__" in n for n in names)
+    target = tmp_path / "installed"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index", "--target",
+                    str(target), str(wheel)], check=True, timeout=120)
+    assert (target / "worker" / "run.py").exists()
+    assert "launcher = launcher.cli:main" in next(target.glob("chunkpilot-*.dist-info")).joinpath("entry_points.txt").read_text()
+
+
+# -- launching -------------------------------------------------------------------------------------
+
+
+def test_launch_refuses_local_paths_when_jobs_run_in_the_cloud(sky, tmp_path):
+    from launcher.backends.sky import SkyBackend
+    from tests.fakesky import FakeSky
+
+    class CloudFake(FakeSky):
+        local_paths_reachable = False
+
+    fake = CloudFake(tmp_path / "fake")
+    p = plan(tmp_path)
+    backend = SkyBackend(p.spec, str(tmp_path / "runs"), sdk=fake)
+    request = LaunchRequest(p.spec, str(tmp_path / "runs" / "unit"), "0000", 1, "unit-0000-a1")
+    with pytest.raises(ConfigError, match="cannot read"):
+        backend.launch([request])
+    assert fake.calls == []
+
+
+def test_a_missing_secret_stops_the_batch_before_anything_launches(sky, tmp_path, fake_sky):
+    from launcher.backends.sky import SkyBackend
+
+    p = plan(tmp_path, secrets=["HF_TOKEN"])
+    backend = SkyBackend(p.spec, str(tmp_path / "runs"), sdk=fake_sky, environ={})
+    requests = [LaunchRequest(p.spec, str(tmp_path / "runs" / "unit"), c, 1, f"unit-{c}-a1") for c in ("0000", "0001")]
+    (tmp_path / "runs" / "unit").mkdir(parents=True)
+    with pytest.raises(ConfigError, match=r"\$HF_TOKEN is not set"):
+        backend.launch(requests)
+    assert fake_sky.all_jobs == []
+
+
+# -- whole runs through the CLI --------------------------------------------------------------------
+
+
+def submit(tmp_path: Path, run: str, records: int, chunks: int, *extra: str, env: dict | None = None):
+    write_input(tmp_path / f"{run}.jsonl", records)
+    result = cli("submit", str(tmp_path / f"{run}.jsonl"), "--chunks", str(chunks), "--backend", "sky",
+                 "--engine", "echo", "--engine-option", "delay=0.03", "--engine-option", "batch=2",
+                 "--engine-option", "max_in_flight=4", "--commit-records", "4", "--commit-seconds", "0.2",
+                 "--store", str(tmp_path / "runs"), "--run-name", run, *extra, env=env)
+    assert result.exit_code == 0, result.stderr + result.stdout
+    return result
+
+
+def status_of(tmp_path: Path, run: str) -> dict:
+    result = cli("status", run, "--store", str(tmp_path / "runs"), "--json")
+    assert result.exit_code == 0, result.stderr
+    return {row["chunk"]: row for row in json.loads(result.stdout)["chunks"]}
+
+
+def test_a_run_survives_preemption_controller_failure_lost_replies_and_false_success(sky, tmp_path, fake_sky):
+    from tests.fakesky import FAILED_CONTROLLER, LOSE_LAUNCH_REPLY, PREEMPT, SUCCEED_WITHOUT_MARKER
+
+    run = "cloud"
+    fake_sky.faults.update({
+        f"{run}-0001-a1": PREEMPT,
+        f"{run}-0002-a1": FAILED_CONTROLLER,
+        f"{run}-0003-a1": SUCCEED_WITHOUT_MARKER,
+        f"{run}-0004-a1": LOSE_LAUNCH_REPLY,
+    })
+    records = 150
+    submit(tmp_path, run, records, 5, "--secret", "HF_TOKEN", env={"HF_TOKEN": SECRET})
+    assert fake_sky.max_launches_in_flight > 1, "launches were not concurrent"
+    watched = cli("watch", run, "--store", str(tmp_path / "runs"), "--interval", "0.2", env={"HF_TOKEN": SECRET})
+    assert watched.exit_code == 0, watched.stderr
+
+    rows = status_of(tmp_path, run)
+    assert {c: r["state"] for c, r in rows.items()} == {f"{i:04d}": "DONE" for i in range(5)}
+    assert {c: r["attempts"] for c, r in rows.items()} == {"0000": 1, "0001": 1, "0002": 2, "0003": 2, "0004": 1}
+    # Preempted: SkyPilot recovered it (RECOVERING), the worker restarted from scratch and resumed.
+    preempted = fake_sky.jobs_named(f"{run}-0001-a1")
+    assert len(preempted) == 1 and preempted[0].recovery_count == 1 and preempted[0].worker_starts == 2
+    marker = json.loads((tmp_path / "runs" / run / "out" / "0001" / "_SUCCESS").read_text())
+    assert 0 < marker["resumed_records"] < marker["records"]
+    # FAILED_CONTROLLER and SUCCEEDED-without-marker: relaunched as attempt 2, recorded as such.
+    for chunk, reason in (("0002", "failed_controller"), ("0003", "no _success marker")):
+        first = json.loads((tmp_path / "runs" / run / "jobs" / chunk / "a1.json").read_text())
+        assert first["ended_at"] is not None and reason in first["reason"].lower(), first
+        assert len(fake_sky.jobs_named(f"{run}-{chunk}-a2")) == 1
+    # The launch whose reply was lost was found by name, not launched again.
+    assert len(fake_sky.jobs_named(f"{run}-0004-a1")) == 1 and not fake_sky.jobs_named(f"{run}-0004-a2")
+    lost = json.loads((tmp_path / "runs" / run / "jobs" / "0004" / "a1.json").read_text())
+    assert lost["job_id"] is None
+    # The worker got the secret as a SkyPilot secret; nothing in the store holds it.
+    assert all(j.secrets.get("HF_TOKEN") == SECRET and "HF_TOKEN" not in j.envs for j in fake_sky.all_jobs)
+    for path in (tmp_path / "runs").rglob("*"):
+        if path.is_file():
+            assert SECRET.encode() not in path.read_bytes(), path
+    assert (tmp_path / "runs" / run / "sky" / "task_template.yaml").exists()
+
+    out = tmp_path / "results.jsonl"
+    collected = cli("collect", run, "--store", str(tmp_path / "runs"), "-o", str(out))
+    assert collected.exit_code == 0, collected.stderr
+    ids = [json.loads(line)["custom_id"] for line in out.read_text().splitlines()]
+    assert ids == [f"r{i:04d}" for i in range(records)]
+
+
+def test_a_setup_failure_is_reported_and_not_retried(sky, tmp_path, fake_sky):
+    from tests.fakesky import FAILED_SETUP
+
+    run = "broken"
+    fake_sky.faults[f"{run}-0000-a1"] = FAILED_SETUP
+    submit(tmp_path, run, 40, 2)
+    watched = cli("watch", run, "--store", str(tmp_path / "runs"), "--interval", "0.2")
+    assert watched.exit_code == 1
+    assert "chunk 0000 failed" in flat(watched.stderr) and "FAILED_SETUP" in flat(watched.stderr)
+    rows = status_of(tmp_path, run)
+    assert rows["0000"]["state"] == "FAILED" and rows["0000"]["attempts"] == 1
+    assert "not retried" in rows["0000"]["reason"]
+    assert rows["0001"]["state"] == "DONE"
+    assert [j.name for j in fake_sky.all_jobs if j.name.startswith(f"{run}-0000")] == [f"{run}-0000-a1"]
+
+
+def test_cancel_stops_the_runs_jobs_in_one_request(sky, tmp_path, fake_sky):
+    run = "stopme"
+    write_input(tmp_path / f"{run}.jsonl", 400)
+    result = cli("submit", str(tmp_path / f"{run}.jsonl"), "--chunks", "2", "--backend", "sky", "--engine", "echo",
+                 "--engine-option", "delay=0.2", "--engine-option", "batch=1", "--store", str(tmp_path / "runs"),
+                 "--run-name", run)
+    assert result.exit_code == 0, result.stderr
+    wait_for(lambda: all(j.status.value == "RUNNING" and j.process is not None for j in fake_sky.all_jobs)
+             and len(fake_sky.all_jobs) == 2, what="jobs running")
+    cancelled = cli("cancel", run, "--store", str(tmp_path / "runs"))
+    assert cancelled.exit_code == 0, cancelled.stderr
+    cancels = [kw for name, kw in fake_sky.calls if name == "cancel"]
+    assert len(cancels) == 1 and sorted(cancels[0]["job_ids"]) == sorted(j.job_id for j in fake_sky.all_jobs)
+    wait_for(lambda: all(j.status.value == "CANCELLED" for j in fake_sky.all_jobs), what="jobs cancelled")
+    rows = status_of(tmp_path, run)
+    assert {r["state"] for r in rows.values()} == {"CANCELLED"}
+    watched = cli("watch", run, "--store", str(tmp_path / "runs"), "--interval", "0.2")
+    assert watched.exit_code == 1 and len(fake_sky.all_jobs) == 2  # nothing relaunched

@@ -1,0 +1,54 @@
+"""Credentials reach jobs only through the environment: a whole run writes none of them anywhere."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from launcher.store.s3 import reset_clients
+
+SECRETS = {
+    "AWS_SECRET_ACCESS_KEY": "SECRETawsKEY0123456789abcdef",
+    "HF_TOKEN": "hf_SECRETtokenValue987654321",
+    "OPENAI_API_KEY": "sk-SECRETopenaiKey55555",
+}
+
+
+def scan(blobs: dict[str, bytes]) -> list[str]:
+    return [f"{name} contains {var}" for name, data in blobs.items() for var, value in SECRETS.items()
+            if value.encode() in data]
+
+
+@pytest.fixture
+def secret_env(monkeypatch):
+    for name, value in SECRETS.items():
+        monkeypatch.setenv(name, value)
+    reset_clients()
+    yield
+    reset_clients()
+
+
+def test_local_run_on_s3_writes_no_credential(tmp_path, cli, prompts, s3_bucket, s3_store_uri, s3_admin_client,
+                                              session_cache, secret_env):
+    outputs = []
+    outputs.append(cli("submit", prompts, "--chunks", 2, "--engine", "echo", "--store", s3_store_uri,
+                       "--run-name", "secrets", "--parallel", 2, "--watch").output)
+    outputs.append(cli("status", "secrets", "--store", s3_store_uri).output)
+    outputs.append(cli("status", "secrets", "--store", s3_store_uri, "--json").output)
+    outputs.append(cli("collect", "secrets", "--store", s3_store_uri, "-o", tmp_path / "out.jsonl").output)
+    outputs.append(cli("runs", "--store", s3_store_uri).output)
+
+    blobs: dict[str, bytes] = {f"stdout[{i}]": o.encode() for i, o in enumerate(outputs)}
+    pages = s3_admin_client.get_paginator("list_objects_v2").paginate(Bucket=s3_bucket)
+    keys = [o["Key"] for page in pages for o in page.get("Contents", [])]
+    assert any(k.endswith("_SUCCESS") for k in keys)
+    for key in keys:
+        blobs[f"s3://{s3_bucket}/{key}"] = s3_admin_client.get_object(Bucket=s3_bucket, Key=key)["Body"].read()
+    local_files = [p for p in (session_cache / "runs" / "secrets").rglob("*") if p.is_file()]
+    assert any(p.suffix == ".log" for p in local_files)
+    for path in [*local_files, tmp_path / "out.jsonl"]:
+        blobs[str(path)] = Path(path).read_bytes()
+    assert scan(blobs) == []
+    # The scan itself can fail: the secret is really in the workers' environment.
+    assert scan({"env": "\n".join(f"{k}={v}" for k, v in SECRETS.items()).encode()})
