@@ -73,7 +73,7 @@ def _parse_kv(values: tuple[str, ...], what: str) -> dict[str, str]:
 @cli.command()
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("--chunks", type=click.IntRange(min=1), required=True, help="Number of chunks (one job each).")
-@click.option("--use-spot/--no-use-spot", default=True, show_default=True, help="Spot (preemptible) machines for sky jobs.")
+@click.option("--use-spot/--no-use-spot", default=None, help="sky: spot (preemptible) or on-demand machines. Default: the template's choice.")
 @click.option("--backend", type=click.Choice(BACKENDS), default="local", show_default=True)
 @click.option("--engine", default="vllm", show_default=True, help="vllm, or echo (no model: plumbing checks).")
 @store_option
@@ -123,9 +123,9 @@ def submit(inputs, chunks, use_spot, backend, engine, store_uri, model, max_toke
     if backend == "sky":
         from launcher.backends.sky import dry_run_report, validate_run
 
-        validate_run(spec, plan.manifests, store_uri)
+        validate_run(spec, plan.manifests, store_uri, launching=not dry_run)
         if dry_run:
-            console.print(dry_run_report(spec, plan.manifests, store_uri))
+            console.print(dry_run_report(spec, plan.manifests, store_uri), soft_wrap=True)
             return
     if dry_run:
         for m in plan.manifests:

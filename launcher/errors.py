@@ -25,6 +25,10 @@ class ConfigError(ChunkpilotError):
     """A bad option, name, template or run spec: retrying will not help."""
 
 
+class BackendError(ChunkpilotError):
+    """The job backend could not be reached or refused a request; ``watch`` retries next cycle."""
+
+
 class RunNotFoundError(ChunkpilotError):
     """No run with that id exists in the store."""
 

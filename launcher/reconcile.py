@@ -161,5 +161,5 @@ def _end_reason(job: JobState) -> str:
     if job.status is JobStatus.SUCCEEDED:
         return "job succeeded but wrote no _SUCCESS marker"
     if job.status is JobStatus.MISSING:
-        return "job not found by the backend (launch lost?)"
+        return "job not found by the backend (launch lost?)" + (f": {job.detail}" if job.detail else "")
     return f"{job.status.value.lower()}" + (f": {job.detail}" if job.detail else "")

@@ -69,7 +69,7 @@ class RunSpec:
     model_revision: str
     sampling: dict[str, Any]
     backend: str
-    use_spot: bool
+    use_spot: bool | None  # None: the task template decides
     max_attempts: int
     parallel: int
     chunkpilot_version: str

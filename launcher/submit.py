@@ -30,7 +30,7 @@ class SubmitOptions:
     engine: str = "vllm"
     model: str | None = None
     backend: str = "local"
-    use_spot: bool = True
+    use_spot: bool | None = None  # None: the task template decides
     max_tokens: int = 256
     temperature: float = 0.0
     run_name: str | None = None

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from launcher.backends.base import Backend, LaunchRequest
-from launcher.errors import NotFoundError, StoreError
+from launcher.errors import BackendError, NotFoundError, StoreError
 from launcher.lease import Lease
 from launcher.names import job_name
 from launcher.observe import ChunkObservation, observe
@@ -104,8 +104,8 @@ def watch(
         while True:
             try:
                 decision, observed = reconcile_once(run, backend, options, known_done)
-            except StoreError as exc:  # the store's own retries gave up: try again next cycle
-                log.warning("store unavailable this cycle, retrying: %s", exc)
+            except (StoreError, BackendError) as exc:  # transient: the store's or backend's retries gave up
+                log.warning("%s; retrying next cycle", exc)
                 time.sleep(options.interval)
                 continue
             if on_cycle:

@@ -20,6 +20,8 @@ Faults are scripted per job name (``fake.faults[name] = PREEMPT``):
 * ``SUCCEED_WITHOUT_MARKER`` — the job ends SUCCEEDED without running the worker.
 * ``LOSE_LAUNCH_REPLY`` — the job is launched, but ``get`` on the launch request
   raises ``ApiServerConnectionError`` (the reply was lost).
+* ``REFUSE_LAUNCH`` — no job; ``get`` on the launch request raises
+  ``NoCloudAccessError``, as SkyPilot does when no cloud is enabled.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ FAILED_CONTROLLER = "failed_controller"
 FAILED_SETUP = "failed_setup"
 SUCCEED_WITHOUT_MARKER = "succeed_without_marker"
 LOSE_LAUNCH_REPLY = "lose_launch_reply"
+REFUSE_LAUNCH = "refuse_launch"
 
 S = ManagedJobStatus
 
@@ -206,6 +209,11 @@ class FakeSky:
             if isinstance(task, sky.Dag):
                 task = task.tasks[0]
             job_name = name or task.name
+            if self.faults.get(job_name) == REFUSE_LAUNCH:
+                def refused():
+                    raise sky.exceptions.NoCloudAccessError("No cloud access is enabled (fake). Run `sky check`")
+
+                return self._request(refused)
             envs = {str(k): str(v) for k, v in (task.envs or {}).items()}
             secrets = {str(k): v.get_secret_value() if hasattr(v, "get_secret_value") else str(v)
                        for k, v in (task.secrets or {}).items()}

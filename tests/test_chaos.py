@@ -67,6 +67,13 @@ def live_worker_pids(jobs_dir: Path) -> list[int]:
     return pids
 
 
+def stop_everything(watch: subprocess.Popen, jobs_dir: Path) -> None:
+    """A failed test leaves no launcher or worker running behind it."""
+    watch.kill()
+    for pid in live_worker_pids(jobs_dir):
+        os.kill(pid, signal.SIGKILL)
+
+
 COMMON = ["--chunks", "8", "--engine", "echo", "--engine-option", "delay=0.02", "--engine-option", "batch=2",
           "--commit-records", "20", "--commit-seconds", "1", "--max-attempts", "60", "--run-name", RUN]
 
@@ -96,26 +103,30 @@ def test_chaos_run_matches_fault_free_run(tmp_path, s3_bucket, s3_admin_client, 
     rng = random.Random(7)
     kills = {"SIGKILL": 0, "SIGTERM": 0}
     watch = launcher("watch", RUN, "--store", store, "--interval", "0.3")
-    started = time.monotonic()
-    launcher_restarted = False
-    while watch.poll() is None:
-        assert time.monotonic() - started < 150, "chaos run did not finish in time"
-        time.sleep(rng.uniform(0.8, 1.6))
-        if not launcher_restarted and time.monotonic() - started > 4:
-            watch.send_signal(signal.SIGKILL)  # the launcher machine dies mid-run
-            watch.wait()
-            time.sleep(0.5)
-            watch = launcher("watch", RUN, "--store", store, "--interval", "0.3")
-            launcher_restarted = True
-            continue
-        pids = live_worker_pids(jobs_dir)
-        if pids:
-            sig = rng.choice([signal.SIGKILL, signal.SIGTERM])
-            try:
-                os.kill(rng.choice(pids), sig)
-                kills[sig.name] += 1
-            except ProcessLookupError:
-                pass
+    try:
+        started = time.monotonic()
+        launcher_restarted = False
+        while watch.poll() is None:
+            assert time.monotonic() - started < 150, "chaos run did not finish in time"
+            time.sleep(rng.uniform(0.8, 1.6))
+            if not launcher_restarted and time.monotonic() - started > 4:
+                watch.send_signal(signal.SIGKILL)  # the launcher machine dies mid-run
+                watch.wait()
+                time.sleep(0.5)
+                watch = launcher("watch", RUN, "--store", store, "--interval", "0.3")
+                launcher_restarted = True
+                continue
+            pids = live_worker_pids(jobs_dir)
+            if pids:
+                sig = rng.choice([signal.SIGKILL, signal.SIGTERM])
+                try:
+                    os.kill(rng.choice(pids), sig)
+                    kills[sig.name] += 1
+                except ProcessLookupError:
+                    pass
+    except BaseException:
+        stop_everything(watch, jobs_dir)
+        raise
     output = watch.stdout.read().decode()
     assert watch.returncode == 0, output
     assert launcher_restarted and kills["SIGKILL"] >= 3 and kills["SIGTERM"] >= 3, kills

@@ -31,6 +31,7 @@ import json
 import logging
 import os
 import re
+import site
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -41,7 +42,7 @@ from typing import Any, Iterable, Mapping
 import yaml
 
 from launcher.backends.base import JobState, JobStatus, LaunchRequest
-from launcher.errors import ChunkpilotError, ConfigError, NotFoundError
+from launcher.errors import BackendError, ChunkpilotError, ConfigError, NotFoundError
 from launcher.names import job_name
 from launcher.spec import ChunkManifest, RunSpec
 
@@ -113,7 +114,7 @@ KNOWN_ACCELERATORS: dict[str, str] = {
 _TPU = re.compile(r"^tpu-v\d+[a-z]*(-\d+)?$", re.I)
 
 
-class SkyBackendError(ChunkpilotError):
+class SkyBackendError(BackendError):
     """SkyPilot could not be reached, or refused a request (not a template mistake)."""
 
 
@@ -178,8 +179,8 @@ def template_dirs() -> list[Path]:
     import launcher
 
     package = Path(launcher.__file__).resolve().parent
-    return [package.parent / "task_templates", Path(sys.prefix) / "share" / "chunkpilot" / "task_templates",
-            package / "task_templates"]
+    data = [Path(base) / "share" / "chunkpilot" / "task_templates" for base in (sys.prefix, site.getuserbase())]
+    return [package.parent / "task_templates", *data, package / "task_templates"]
 
 
 def shipped_templates() -> list[Path]:
@@ -361,10 +362,11 @@ class Secrets:
     overrides: tuple[tuple[str, str], ...]  # (name, value) for secrets_overrides: never shown or stored
     passed: tuple[str, ...]  # names passed to the job
     left_out: tuple[str, ...]  # declared by the template, not set here: not passed
+    inline_values: tuple[str, ...] = ()  # values written into the template itself (redacted on display)
 
     @property
     def values(self) -> list[str]:
-        return [v for _, v in self.overrides if v]
+        return [v for _, v in self.overrides if v] + [v for v in self.inline_values if v]
 
 
 def resolve_secrets(cfg: dict, names: Iterable[str], environ: Mapping[str, str]) -> Secrets:
@@ -396,8 +398,8 @@ def resolve_secrets(cfg: dict, names: Iterable[str], environ: Mapping[str, str])
         overrides[name] = value
         if name in left_out:
             left_out.remove(name)
-    inline = [str(k) for k, v in declared.items() if v is not None] if isinstance(declared, dict) else []
-    return Secrets(tuple(overrides.items()), tuple(sorted({*overrides, *inline})), tuple(left_out))
+    inline = {str(k): str(v) for k, v in declared.items() if v is not None} if isinstance(declared, dict) else {}
+    return Secrets(tuple(overrides.items()), tuple(sorted({*overrides, *inline})), tuple(left_out), tuple(inline.values()))
 
 
 def _uses_s3(spec: RunSpec, run_uri: str) -> bool:
@@ -481,6 +483,7 @@ def _strip_regions(cfg: dict) -> bool:
 def build_task(cfg: dict, envs: list[tuple[str, str]], secrets: Secrets, source: str, validate: bool = True):
     """A ``sky.Task`` from a rendered config; any SkyPilot complaint becomes a ConfigError naming ``source``."""
     sky = _import_sky()
+    _ensure_accelerator_catalog()
     try:
         task = sky.Task.from_yaml_config(copy.deepcopy(cfg), env_overrides=list(envs),
                                          secrets_overrides=list(secrets.overrides))
@@ -499,7 +502,6 @@ def build_task(cfg: dict, envs: list[tuple[str, str]], secrets: Secrets, source:
 
 def validate_task(cfg: dict, envs: list[tuple[str, str]], secrets: Secrets, source: str) -> list[str]:
     """Validate offline; returns notes about what could not be checked."""
-    _ensure_accelerator_catalog()
     try:
         build_task(cfg, envs, secrets, source)
         return []
@@ -518,6 +520,18 @@ def validate_task(cfg: dict, envs: list[tuple[str, str]], secrets: Secrets, sour
 
 def _is_local(uri: str) -> bool:
     return "://" not in uri or uri.startswith("file://")
+
+
+def _check_reachable(spec: RunSpec, run_uri: str, sdk: Any) -> None:
+    """ConfigError if the jobs would need a path on this machine (unless the SDK runs jobs here)."""
+    if getattr(sdk, "local_paths_reachable", False):
+        return
+    for uri in [run_uri, *(p.uri for p in spec.inputs)]:
+        if _is_local(uri):
+            raise ConfigError(
+                f"{uri} is a path on this machine, which SkyPilot jobs in the cloud cannot read: "
+                "put the inputs in object storage and use --store s3://bucket/prefix"
+            )
 
 
 def run_uri_of(store_uri: str, run_id: str) -> str:
@@ -648,9 +662,15 @@ def _warnings(spec: RunSpec, tasks: RunTasks, first, run_uri: str, sdk: Any) -> 
     return out
 
 
-def validate_run(spec: RunSpec, manifests: list[ChunkManifest], store_uri: str) -> None:
-    """Render and validate every chunk's task offline; ConfigError (with the template's path) if any is broken."""
+def validate_run(spec: RunSpec, manifests: list[ChunkManifest], store_uri: str, launching: bool = False) -> None:
+    """Render and validate every chunk's task offline; ConfigError (with the template's path) if any is broken.
+
+    With ``launching``, also refuse what would only fail at launch: a store or input
+    on this machine, which cloud jobs cannot read (a dry run just warns about it).
+    """
     plan = plan_tasks(spec, manifests, store_uri)
+    if launching:
+        _check_reachable(spec, run_uri_of(store_uri, spec.run_id), _sdk_override)
     for note in plan.notes:
         log.warning("%s", note)
 
@@ -748,13 +768,14 @@ class SkyBackend:
     name = "sky"
 
     def __init__(self, spec: RunSpec, store_uri: str, sdk: Any = None, *, environ: Mapping[str, str] | None = None,
-                 max_concurrent_launches: int = 16, dist_root: Path | None = None):
+                 max_concurrent_launches: int = 16, dist_root: Path | None = None, retry_seconds: float = 30.0):
         self.spec = spec
         self.store_uri = store_uri
         self._sdk = sdk
         self.environ = os.environ if environ is None else environ
         self.max_concurrent_launches = max_concurrent_launches
         self.dist_root = dist_root
+        self.retry_seconds = retry_seconds  # how long poll/cancel wait out an unreachable API server
         self._tasks: RunTasks | None = None
         self._dist: str | None = None
         self._launch_errors: dict[str, str] = {}
@@ -787,41 +808,35 @@ class SkyBackend:
             self._tasks = RunTasks.for_spec(self.spec, run_uri, template, self.environ)
         return self._tasks
 
-    def _check_reachable(self, run_uri: str) -> None:
-        if getattr(self.sdk, "local_paths_reachable", False):
-            return
-        for uri in [run_uri, *(p.uri for p in self.spec.inputs)]:
-            if _is_local(uri):
-                raise ConfigError(
-                    f"{uri} is a path on this machine, which SkyPilot jobs in the cloud cannot read: "
-                    "put the inputs in object storage and use --store s3://bucket/prefix"
-                )
-
     def launch(self, requests: list[LaunchRequest]) -> list[str | None]:
-        """Launch one managed job per request, concurrently; each job id, or None where no answer came.
+        """Launch one managed job per request; each job id, or None where no answer came.
 
         Every task is rendered first, so a configuration error (e.g. a secret missing
-        from this environment) stops the batch before anything is launched.
+        from this environment) stops the batch before anything is launched. The first
+        request goes alone: it may start SkyPilot's API server, and if SkyPilot refuses
+        it (no cloud access, an invalid task...) the rest would be refused too, so that
+        raises. The others go out concurrently.
         """
         if not requests:
             return []
         run_uri = requests[0].store_uri
-        self._check_reachable(run_uri)
+        _check_reachable(self.spec, run_uri, self.sdk)
         tasks = self._run_tasks(run_uri)
         if self._dist is None:
             from launcher.wheel import dist_dir
 
             self._dist = str(dist_dir(self.dist_root))
         built = [tasks.task(r.chunk, r.attempt, self._dist) for r in requests]
-        workers = max(1, min(self.max_concurrent_launches, len(requests)))
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sky-launch") as pool:
-            results = list(pool.map(self._launch_one, built, [r.name for r in requests]))
-        errors = [(r.name, e) for r, (_, e) in zip(requests, results) if e is not None]
-        if errors and len(errors) == len(requests) and not any(_is_connection_error(e) for _, e in errors):
-            name, exc = errors[0]
-            raise SkyBackendError(f"SkyPilot refused to launch {name}" + (f" and {len(errors) - 1} more" if len(errors) > 1 else "")
-                                  + f": {_message(exc)}") from exc
-        return [job_id for job_id, _ in results]
+        names = [r.name for r in requests]
+        first_id, first_error = self._launch_one(built[0], names[0])
+        if first_error is not None and not _is_connection_error(first_error):
+            raise SkyBackendError(f"SkyPilot refused to launch {names[0]}: {_message(first_error)}") from first_error
+        rest: list[tuple[str | None, BaseException | None]] = []
+        if len(built) > 1:
+            workers = max(1, min(self.max_concurrent_launches, len(built) - 1))
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sky-launch") as pool:
+                rest = list(pool.map(self._launch_one, built[1:], names[1:]))
+        return [first_id, *(job_id for job_id, _ in rest)]
 
     def _launch_one(self, task: Any, name: str) -> tuple[str | None, BaseException | None]:
         try:
@@ -838,9 +853,14 @@ class SkyBackend:
 
     # -- poll and cancel -----------------------------------------------------------
     def _records(self, run_id: str) -> list[Any]:
-        """The run's managed-job records, in one queue_v2 request (retried briefly if SkyPilot is unreachable)."""
+        """The run's managed-job records, in one queue_v2 request (retried while SkyPilot is unreachable).
+
+        Never guessed: if the API server stays unreachable this raises, since reporting
+        jobs as missing would get them launched twice.
+        """
         prefix = f"{run_id}-"
-        delays = [1.0, 3.0]
+        deadline = time.monotonic() + self.retry_seconds
+        delay = 1.0
         while True:
             try:
                 request_id = self.sdk.jobs.queue_v2(refresh=False, skip_finished=False, all_users=False,
@@ -850,8 +870,10 @@ class SkyBackend:
             except self.sdk.ClusterNotUpError:
                 return []  # no jobs controller: nothing was ever launched (or it was torn down)
             except Exception as exc:  # noqa: BLE001
-                if _is_connection_error(exc) and delays:
-                    time.sleep(delays.pop(0))
+                if _is_connection_error(exc) and time.monotonic() + delay < deadline:
+                    log.warning("SkyPilot API server unreachable, retrying in %.0fs: %s", delay, _message(exc))
+                    time.sleep(delay)
+                    delay = min(2 * delay, 10.0)
                     continue
                 raise SkyBackendError(f"cannot list SkyPilot managed jobs: {_message(exc)}") from exc
         return [r for r in records or [] if str(r.get("job_name") or "").startswith(prefix)]

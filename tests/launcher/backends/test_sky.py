@@ -102,7 +102,7 @@ def test_the_real_sdk_cannot_start_a_server_here(sky, tmp_path):
     from launcher.backends.sky import SkyBackend, SkyBackendError, SkySdk
 
     p = plan(tmp_path)
-    backend = SkyBackend(p.spec, str(tmp_path / "runs"), sdk=SkySdk())
+    backend = SkyBackend(p.spec, str(tmp_path / "runs"), sdk=SkySdk(), retry_seconds=0)
     started = time.monotonic()
     with pytest.raises(SkyBackendError):
         backend.poll("unit", ["unit-0000-a1"])
@@ -178,6 +178,18 @@ def test_an_unknown_gpu_on_the_command_line_is_refused(sky, tmp_path):
     p = plan(tmp_path, gpus="H10O:1")
     with pytest.raises(ConfigError, match=r"with --gpus H10O:1\): unknown accelerator 'H10O' \(did you mean H100"):
         validate_run(p.spec, p.manifests, str(tmp_path / "runs"))
+
+
+def test_a_region_is_validated_offline_as_far_as_skypilot_can(sky, tmp_path):
+    from launcher.backends.sky import plan_tasks
+
+    # Checking a region needs that cloud's catalog, which SkyPilot downloads: offline, the cloud is still checked.
+    p = plan(tmp_path, infra="gcp/us-central1", gpus="L4:1")
+    result = plan_tasks(p.spec, p.manifests, str(tmp_path / "runs"))
+    assert result.first[0]["resources"]["infra"] == "gcp/us-central1"
+    p = plan(tmp_path, infra="nocloud/us-central1")
+    with pytest.raises(ConfigError, match="task template .*vllm-spot.yaml.*nocloud"):
+        plan_tasks(p.spec, p.manifests, str(tmp_path / "runs"))
 
 
 def test_overrides_replace_the_templates_choices(sky, tmp_path):
@@ -296,7 +308,6 @@ def test_poll_is_one_request_finds_jobs_by_name_and_survives_a_missing_controlle
     assert [c[0] for c in fake.calls] == ["queue_v2"] and fake.calls[0][1]["name_match"] == "unit-"
 
     # Two jobs under one name (should not happen): the newest wins. Another run's job is ignored.
-    from launcher.backends.sky import SkyBackend as _  # noqa: F401
     from tests.fakesky import FakeJob
 
     S = sky.jobs.ManagedJobStatus
@@ -349,6 +360,26 @@ def test_launch_refuses_local_paths_when_jobs_run_in_the_cloud(sky, tmp_path):
     with pytest.raises(ConfigError, match="cannot read"):
         backend.launch([request])
     assert fake.calls == []
+    # Before anything is written, when the CLI says it is about to launch (the real SDK runs jobs elsewhere).
+    from launcher.backends.sky import validate_run
+
+    validate_run(p.spec, p.manifests, str(tmp_path / "runs"))  # a dry run only warns
+    with pytest.raises(ConfigError, match="cannot read"):
+        validate_run(p.spec, p.manifests, str(tmp_path / "runs"), launching=True)
+
+
+def test_a_refused_launch_stops_the_batch_with_skypilots_reason(sky, tmp_path, fake_sky):
+    from launcher.backends.sky import SkyBackend, SkyBackendError
+    from tests.fakesky import REFUSE_LAUNCH
+
+    p = plan(tmp_path, chunks=3)
+    (tmp_path / "runs" / "unit").mkdir(parents=True)
+    fake_sky.faults["unit-0000-a1"] = REFUSE_LAUNCH
+    backend = SkyBackend(p.spec, str(tmp_path / "runs"), sdk=fake_sky)
+    requests = [LaunchRequest(p.spec, str(tmp_path / "runs" / "unit"), m.chunk, 1, f"unit-{m.chunk}-a1") for m in p.manifests]
+    with pytest.raises(SkyBackendError, match="refused to launch unit-0000-a1: No cloud access"):
+        backend.launch(requests)
+    assert [c for c in fake_sky.calls if c[0] == "launch"] == [] and fake_sky.all_jobs == []
 
 
 def test_a_missing_secret_stops_the_batch_before_anything_launches(sky, tmp_path, fake_sky):
@@ -401,6 +432,7 @@ def test_a_run_survives_preemption_controller_failure_lost_replies_and_false_suc
     rows = status_of(tmp_path, run)
     assert {c: r["state"] for c, r in rows.items()} == {f"{i:04d}": "DONE" for i in range(5)}
     assert {c: r["attempts"] for c, r in rows.items()} == {"0000": 1, "0001": 1, "0002": 2, "0003": 2, "0004": 1}
+    assert rows["0001"]["preemptions"] == 1
     # Preempted: SkyPilot recovered it (RECOVERING), the worker restarted from scratch and resumed.
     preempted = fake_sky.jobs_named(f"{run}-0001-a1")
     assert len(preempted) == 1 and preempted[0].recovery_count == 1 and preempted[0].worker_starts == 2
