@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 pytest_plugins = ["tests.fixtures_s3"]
+
+MODEL_CACHE = os.environ.get("CHUNKPILOT_MODEL_CACHE") or os.path.join(
+    os.environ.get("CHUNKPILOT_CACHE") or os.path.expanduser("~/.cache/chunkpilot"), "models"
+)
 
 
 @pytest.fixture(scope="session")
@@ -21,6 +26,8 @@ def isolated_env(monkeypatch, session_cache):
     """No test reads the user's store, cache or SkyPilot state, and polling is fast."""
     monkeypatch.delenv("CHUNKPILOT_STORE", raising=False)
     monkeypatch.setenv("CHUNKPILOT_CACHE", str(session_cache))
+    # The converted model is content-addressed and never modified: share it across sessions.
+    monkeypatch.setenv("CHUNKPILOT_MODEL_CACHE", MODEL_CACHE)
     monkeypatch.setenv("CHUNKPILOT_POLL_SECONDS", "0.2")
     monkeypatch.setenv("SKYPILOT_DISABLE_LOCAL_API_SERVER", "1")
     monkeypatch.setenv("SKYPILOT_API_SERVER_ENDPOINT", "http://127.0.0.1:9")

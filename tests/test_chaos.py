@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.s3server import CUT, FAULTS, INTERNAL, LOST_WRITE, RESET, SLOWDOWN
+from tests.s3server import CUT, INTERNAL, LOST_WRITE, RESET, SLOWDOWN
 
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCHER = [sys.executable, "-m", "launcher.cli"]

@@ -10,11 +10,10 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 
 from launcher.collect import collect
 from launcher.spec import PartName, SuccessMarker
-from tests.conftest import big_prompts, read_jsonl
+from tests.conftest import big_prompts
 
 ROOT = Path(__file__).resolve().parents[2]
 
