@@ -4,14 +4,25 @@ Parts of a chunk are visited in order of their first key. Each part holds every
 record of its interval, sorted, so the merge keeps only "how far have we
 written" (``reach``): a part entirely past it is copied as bytes, a part entirely
 before it is a duplicate (a zombie's or a resumed attempt's), and only a part
-straddling it is read line by line. Memory stays flat whatever the record count.
+straddling it is read line by line.
+
+Counting as we copy: records, ok/error lines, and custom_ids used by more than one
+record. Output is scanned a few MB at a time (in bulk with numpy when it is
+installed): the custom_id of each line is reduced to a 64-bit hash and handed,
+with where it was written, to ``DuplicateCounter``, which keeps at most a fixed
+number in memory and spills the rest to temporary files partitioned by hash. So
+memory stays flat whatever the record count, the count is exact (up to 64-bit
+hash collisions), and the examples in the report are read back from the output
+at the recorded offsets — no second pass over the output.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
-from collections import Counter
+import tempfile
+from array import array
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -22,9 +33,23 @@ from launcher.spec import PartName, SuccessMarker
 from launcher.store import ObjectInfo, Store
 from worker.output import key_of_line
 
-_CUSTOM_ID = re.compile(rb'"custom_id": ("(?:[^"\\]|\\.)*")')
+try:  # a launcher-only install may not have numpy: collect then scans line by line (slower, same results)
+    import numpy as np
+except ImportError:  # pragma: no cover - exercised only without numpy
+    np = None
+
+_CUSTOM_ID = re.compile(rb'"custom_id": "((?:[^"\\]|\\.)*)"')
+_ID_VALUE = re.compile(rb'((?:[^"\\]|\\.)*)"')
 _OK = b'"error": null}\n'
 BLOCK = 1024 * 1024
+SCAN_BYTES = 4 * BLOCK  # output bytes scanned per bulk pass
+ID_BUDGET = 1 << 20  # custom_id hashes held in memory (16 bytes each) before spilling to disk
+
+# Every line starts '{"id": "batch_req_<run>_<source>_<offset>", "custom_id": "' (worker/output.py).
+_HEAD = b'{"id": "batch_req_'
+_LINK = b'", "custom_id": "'
+_ID_DIGITS = 24  # where to look for the id's closing quote: "<source>_<offset>"
+ID_WIDTH = 64  # custom_ids shorter than this without escapes are hashed in bulk; longer ones one by one
 
 
 @dataclass
@@ -36,7 +61,7 @@ class CollectReport:
     duplicates_dropped: int = 0  # records committed twice (zombies, resumes) written once
     duplicate_custom_ids: int = 0  # distinct custom_ids that appear on more than one record
     duplicate_examples: list[str] = field(default_factory=list)
-    duplicate_id_hashes: set[int] = field(default_factory=set)
+    duplicate_example_offsets: list[int] = field(default_factory=list)  # where (in the output) those ids start
     incomplete_chunks: list[str] = field(default_factory=list)
     mismatched_chunks: list[str] = field(default_factory=list)  # output count != _SUCCESS count
     bytes: int = 0
@@ -53,18 +78,20 @@ def collect(run: OpenRun, out: BinaryIO, allow_partial: bool = False, max_exampl
             f"{len(report.incomplete_chunks)} of {len(observed)} chunk(s) are not done ({shown}{more}): "
             "run `launcher watch` to finish them, or pass --allow-partial"
         )
-    seen_ids: Counter[int] = Counter()
+    expected = sum(p.records for o in observed.values() for p, _ in o.parts)
+    with DuplicateCounter(expected) as ids:
+        sink = _Sink(out, report, ids, run.spec.run_id)
+        for chunk in sorted(observed):
+            _merge_chunk(run.run_store, chunk, sorted(observed[chunk].parts, key=lambda p: (p[0].first, _neg(p[0].end))), sink)
+        sink.flush()
+        report.duplicate_custom_ids, report.duplicate_example_offsets = ids.finish(max_examples)
     for chunk in sorted(observed):
-        obs = observed[chunk]
-        before = report.records
-        _merge_chunk(run.run_store, chunk, sorted(obs.parts, key=lambda p: (p[0].first, _neg(p[0].end))), out, report, seen_ids)
-        if obs.done is not None:
-            marker = SuccessMarker.from_json(run.run_store.get(obs.done.key))
+        done = observed[chunk].done
+        if done is not None:
+            marker = SuccessMarker.from_json(run.run_store.get(done.key))
             report.skipped_blank += marker.skipped_blank
-            if report.records - before != marker.records:
+            if sink.chunk_records.get(chunk, 0) != marker.records:
                 report.mismatched_chunks.append(chunk)
-    report.duplicate_id_hashes = {h for h, n in seen_ids.items() if n > 1}
-    report.duplicate_custom_ids = len(report.duplicate_id_hashes)
     return report
 
 
@@ -72,55 +99,320 @@ def _neg(key: tuple[int, int]) -> tuple[int, int]:
     return (-key[0], -key[1])
 
 
-def _merge_chunk(store: Store, chunk: str, parts: list[tuple[PartName, ObjectInfo]], out: BinaryIO, report: CollectReport, seen_ids: Counter) -> None:
+def _merge_chunk(store: Store, chunk: str, parts: list[tuple[PartName, ObjectInfo]], sink: "_Sink") -> None:
     reach: tuple[int, int] | None = None
     for part, info in parts:
         if reach is not None and part.end <= reach:
-            report.duplicates_dropped += part.records
+            sink.report.duplicates_dropped += part.records
             continue
         with store.open(info.key) as stream:
             if reach is None or part.first >= reach:
-                _copy(stream, out, report, seen_ids)
+                _copy(stream, chunk, sink)
             else:
-                _copy_after(stream, out, reach, report, seen_ids)
+                _copy_after(stream, chunk, reach, sink)
         reach = part.end if reach is None else max(reach, part.end)
 
 
-def _account(data: bytes, report: CollectReport, seen_ids: Counter) -> None:
-    lines = data.count(b"\n")
-    ok = data.count(_OK)
-    report.records += lines
-    report.ok += ok
-    report.errors += lines - ok
-    report.bytes += len(data)
-    for m in _CUSTOM_ID.finditer(data):
-        seen_ids[hash(m.group(1))] += 1
-
-
-def _copy(stream: BinaryIO, out: BinaryIO, report: CollectReport, seen_ids: Counter) -> None:
+def _copy(stream: BinaryIO, chunk: str, sink: "_Sink") -> None:
     carry = b""
     while True:
         block = stream.read(BLOCK)
         if not block:
             break
-        block = carry + block
+        if carry:
+            block = carry + block
         cut = block.rfind(b"\n") + 1
-        whole, carry = block[:cut], block[cut:]
+        if cut == len(block):
+            whole, carry = block, b""
+        else:
+            whole, carry = block[:cut], block[cut:]
         if whole:
-            out.write(whole)
-            _account(whole, report, seen_ids)
+            sink.write(whole, chunk)
     if carry:  # a part always ends with a newline; this is only defensive
-        out.write(carry + b"\n")
-        _account(carry + b"\n", report, seen_ids)
+        sink.write(carry + b"\n", chunk)
 
 
-def _copy_after(stream: BinaryIO, out: BinaryIO, reach: tuple[int, int], report: CollectReport, seen_ids: Counter) -> None:
+def _copy_after(stream: BinaryIO, chunk: str, reach: tuple[int, int], sink: "_Sink") -> None:
+    kept = []
     for line in stream:
         if key_of_line(line) < reach:
-            report.duplicates_dropped += 1
+            sink.report.duplicates_dropped += 1
             continue
-        out.write(line)
-        _account(line, report, seen_ids)
+        kept.append(line if line.endswith(b"\n") else line + b"\n")
+    if kept:
+        sink.write(b"".join(kept), chunk)
+
+
+class _Sink:
+    """Writes merged output and counts it; whole lines are scanned in batches of ``SCAN_BYTES``."""
+
+    def __init__(self, out: BinaryIO, report: CollectReport, ids: "DuplicateCounter", run_id: str):
+        self.out, self.report, self.ids = out, report, ids
+        self.chunk_records: dict[str, int] = {}  # output lines per chunk, checked against _SUCCESS
+        self._pending: list[tuple[bytes, str]] = []
+        self._pending_bytes = 0
+        self._scanned_to = 0  # output offset where the pending bytes start
+        self._head = _HEAD + run_id.encode() + b"_"
+
+    def write(self, data: bytes, chunk: str) -> None:
+        """Write whole lines of ``chunk``."""
+        self.out.write(data)
+        self._pending.append((data, chunk))
+        self._pending_bytes += len(data)
+        if self._pending_bytes >= SCAN_BYTES:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._pending:
+            return
+        pieces, self._pending, self._pending_bytes = self._pending, [], 0
+        data = pieces[0][0] if len(pieces) == 1 else b"".join(p for p, _ in pieces)
+        cuts, end = [], 0
+        for piece, _ in pieces:
+            end += len(piece)
+            cuts.append(end)
+        per_piece, ok, hashes, offsets = (_scan_bulk if np is not None else _scan_lines)(data, self._head, cuts)
+        for (_, chunk), lines in zip(pieces, per_piece):
+            self.chunk_records[chunk] = self.chunk_records.get(chunk, 0) + lines
+        lines = sum(per_piece)
+        self.report.records += lines
+        self.report.ok += ok
+        self.report.errors += lines - ok
+        self.report.bytes += len(data)
+        self.ids.add(hashes, offsets, self._scanned_to)
+        self._scanned_to += len(data)
+
+
+# -- scanning: (lines, ok lines, custom_id hashes, where each custom_id starts) --------------
+def hash_custom_id(raw: bytes) -> int:
+    """A 64-bit hash of a custom_id as it appears (JSON-escaped) between its quotes.
+
+    Short ids without escapes use the same function as the bulk scan (``_mix_rows``);
+    others use blake2b. Which one is chosen depends on the id alone, so equal ids
+    always get equal hashes.
+    """
+    if np is not None and len(raw) < ID_WIDTH and b"\\" not in raw:
+        row = np.zeros((1, ID_WIDTH), np.uint8)
+        row[0, : len(raw)] = np.frombuffer(raw, np.uint8)
+        return int(_mix_rows(row, np.array([len(raw)]))[0])
+    return int.from_bytes(hashlib.blake2b(raw, digest_size=8).digest(), "little")
+
+
+def _scan_lines(data: bytes, head: bytes, cuts: list[int]) -> tuple[list[int], int, array, array]:
+    """The portable scan: one regex search per line. ``cuts``: end offsets of pieces to count lines of."""
+    hashes, offsets = array("Q"), array("Q")
+    per_piece = [data.count(b"\n", a, b) for a, b in zip([0, *cuts], cuts)]
+    for m in _CUSTOM_ID.finditer(data):
+        hashes.append(hash_custom_id(m.group(1)))
+        offsets.append(m.start(1))
+    return per_piece, data.count(_OK), hashes, offsets
+
+
+if np is not None:
+    _U64 = np.uint64
+    _M1, _M2 = _U64(0xFF51AFD7ED558CCD), _U64(0xC4CEB9FE1A85EC53)
+    _S33 = _U64(33)
+    _LANES = ID_WIDTH // 8
+    # Masks keeping the first k bytes of a little-endian 8-byte lane, k = 0..8.
+    _KEEP = np.array([(1 << (8 * k)) - 1 for k in range(9)], np.uint64)
+
+    def _u64(pattern: bytes, at: int = 0) -> "np.uint64":
+        return np.frombuffer(pattern[at : at + 8].ljust(8, b"\0"), np.uint64)[0]
+
+    _OK_LANES = (_u64(b"\0" + _OK), _u64(b"\0" + _OK, 8))  # 16 bytes ending at the newline
+    _LINK_LANES = (_u64(_LINK), _u64(_LINK, 8), _u64(_LINK, 16))  # 17 bytes: 16 + one quote
+    _ID_OPEN = _u64(_HEAD)  # '{"id": "'
+
+
+def _mix_lanes(lanes, lengths):
+    """Hash rows of little-endian 8-byte lanes (zero past ``lengths`` bytes): murmur3's fmix64, chained."""
+    h = lengths.astype(np.uint64) * _M2
+    for j in range(lanes.shape[1]):
+        h ^= lanes[:, j]
+        h ^= h >> _S33
+        h *= _M1
+        h ^= h >> _S33
+        h *= _M2
+        h ^= h >> _S33
+    return h
+
+
+def _mix_rows(rows, lengths):
+    """Hash rows of ``ID_WIDTH`` bytes, zero past each row's length."""
+    return _mix_lanes(np.ascontiguousarray(rows).view(np.uint64), lengths)
+
+
+def _windows(raw, at, width: int):
+    """Rows of ``width`` bytes of ``raw`` starting at each of ``at`` (clipped to stay inside).
+
+    Rows of a sliding-window view: one short copy per row, no index matrix.
+    """
+    at = np.clip(at, 0, len(raw) - width)
+    return np.lib.stride_tricks.sliding_window_view(raw, width)[at]
+
+
+def _scan_bulk(data: bytes, head: bytes, cuts: list[int]):
+    """The numpy scan: a few vectorized gathers at each line's start and end, no per-line Python.
+
+    A line whose start does not look like ``worker.output``'s (it always does for a
+    chunkpilot run), or whose custom_id is long or escaped, goes through the regex.
+    """
+    raw = np.frombuffer(data, np.uint8)
+    ends = np.flatnonzero(raw == 10)
+    n = len(ends)
+    per_piece = np.diff(np.searchsorted(ends, cuts), prepend=0).tolist()
+    if n == 0:
+        return per_piece, 0, np.empty(0, np.uint64), np.empty(0, np.int64)
+    starts = np.empty(n, np.int64)
+    starts[0] = 0
+    starts[1:] = ends[:-1] + 1
+    # Every window below lies inside its line when the line is at least this long.
+    fits = ends - starts > len(head) + _ID_DIGITS + len(_LINK) + ID_WIDTH + 16
+
+    tail = _windows(raw, ends - 15, 16).view(np.uint64)
+    ok = int(np.count_nonzero(((tail[:, 0] & ~_U64(0xFF)) == _OK_LANES[0]) & (tail[:, 1] == _OK_LANES[1]) & (ends >= 15)))
+
+    # '{"id": "batch_req_<run>_', "<source>_<offset>", its closing quote, then '", "custom_id": "'.
+    digits_at = starts + len(head)
+    quote = (_windows(raw, digits_at, _ID_DIGITS) == 34).argmax(axis=1) + digits_at
+    link = _windows(raw, quote, 24).view(np.uint64)
+    shaped = fits & (_windows(raw, starts, 8).view(np.uint64)[:, 0] == _ID_OPEN)
+    shaped &= (link[:, 0] == _LINK_LANES[0]) & (link[:, 1] == _LINK_LANES[1]) & ((link[:, 2] & _U64(0xFF)) == _LINK_LANES[2])
+    value_at = quote + len(_LINK)
+    window = _windows(raw, value_at, ID_WIDTH)
+    length = (window == 34).argmax(axis=1)  # the closing quote, if the id is short and has no escaped quote
+    bulk = shaped & (window[np.arange(n), length] == 34) & ~(window == 92).any(axis=1)
+
+    lanes = window.view(np.uint64) & _KEEP[np.clip(length[:, None] - 8 * np.arange(_LANES), 0, 8)]
+    hashes = _mix_lanes(lanes, length)
+    offsets = value_at
+    if bulk.all():
+        return per_piece, ok, hashes, offsets
+    keep = np.ones(n, bool)
+    for i in np.flatnonzero(~bulk):
+        m = _CUSTOM_ID.search(data, int(starts[i]), int(ends[i]) + 1)
+        if m is None:
+            keep[i] = False
+            continue
+        hashes[i] = hash_custom_id(m.group(1))
+        offsets[i] = m.start(1)
+    return per_piece, ok, hashes[keep], offsets[keep]
+
+
+# -- counting duplicates in bounded memory ---------------------------------------------------
+class DuplicateCounter:
+    """Exactly how many distinct hashes occur more than once, in memory bounded by ``budget``.
+
+    ``add`` takes hashes and the output offsets they were seen at. Up to ``budget``
+    of them stay in memory; when more are ``expected``, they are spilled as they come
+    to temporary files, one per hash range, sized to fit the budget, and each range
+    is counted alone at ``finish``. Costs 16 bytes of temporary disk per record
+    beyond the budget, and no extra pass over the output.
+    """
+
+    SPILL_EVERY = 1 << 16
+
+    def __init__(self, expected: int, budget: int = ID_BUDGET):
+        self.partitions = 1 if expected <= budget else -(-expected * 5 // 4 // budget)
+        self._held: list[tuple] = []
+        self._held_count = 0
+        self._tmp = tempfile.TemporaryDirectory(prefix="chunkpilot-collect-") if self.partitions > 1 else None
+        self._files = [open(os.path.join(self._tmp.name, f"{i}.bin"), "wb") for i in range(self.partitions)] if self._tmp else []
+
+    def __enter__(self) -> "DuplicateCounter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for f in self._files:
+            f.close()
+        self._files = []
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    def add(self, hashes, offsets, base: int) -> None:
+        if len(hashes):
+            self._held.append((hashes, offsets, base))
+            self._held_count += len(hashes)
+        if self._files and self._held_count >= self.SPILL_EVERY:
+            self._spill()
+
+    def _pairs(self):
+        """Held values as one (n, 2) uint64 array of (hash, absolute offset) (numpy) or an array('Q')."""
+        if np is not None:
+            parts = [np.column_stack((np.asarray(h, np.uint64), np.asarray(o, np.uint64) + np.uint64(b)))
+                     for h, o, b in self._held]
+            pairs = np.concatenate(parts) if parts else np.empty((0, 2), np.uint64)
+        else:
+            pairs = array("Q")
+            for h, o, b in self._held:
+                for x, y in zip(h, o):
+                    pairs.extend((x, y + b))
+        self._held, self._held_count = [], 0
+        return pairs
+
+    def _spill(self) -> None:
+        pairs = self._pairs()
+        if np is not None:
+            part = ((pairs[:, 0] >> np.uint64(32)) * np.uint64(self.partitions)) >> np.uint64(32)
+            order = np.argsort(part, kind="stable")
+            pairs, bounds = pairs[order], np.searchsorted(part[order], np.arange(self.partitions + 1))
+            for i, f in enumerate(self._files):
+                pairs[bounds[i] : bounds[i + 1]].tofile(f)
+        else:
+            split = [array("Q") for _ in self._files]
+            for j in range(0, len(pairs), 2):
+                split[((pairs[j] >> 32) * self.partitions) >> 32].extend(pairs[j : j + 2])
+            for f, values in zip(self._files, split):
+                values.tofile(f)
+
+    def finish(self, examples: int = 5) -> tuple[int, list[int]]:
+        """(distinct hashes seen more than once, output offsets of the first ``examples`` of them)."""
+        if not self._files:
+            return _count_duplicates([self._pairs()], examples)
+        self._spill()
+        for f in self._files:
+            f.close()
+        count, firsts = 0, []
+        for i in range(self.partitions):
+            path = os.path.join(self._tmp.name, f"{i}.bin")
+            if np is not None:
+                loaded = np.fromfile(path, np.uint64).reshape(-1, 2)
+            else:
+                loaded = array("Q")
+                with open(path, "rb") as f:
+                    loaded.frombytes(f.read())
+            n, first = _count_duplicates([loaded], examples)
+            count += n
+            firsts = sorted(firsts + first)[:examples]
+            os.unlink(path)
+        self._files = []
+        return count, firsts
+
+
+def _count_duplicates(chunks, examples: int) -> tuple[int, list[int]]:
+    """(distinct hashes occurring more than once, smallest first-occurrence offsets of up to ``examples`` of them)."""
+    if np is not None:
+        pairs = np.concatenate(chunks) if len(chunks) > 1 else chunks[0]
+        if len(pairs) < 2:
+            return 0, []
+        order = np.lexsort((pairs[:, 1], pairs[:, 0]))  # by hash, then by offset
+        h, off = pairs[order, 0], pairs[order, 1]
+        same = h[1:] == h[:-1]
+        group_start = np.flatnonzero(same & np.r_[True, ~same[:-1]])  # first of each run of equal hashes
+        firsts = np.sort(off[group_start])[:examples]
+        return len(group_start), [int(x) for x in firsts]
+    seen: dict[int, list[int]] = {}
+    for pairs in chunks:
+        for j in range(0, len(pairs), 2):
+            entry = seen.setdefault(pairs[j], [pairs[j + 1], 0])
+            entry[0] = min(entry[0], pairs[j + 1])
+            entry[1] += 1
+    dups = sorted(first for first, n in seen.values() if n > 1)
+    return len(dups), dups[:examples]
 
 
 def collect_to_file(run: OpenRun, path: str, allow_partial: bool = False) -> CollectReport:
@@ -136,21 +428,18 @@ def collect_to_file(run: OpenRun, path: str, allow_partial: bool = False) -> Col
         except FileNotFoundError:
             pass
         raise
-    if report.duplicate_id_hashes:
-        report.duplicate_examples = duplicate_id_examples(path, report.duplicate_id_hashes)
+    if report.duplicate_example_offsets:
+        report.duplicate_examples = custom_ids_at(path, report.duplicate_example_offsets)
     return report
 
 
-def duplicate_id_examples(path: str, report_hashes: set[int], limit: int = 5) -> list[str]:
-    """A few custom_ids that occur more than once in a collected file (a second pass, only for the report)."""
-    examples: list[str] = []
-    seen: set[bytes] = set()
+def custom_ids_at(path: str, offsets: list[int]) -> list[str]:
+    """The custom_ids that start at ``offsets`` of a collected file (a few small reads)."""
+    found = []
     with open(path, "rb") as f:
-        for line in f:
-            m = _CUSTOM_ID.search(line)
-            if not m or hash(m.group(1)) not in report_hashes:
-                continue
-            if m.group(1) in seen and len(examples) < limit:
-                examples.append(m.group(1).decode("utf-8", "replace").strip('"'))
-            seen.add(m.group(1))
-    return examples
+        for offset in offsets:
+            f.seek(offset)
+            m = _ID_VALUE.match(f.read(64 * 1024))
+            if m:
+                found.append(m.group(1).decode("utf-8", "replace"))
+    return found

@@ -119,3 +119,14 @@ def test_vllm_run_survives_kills(tmp_path, engine_input, reference_run, store_ur
 
 def _parts(run) -> list[PartName]:
     return [p for o in run.run_store.list("out/0000/") if (p := PartName.parse(o.key.rsplit("/", 1)[-1]))]
+
+
+def test_sigterm_while_the_engine_loads_exits_75(tmp_path, engine_input, make_run):
+    run = make_run([engine_input], engine="vllm")
+    proc = subprocess.Popen([sys.executable, "-m", "worker", "--chunk", f"{run.run_uri}/chunks/0000.json"], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    time.sleep(3)  # vLLM takes longer than this to import and start
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(60) == 75
+    assert b"before any work started" in proc.stdout.read()
+    assert not list(run.run_store.list("out/"))

@@ -193,10 +193,8 @@ class ChunkRun:
         if item is None:
             return False
         key, end, parsed = item
-        if parsed is None:
-            if self.pending and self.pending[-1] is not BARRIER:
-                self.pending.append(BARRIER)
-            elif not self.pending:
+        if parsed is None:  # already committed by an earlier part: no part of ours may span it
+            if not self.pending or self.pending[-1] is not BARRIER:
                 self.pending.append(BARRIER)
             return True
         slot = Slot(key, end)
@@ -312,6 +310,15 @@ class ChunkRun:
                 delay = min(delay * 2, 10.0)
 
 
+def _exit_on_stop_signal() -> None:
+    def stop(signum, frame):
+        log.warning("signal %s before any work started: exiting", signum)
+        raise SystemExit(EXIT_PREEMPTED)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+
+
 def run_chunk(chunk_uri: str, options: WorkerOptions) -> int:
     """Run one chunk to completion or to a stop; returns the process exit code."""
     try:
@@ -337,6 +344,7 @@ def run_chunk(chunk_uri: str, options: WorkerOptions) -> int:
     except StoreError as exc:
         log.error("cannot check inputs: %s", exc)
         return EXIT_PREEMPTED
+    _exit_on_stop_signal()  # until the loop can stop gracefully, a stop means exit now: nothing to commit yet
     engine_options = dict(spec.engine_options)
     max_in_flight = int(engine_options.pop("max_in_flight", options.max_in_flight))
     try:
