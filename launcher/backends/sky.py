@@ -3,12 +3,12 @@
 This is the only module that imports ``sky``, and only inside functions: importing
 it is cheap and works offline. Everything SkyPilot-specific meets chunkpilot here:
 
-* **Rendering.** A template is plain SkyPilot task YAML (``task_templates/``).
-  Command-line overrides (``--gpus``, ``--infra``, ``--use-spot``, ``--env``) are
-  applied to it, the per-job values go in as ``env_overrides`` (the template marks
-  them ``null``: required) and credentials as ``secrets_overrides``, read from the
-  environment at launch and never written anywhere: not to the store, a log line,
-  or a dry-run listing.
+* **Rendering.** ``launcher.skytask`` renders each job's task without SkyPilot:
+  the template (plain SkyPilot task YAML, ``task_templates/``) with the
+  command-line overrides applied, the per-job values as ``env_overrides`` and
+  credentials as ``secrets_overrides``, read from the environment at launch and
+  never written anywhere: not to the store, a log line, or a dry-run listing.
+  This module turns the result into a ``sky.Task``.
 * **Validation.** ``validate_run`` renders every chunk's task and validates it
   offline with the real SkyPilot library before anything is written or launched.
   A broken template fails there with SkyPilot's message and the template's path.
@@ -25,17 +25,14 @@ claims each attempt in the store before calling ``launch``).
 from __future__ import annotations
 
 import copy
-import difflib
 import io
 import json
 import logging
 import os
 import re
-import site
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -44,23 +41,31 @@ import yaml
 from launcher.backends.base import JobState, JobStatus, LaunchRequest
 from launcher.errors import BackendError, ChunkpilotError, ConfigError, NotFoundError
 from launcher.names import job_name
+from launcher.skytask import (
+    ENV_ATTEMPT,
+    ENV_CHUNK,
+    ENV_CHUNK_URI,
+    ENV_RUN_ID,
+    KNOWN_ACCELERATORS,
+    Secrets,
+    TaskOptions,
+    Template,
+    _BlockDumper,
+    _resource_variants,
+    _uses_s3,
+    _worker_lines,
+    accelerator_choices,
+    apply_overrides,
+    check_accelerators,
+    check_user_envs,
+    display_config,
+    job_envs,
+    redact,
+    resolve_secrets,
+)
 from launcher.spec import ChunkManifest, RunSpec
 
 log = logging.getLogger("chunkpilot.sky")
-
-DEFAULT_TEMPLATE = "vllm-spot.yaml"
-
-# Set by the launcher on every job. Templates declare the first three as `null` (required).
-ENV_CHUNK_URI = "CHUNKPILOT_CHUNK_URI"  # <store>/<run>/chunks/<chunk>.json: what the worker processes
-ENV_ATTEMPT = "CHUNKPILOT_ATTEMPT"  # names the attempt's output parts
-ENV_DIST = "CHUNKPILOT_DIST"  # local folder with the launcher's own chunkpilot wheel (a file mount source)
-ENV_RUN_ID = "CHUNKPILOT_RUN_ID"
-ENV_CHUNK = "CHUNKPILOT_CHUNK"
-RESERVED_ENVS = (ENV_CHUNK_URI, ENV_ATTEMPT, ENV_DIST, ENV_RUN_ID, ENV_CHUNK)
-
-# Settings (not credentials) the worker's S3 client needs; passed on when set here and the run uses s3://.
-PASS_THROUGH_ENVS = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_DEFAULT_REGION", "AWS_REGION")
-_CREDENTIAL_LIKE = re.compile(r"TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|ACCESS_KEY|API_KEY|PRIVATE_KEY|AUTH", re.I)
 
 # The run's copy of its template, written at first launch: relaunches use exactly it, from any machine.
 TEMPLATE_KEY = "sky/task_template.yaml"
@@ -89,30 +94,6 @@ STATUS_MAP: dict[str, JobStatus] = {
 _ACTIVE_SKY = {"PENDING", "SUBMITTED", "STARTING", "RUNNING", "WINDING_DOWN", "RECOVERING"}
 # SkyPilot's failure_reason for a user program that ended with one exit code: "Job exited with exit code 2 ..."
 _WORKER_CONFIG_EXIT = re.compile(r"\bexit code 2\b")
-
-# Accelerator names SkyPilot's catalogs use (checked against its common catalog, catalogs/v8). SkyPilot
-# accepts any name offline (it may be a Kubernetes label), so a typo would only fail at launch: this
-# allow-list catches it. Extend it with CHUNKPILOT_EXTRA_ACCELERATORS=NAME,NAME for new hardware.
-KNOWN_ACCELERATORS: dict[str, str] = {
-    # name: clouds (as SkyPilot's common catalog lists them; used to seed it when missing)
-    "T4": "AWS Azure GCP", "T4g": "AWS", "L4": "AWS GCP RunPod Seeweb", "L40": "PrimeIntellect RunPod",
-    "L40S": "AWS Cudo OCI PrimeIntellect RunPod Seeweb Vast nebius", "A10": "Azure Lambda OCI", "A10G": "AWS",
-    "A30": "Seeweb", "A40": "Cudo RunPod Vast", "A100": "AWS Azure Cudo GCP Lambda OCI PrimeIntellect Seeweb Vast",
-    "A100-80GB": "AWS Azure GCP Lambda OCI Paperspace PrimeIntellect RunPod scp", "A100-80GB-SXM": "RunPod",
-    "A800": "Cudo", "A4000": "Paperspace PrimeIntellect", "A6000": "Lambda PrimeIntellect",
-    "H100": "AWS Azure DO GCP Hyperbolic Lambda OCI Paperspace PrimeIntellect RunPod Seeweb Vast nebius",
-    "H100-MEGA": "GCP", "H100-NVL": "RunPod", "H100-NVLINK": "Fluidstack", "H100-SXM": "Cudo RunPod",
-    "H200": "AWS GCP OCI PrimeIntellect Seeweb Vast nebius", "H200-SXM": "RunPod", "GH200": "Lambda",
-    "B200": "AWS Lambda PrimeIntellect RunPod nebius", "B300": "", "GB200": "", "GB300": "",
-    "V100": "AWS Azure Cudo GCP IBM Lambda OCI Paperspace PrimeIntellect Vast", "V100-32GB": "AWS Azure Paperspace scp",
-    "P100": "GCP OCI", "P4": "GCP", "K80": "Azure", "M60": "Azure", "MI300X": "RunPod",
-    "RTX3090": "RunPod Vast", "RTX4090": "RunPod Vast", "RTX5090": "Vast", "RTX4000-Ada": "RunPod",
-    "RTX6000": "Lambda Seeweb", "RTX6000-Ada": "RunPod Vast", "RTXA4000": "RunPod", "RTXA4500": "RunPod",
-    "RTXA5000": "Cudo RunPod", "RTXA6000": "Cudo RunPod Seeweb Vast", "RTXPRO6000": "", "RTXPRO6000S": "Vast",
-    "RTXPRO6000WS": "Vast", "Inferentia": "AWS", "Trainium": "AWS", "Trainium2": "AWS",
-}
-_TPU = re.compile(r"^tpu-v\d+[a-z]*(-\d+)?$", re.I)
-
 
 class SkyBackendError(BackendError):
     """SkyPilot could not be reached, or refused a request (not a template mistake)."""
@@ -171,271 +152,19 @@ def _is_connection_error(exc: BaseException) -> bool:
                          "ConnectTimeout", "ServerTemporarilyUnavailableError", "RequestCancelled"})
 
 
-# -- templates --------------------------------------------------------------------
-
-
-def template_dirs() -> list[Path]:
-    """Where shipped templates are looked up: the source checkout, then an installed package's data."""
-    import launcher
-
-    package = Path(launcher.__file__).resolve().parent
-    data = [Path(base) / "share" / "chunkpilot" / "task_templates" for base in (sys.prefix, site.getuserbase())]
-    return [package.parent / "task_templates", *data, package / "task_templates"]
-
-
-def shipped_templates() -> list[Path]:
-    seen: dict[str, Path] = {}
-    for folder in template_dirs():
-        if folder.is_dir():
-            for path in sorted(folder.glob("*.yaml")):
-                seen.setdefault(path.name, path)
-    return sorted(seen.values(), key=lambda p: p.name)
-
-
-def find_template(ref: str | None) -> Path:
-    """A template by path, or by name among the shipped ones (``vllm-spot`` or ``vllm-spot.yaml``)."""
-    ref = ref or DEFAULT_TEMPLATE
-    path = Path(ref).expanduser()
-    if path.is_file():
-        return path.resolve()
-    if "/" not in ref:
-        name = ref if ref.endswith((".yaml", ".yml")) else f"{ref}.yaml"
-        for folder in template_dirs():
-            if (folder / name).is_file():
-                return (folder / name).resolve()
-    shipped = ", ".join(p.stem for p in shipped_templates()) or "none found"
-    raise ConfigError(f"task template {ref!r} not found: give a path to a YAML file or a shipped template ({shipped})")
-
-
-@dataclass(frozen=True)
-class Template:
-    source: str  # a path, for messages
-    text: str
-    config: dict
-
-    @classmethod
-    def parse(cls, source: str, text: str) -> "Template":
-        try:
-            config = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"task template {source}: not valid YAML: {exc}") from exc
-        if not isinstance(config, dict):
-            raise ConfigError(f"task template {source}: expected a SkyPilot task (a YAML mapping)")
-        return cls(source, text, config)
-
-    @classmethod
-    def load(cls, ref: str | None) -> "Template":
-        path = find_template(ref)
-        try:
-            return cls.parse(str(path), path.read_text())
-        except OSError as exc:
-            raise ConfigError(f"task template {path}: cannot read it: {exc.strerror}") from exc
-
-
-# -- rendering (pure) ---------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TaskOptions:
-    """The run's overrides of its template (``RunSpec.backend_options``): names only, never secret values."""
-
-    template: str | None = None
-    gpus: str | None = None
-    infra: str | None = None
-    use_spot: bool | None = None  # None: the template decides
-    envs: dict[str, str] = field(default_factory=dict)
-    secrets: tuple[str, ...] = ()
-
-    @classmethod
-    def from_spec(cls, spec: RunSpec) -> "TaskOptions":
-        opts = spec.backend_options or {}
-        return cls(
-            template=opts.get("template") or spec.template,
-            gpus=opts.get("gpus") or None,
-            infra=opts.get("infra") or None,
-            use_spot=opts.get("use_spot", spec.use_spot),
-            envs={str(k): str(v) for k, v in (opts.get("envs") or {}).items()},
-            secrets=tuple(opts.get("secrets") or ()),
-        )
-
-
-def _resource_variants(resources: dict) -> list[dict]:
-    """The top-level resources and each ``any_of`` / ``ordered`` alternative."""
-    out = [resources]
-    for key in ("any_of", "ordered"):
-        out += [r for r in resources.get(key) or [] if isinstance(r, dict)]
-    return out
-
-
-def apply_overrides(template: dict, options: TaskOptions, name: str) -> dict:
-    """The template with ``options`` applied and the task named ``name``. Pure."""
-    cfg = copy.deepcopy(template)
-    cfg["name"] = name
-    resources = cfg.get("resources")
-    if resources is None:
-        resources = cfg["resources"] = {}
-    if not isinstance(resources, dict):
-        raise ConfigError("resources: expected a mapping")
-    alternatives = {k: resources.get(k) for k in ("any_of", "ordered") if isinstance(resources.get(k), list)}
-    if options.gpus:
-        resources["accelerators"] = options.gpus  # replaces the template's choice, including any_of ones
-        for key, entries in alternatives.items():
-            for entry in entries:
-                if isinstance(entry, dict):
-                    entry.pop("accelerators", None)
-    if options.infra:
-        for r in [resources, *(e for entries in alternatives.values() for e in entries if isinstance(e, dict))]:
-            for key in ("infra", "cloud", "region", "zone"):
-                r.pop(key, None)
-        resources["infra"] = options.infra
-    if options.use_spot is not None:
-        resources["use_spot"] = bool(options.use_spot)
-        for entries in alternatives.values():
-            for entry in entries:
-                if isinstance(entry, dict) and "use_spot" in entry:
-                    entry["use_spot"] = bool(options.use_spot)
-    for key, entries in alternatives.items():
-        kept = [e for e in entries if not isinstance(e, dict) or e]
-        if kept:
-            resources[key] = kept
-        else:
-            resources.pop(key)
-    return cfg
-
-
-def parse_accelerators(value: Any) -> dict[str, float]:
-    """SkyPilot's accelerator spellings (``L4:1``, ``{L4: 1, A10G: 1}``, ``[L4, A10G:2]``, ``"{L4:1, A10G:1}"``) -> name: count."""
-    if value is None:
-        return {}
-    if isinstance(value, dict):
-        return {str(k): float(v) if v is not None else 1.0 for k, v in value.items()}
-    items = value if isinstance(value, list) else str(value).strip().strip("{}[]").split(",")
-    out = {}
-    for item in items:
-        name, _, count = str(item).strip().partition(":")
-        if name.strip():
-            try:
-                out[name.strip()] = float(count) if count.strip() else 1.0
-            except ValueError:
-                out[name.strip()] = 1.0
-    return out
-
-
-def accelerator_choices(cfg: dict) -> dict[str, float]:
-    resources = cfg.get("resources") if isinstance(cfg.get("resources"), dict) else {}
-    out: dict[str, float] = {}
-    for r in _resource_variants(resources):
-        out.update(parse_accelerators(r.get("accelerators")))
-    return out
-
-
-def known_accelerators(environ: Mapping[str, str] | None = None) -> set[str]:
-    environ = os.environ if environ is None else environ
-    names = set(KNOWN_ACCELERATORS)
-    try:  # the installed SkyPilot's own lists, when it is importable
-        from sky.utils import gpu_names  # noqa: PLC0415 (this module is where sky is imported)
-
-        names.update(gpu_names.CANONICAL_GPU_NAMES)
-    except Exception:  # noqa: BLE001 - an older/newer layout: the built-in list stands
-        pass
-    names.update(n.strip() for n in environ.get("CHUNKPILOT_EXTRA_ACCELERATORS", "").split(",") if n.strip())
-    return names
-
-
-def check_accelerators(cfg: dict, source: str, environ: Mapping[str, str] | None = None) -> None:
-    """ConfigError for an accelerator name SkyPilot's catalogs do not have (e.g. ``L4O``)."""
-    known = known_accelerators(environ)
-    by_lower = {n.lower(): n for n in known}
-    for name in accelerator_choices(cfg):
-        if name.lower() in by_lower or _TPU.match(name):
-            continue
-        close = difflib.get_close_matches(name.upper(), [n.upper() for n in known], n=3, cutoff=0.6)
-        hint = f" (did you mean {', '.join(by_lower[c.lower()] for c in close)}?)" if close else ""
-        raise ConfigError(
-            f"task template {source}: unknown accelerator {name!r}{hint}. Use a name from `sky show-gpus`; "
-            "for hardware newer than this list, add it to CHUNKPILOT_EXTRA_ACCELERATORS"
-        )
-
-
-@dataclass(frozen=True)
-class Secrets:
-    overrides: tuple[tuple[str, str], ...]  # (name, value) for secrets_overrides: never shown or stored
-    passed: tuple[str, ...]  # names passed to the job
-    left_out: tuple[str, ...]  # declared by the template, not set here: not passed
-    inline_values: tuple[str, ...] = ()  # values written into the template itself (redacted on display)
-
-    @property
-    def values(self) -> list[str]:
-        return [v for _, v in self.overrides if v] + [v for v in self.inline_values if v]
-
-
-def resolve_secrets(cfg: dict, names: Iterable[str], environ: Mapping[str, str]) -> Secrets:
-    """Fill ``cfg['secrets']`` from the environment; mutates ``cfg`` to drop declared-but-unset ones.
-
-    A name given with ``--secret`` must be set (ConfigError naming the variable); a
-    template's ``NAME: null`` is passed when set and left out otherwise (e.g. no
-    store keys when the job's machine role grants access). Inline values a user
-    wrote into a template are kept as SkyPilot would, and redacted on display.
-    """
-    overrides: dict[str, str] = {}
-    left_out = []
-    declared = cfg.get("secrets")
-    if isinstance(declared, dict):
-        for key in list(declared):
-            if declared[key] is not None or str(key).startswith("secrets:"):
-                continue
-            if environ.get(str(key)):
-                overrides[str(key)] = environ[str(key)]
-            else:
-                del declared[key]
-                left_out.append(str(key))
-        if not declared:
-            cfg.pop("secrets")
-    for name in names:
-        value = environ.get(name)
-        if not value:
-            raise ConfigError(f"--secret {name}: ${name} is not set in this environment; export it, or drop --secret {name}")
-        overrides[name] = value
-        if name in left_out:
-            left_out.remove(name)
-    inline = {str(k): str(v) for k, v in declared.items() if v is not None} if isinstance(declared, dict) else {}
-    return Secrets(tuple(overrides.items()), tuple(sorted({*overrides, *inline})), tuple(left_out), tuple(inline.values()))
-
-
-def _uses_s3(spec: RunSpec, run_uri: str) -> bool:
-    return run_uri.startswith("s3://") or any(p.uri.startswith("s3://") for p in spec.inputs)
-
-
-def job_envs(spec: RunSpec, options: TaskOptions, run_uri: str, chunk: str, attempt: int, dist: str,
-             environ: Mapping[str, str]) -> list[tuple[str, str]]:
-    """``env_overrides`` for one job: the worker's inputs, S3 settings, then the user's ``--env``."""
-    envs = [
-        (ENV_CHUNK_URI, f"{run_uri}/chunks/{chunk}.json"),
-        (ENV_ATTEMPT, str(attempt)),
-        (ENV_DIST, dist),
-        (ENV_RUN_ID, spec.run_id),
-        (ENV_CHUNK, chunk),
-    ]
-    if _uses_s3(spec, run_uri):
-        envs += [(k, environ[k]) for k in PASS_THROUGH_ENVS if environ.get(k)]
-    envs += sorted(options.envs.items())
-    return envs
-
-
-def check_user_envs(options: TaskOptions, declared_secrets: Iterable[str]) -> None:
-    for key in options.envs:
-        if key in RESERVED_ENVS:
-            raise ConfigError(f"--env {key}: chunkpilot sets {key} for each job; it cannot be overridden")
-        if key in set(declared_secrets) or _CREDENTIAL_LIKE.search(key):
-            raise ConfigError(
-                f"--env {key}: this looks like a credential, and --env values are recorded in run.json; "
-                f"pass it with --secret {key} (the value is read from ${key} at launch, never stored)"
-            )
-
-
 # -- the seeded catalog ---------------------------------------------------------------
 
 _catalog_seeded = False
+
+
+def _catalog_gpu_names() -> tuple[str, ...]:
+    """The installed SkyPilot's own accelerator names, added to ``check_accelerators``' allow-list."""
+    try:  # the installed SkyPilot's own lists, when it is importable
+        from sky.utils import gpu_names  # noqa: PLC0415 (this module is where sky is imported)
+
+        return tuple(gpu_names.CANONICAL_GPU_NAMES)
+    except Exception:  # noqa: BLE001 - an older/newer layout: the built-in list stands
+        return ()
 
 
 def _ensure_accelerator_catalog() -> bool:
@@ -576,7 +305,7 @@ class RunTasks:
 
     def task(self, chunk: str, attempt: int, dist: str):
         cfg, envs, secrets = self.render(chunk, attempt, dist)
-        check_accelerators(cfg, self.source, self.environ)
+        check_accelerators(cfg, self.source, self.environ, _catalog_gpu_names())
         return build_task(cfg, envs, secrets, self.source, validate=False)
 
 
@@ -623,7 +352,7 @@ def plan_tasks(spec: RunSpec, manifests: list[ChunkManifest], store_uri: str, sd
         if shape in seen:
             continue
         seen.add(shape)
-        check_accelerators(cfg, tasks.source, environ)
+        check_accelerators(cfg, tasks.source, environ, _catalog_gpu_names())
         for note in validate_task(cfg, envs, secrets, tasks.source):
             if note not in notes:
                 notes.append(note)
@@ -676,47 +405,6 @@ def validate_run(spec: RunSpec, manifests: list[ChunkManifest], store_uri: str, 
 
 
 # -- the dry run -------------------------------------------------------------------
-
-
-class _BlockDumper(yaml.SafeDumper):
-    pass
-
-
-def _str_block(dumper: yaml.SafeDumper, value: str):
-    style = "|" if "\n" in value else None
-    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
-
-
-_BlockDumper.add_representer(str, _str_block)
-
-REDACTED = "<redacted>"
-
-
-def display_config(cfg: dict, envs: list[tuple[str, str]], secrets: Secrets) -> dict:
-    """The task as it is submitted, secrets redacted: for people, never for SkyPilot."""
-    shown = copy.deepcopy(cfg)
-    shown["envs"] = {**(shown.get("envs") or {}), **dict(envs)}
-    declared = shown.get("secrets") if isinstance(shown.get("secrets"), dict) else {}
-    shown_secrets = {k: REDACTED for k in declared}
-    shown_secrets.update({k: REDACTED for k, _ in secrets.overrides})
-    if shown_secrets:
-        shown["secrets"] = shown_secrets
-    return shown
-
-
-def redact(text: str, secrets: Secrets) -> str:
-    for value in sorted(secrets.values, key=len, reverse=True):
-        if len(value) >= 4:
-            text = text.replace(value, REDACTED)
-    return text
-
-
-def _worker_lines(cfg: dict, envs: list[tuple[str, str]]) -> tuple[list[str], list[str]]:
-    run = cfg.get("run") or ""
-    lines = [line.strip() for line in run.splitlines() if "worker" in line and not line.strip().startswith("#")]
-    values = {**{k: str(v) for k, v in (cfg.get("envs") or {}).items() if v is not None}, **dict(envs)}
-    expanded = [re.sub(r"\$\{?(\w+)\}?", lambda m: values.get(m.group(1), m.group(0)), line) for line in lines]
-    return lines, expanded
 
 
 def dry_run_report(spec: RunSpec, manifests: list[ChunkManifest], store_uri: str):
@@ -950,6 +638,5 @@ def job_state(record: Any) -> JobState:
 
 __all__ = [
     "SkyBackend", "SkySdk", "use_sdk", "validate_run", "dry_run_report", "plan_tasks", "job_state", "STATUS_MAP",
-    "Template", "TaskOptions", "apply_overrides", "resolve_secrets", "check_accelerators", "find_template",
-    "shipped_templates", "SkyBackendError",
+    "SkyBackendError",
 ]

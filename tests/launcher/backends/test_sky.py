@@ -64,7 +64,7 @@ def flat(text: str) -> str:
 
 
 def broken_template(tmp_path: Path, old: str, new: str) -> Path:
-    from launcher.backends.sky import find_template
+    from launcher.skytask import find_template
 
     text = find_template(None).read_text()
     assert old in text, old
@@ -113,7 +113,7 @@ def test_the_real_sdk_cannot_start_a_server_here(sky, tmp_path):
 
 
 def test_shipped_templates_are_found_by_name():
-    from launcher.backends.sky import DEFAULT_TEMPLATE, find_template, shipped_templates
+    from launcher.skytask import DEFAULT_TEMPLATE, find_template, shipped_templates
 
     names = [p.name for p in shipped_templates()]
     assert DEFAULT_TEMPLATE == "vllm-spot.yaml" and {"vllm-spot.yaml", "vllm-tp-ondemand.yaml"} <= set(names)
@@ -124,7 +124,8 @@ def test_shipped_templates_are_found_by_name():
 
 @pytest.mark.parametrize("template", ["vllm-spot", "vllm-tp-ondemand"])
 def test_every_shipped_template_validates_with_skypilot(sky, tmp_path, template):
-    from launcher.backends.sky import ENV_ATTEMPT, ENV_CHUNK_URI, ENV_DIST, plan_tasks, validate_run
+    from launcher.backends.sky import plan_tasks, validate_run
+    from launcher.skytask import ENV_ATTEMPT, ENV_CHUNK_URI, ENV_DIST
 
     p = plan(tmp_path, chunks=3, engine="vllm" if "tp" not in template else "echo", template=template)
     validate_run(p.spec, p.manifests, str(tmp_path / "runs"))
@@ -193,7 +194,7 @@ def test_a_region_is_validated_offline_as_far_as_skypilot_can(sky, tmp_path):
 
 
 def test_overrides_replace_the_templates_choices(sky, tmp_path):
-    from launcher.backends.sky import Template, TaskOptions, accelerator_choices, apply_overrides
+    from launcher.skytask import Template, TaskOptions, accelerator_choices, apply_overrides
 
     template = Template.load("vllm-spot").config
     template["resources"]["any_of"] = [{"accelerators": "A100:1", "infra": "gcp"}, {"accelerators": "H100:1"}]
