@@ -51,8 +51,9 @@ def main() -> None:
     gen_seconds = sum(m["seconds"] for m in markers)
     print()
     print(f"verified: {len(rows)} records, one OpenAI-Batch line each, in input order, answered by {bodies[0]['model']}")
-    print(f"          ({bodies[0]['model_revision']}); {tokens} completion tokens, "
-          f"{tokens / gen_seconds:.0f} tok/s per worker; wall time {time.monotonic() - started:.0f}s")
+    wall = time.monotonic() - started
+    print(f"          ({bodies[0]['model_revision']}); {tokens} completion tokens: {tokens / gen_seconds:.0f} tok/s "
+          f"per worker while generating, {tokens / wall:.0f} tok/s over the whole {wall:.0f}s (engine start-ups included)")
     print(f"output:   {OUTPUT}")
     print(f"sample:   {rows[0]['custom_id']} -> {json.dumps(_text(bodies[0]))}")
 
