@@ -182,6 +182,7 @@ def _hb(n: float) -> str:
 
 def _watch(run, options) -> int:
     from launcher.reconcile import ChunkState
+    from launcher.render import human_seconds
     from launcher.status import summarize
     from launcher.watch import watch as watch_loop
 
@@ -198,7 +199,8 @@ def _watch(run, options) -> int:
     def on_cycle(decision, observed):
         report = summarize(run.spec, observed, decision)
         t = report.totals
-        info = (f"{t['records_done']} rec · {_hb(t['bytes_done'])}/{_hb(total)} · {t['records_per_s']:.1f} rec/s · "
+        eta = f" · ETA {human_seconds(t['eta_seconds'])}" if t["eta_seconds"] else ""
+        info = (f"{t['records_done']} rec · {_hb(t['bytes_done'])}/{_hb(total)} · {t['records_per_s']:.1f} rec/s{eta} · "
                 + ", ".join(f"{n} {s.lower()}" for s, n in sorted(t["states"].items())))
         progress.update(task, completed=t["states"].get("DONE", 0), info=info)
         if not interactive and info != last_line[0]:
