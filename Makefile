@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.chunkpilot-installed
 
-.PHONY: demo test test-fast bench clean help
+.PHONY: demo test test-fast clean help
 
 help:
 	@echo "make demo   - install into .venv and run a real 4-chunk local batch job on examples/ (vLLM on CPU)"
@@ -35,9 +35,6 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest tests -q -m "not engine and not chaos"
-
-bench: $(STAMP)
-	@echo "see BENCHMARKS.md for each benchmark's command"
 
 clean:
 	rm -rf $(VENV) runs demo-results.jsonl

@@ -19,9 +19,12 @@ at the recorded offsets — no second pass over the output.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
+import queue
 import re
 import tempfile
+import threading
 from array import array
 from dataclasses import dataclass, field
 from typing import BinaryIO
@@ -80,10 +83,9 @@ def collect(run: OpenRun, out: BinaryIO, allow_partial: bool = False, max_exampl
         )
     expected = sum(p.records for o in observed.values() for p, _ in o.parts)
     with DuplicateCounter(expected) as ids:
-        sink = _Sink(out, report, ids, run.spec.run_id)
-        for chunk in sorted(observed):
-            _merge_chunk(run.run_store, chunk, sorted(observed[chunk].parts, key=lambda p: (p[0].first, _neg(p[0].end))), sink)
-        sink.flush()
+        with _Sink(out, report, ids, run.spec.run_id) as sink:
+            for chunk in sorted(observed):
+                _merge_chunk(run.run_store, chunk, sorted(observed[chunk].parts, key=lambda p: (p[0].first, _neg(p[0].end))), sink)
         report.duplicate_custom_ids, report.duplicate_example_offsets = ids.finish(max_examples)
     for chunk in sorted(observed):
         done = observed[chunk].done
@@ -107,29 +109,10 @@ def _merge_chunk(store: Store, chunk: str, parts: list[tuple[PartName, ObjectInf
             continue
         with store.open(info.key) as stream:
             if reach is None or part.first >= reach:
-                _copy(stream, chunk, sink)
+                sink.copy(stream, info.size, chunk)
             else:
                 _copy_after(stream, chunk, reach, sink)
         reach = part.end if reach is None else max(reach, part.end)
-
-
-def _copy(stream: BinaryIO, chunk: str, sink: "_Sink") -> None:
-    carry = b""
-    while True:
-        block = stream.read(BLOCK)
-        if not block:
-            break
-        if carry:
-            block = carry + block
-        cut = block.rfind(b"\n") + 1
-        if cut == len(block):
-            whole, carry = block, b""
-        else:
-            whole, carry = block[:cut], block[cut:]
-        if whole:
-            sink.write(whole, chunk)
-    if carry:  # a part always ends with a newline; this is only defensive
-        sink.write(carry + b"\n", chunk)
 
 
 def _copy_after(stream: BinaryIO, chunk: str, reach: tuple[int, int], sink: "_Sink") -> None:
@@ -140,47 +123,129 @@ def _copy_after(stream: BinaryIO, chunk: str, reach: tuple[int, int], sink: "_Si
             continue
         kept.append(line if line.endswith(b"\n") else line + b"\n")
     if kept:
-        sink.write(b"".join(kept), chunk)
+        data = b"".join(kept)
+        sink.copy(io.BytesIO(data), len(data), chunk)
+
+
+class _Batch:
+    """A reusable buffer of whole output lines on their way to the scanner."""
+
+    def __init__(self, size: int):
+        self.buf = bytearray(size)
+        self.used = 0
+        self.pieces: list[tuple[int, str]] = []  # (end offset in buf, chunk) of each part copied in
+        self.base = 0  # output offset of buf[0]
+
+    def reserve(self, size: int) -> None:
+        """Make room for ``size`` more bytes after ``used``."""
+        if self.used + size > len(self.buf):
+            self.buf.extend(bytes(self.used + size - len(self.buf)))
 
 
 class _Sink:
-    """Writes merged output and counts it; whole lines are scanned in batches of ``SCAN_BYTES``."""
+    """Copies parts to the output through a few reusable buffers; a background thread counts them.
+
+    Each part is read straight into a batch buffer (no intermediate bytes objects,
+    whose fresh pages cost more than the copy) and written from there. Full batches
+    (``SCAN_BYTES``) go to a scanner thread: copying (system calls) and scanning
+    (numpy) both release the GIL, so on two cores they overlap. Three buffers
+    circulate, so memory stays bounded whatever the output size.
+    """
+
+    BUFFERS = 3
 
     def __init__(self, out: BinaryIO, report: CollectReport, ids: "DuplicateCounter", run_id: str):
         self.out, self.report, self.ids = out, report, ids
         self.chunk_records: dict[str, int] = {}  # output lines per chunk, checked against _SUCCESS
-        self._pending: list[tuple[bytes, str]] = []
-        self._pending_bytes = 0
-        self._scanned_to = 0  # output offset where the pending bytes start
         self._head = _HEAD + run_id.encode() + b"_"
+        self._written = 0  # output bytes so far
+        self._free: queue.Queue = queue.Queue()
+        for _ in range(self.BUFFERS):
+            self._free.put(_Batch(SCAN_BYTES + BLOCK))
+        self._batch = self._free.get()
+        self._full: queue.Queue = queue.Queue()
+        self._failure: BaseException | None = None
+        self._scratch = None  # the scanner's reusable work array
+        self._scanner = threading.Thread(target=self._scan_batches, name="collect-scan", daemon=True)
+        self._scanner.start()
 
-    def write(self, data: bytes, chunk: str) -> None:
-        """Write whole lines of ``chunk``."""
-        self.out.write(data)
-        self._pending.append((data, chunk))
-        self._pending_bytes += len(data)
-        if self._pending_bytes >= SCAN_BYTES:
-            self.flush()
+    def __enter__(self) -> "_Sink":
+        return self
 
-    def flush(self) -> None:
-        if not self._pending:
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self._hand_over()
+        self._full.put(None)
+        self._scanner.join()
+        if exc_type is None and self._failure is not None:
+            raise self._failure
+
+    def copy(self, stream: BinaryIO, size: int, chunk: str) -> None:
+        """Copy a part of ``size`` bytes (whole lines of ``chunk``) to the output."""
+        batch = self._batch
+        if batch.used and batch.used + size + 2 > len(batch.buf):
+            self._hand_over()
+            batch = self._batch
+        batch.reserve(size + 2)
+        start = end = batch.used
+        with memoryview(batch.buf) as view:
+            # One byte more than listed: getting it means the object is longer (only defensive).
+            while got := stream.readinto(view[end : start + size + 1]):
+                end += got
+        if end == start + size + 1:
+            extra = stream.read()
+            batch.reserve(end - start + len(extra) + 1)
+            batch.buf[end : end + len(extra)] = extra
+            end += len(extra)
+        if end > start and batch.buf[end - 1] != 10:  # a part always ends with a newline; only defensive
+            batch.buf[end] = 10
+            end += 1
+        with memoryview(batch.buf) as view:
+            self.out.write(view[start:end])
+        batch.used = end
+        batch.pieces.append((end, chunk))
+        if batch.used >= SCAN_BYTES:
+            self._hand_over()
+
+    def _hand_over(self) -> None:
+        batch = self._batch
+        if not batch.used:
             return
-        pieces, self._pending, self._pending_bytes = self._pending, [], 0
-        data = pieces[0][0] if len(pieces) == 1 else b"".join(p for p, _ in pieces)
-        cuts, end = [], 0
-        for piece, _ in pieces:
-            end += len(piece)
-            cuts.append(end)
-        per_piece, ok, hashes, offsets = (_scan_bulk if np is not None else _scan_lines)(data, self._head, cuts)
-        for (_, chunk), lines in zip(pieces, per_piece):
+        batch.base = self._written
+        self._written += batch.used
+        self._full.put(batch)
+        self._batch = self._free.get()  # waits while every buffer is being scanned or waiting
+
+    def _scan_batches(self) -> None:
+        while (batch := self._full.get()) is not None:
+            if self._failure is None:  # after a failure, only recycle so the writer never blocks
+                try:
+                    self._scan(batch)
+                except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+                    self._failure = exc
+            batch.used, batch.pieces = 0, []
+            self._free.put(batch)
+
+    def _scan(self, batch: _Batch) -> None:
+        with memoryview(batch.buf) as whole:
+            self._scan_view(whole[: batch.used], batch)
+
+    def _scan_view(self, data: memoryview, batch: _Batch) -> None:
+        cuts = [end for end, _ in batch.pieces]
+        if np is not None:
+            if self._scratch is None or len(self._scratch) < len(data):
+                self._scratch = np.empty(len(batch.buf), bool)
+            per_piece, ok, hashes, offsets = _scan_bulk(data, self._head, cuts, self._scratch)
+        else:
+            per_piece, ok, hashes, offsets = _scan_lines(data, self._head, cuts)
+        for (_, chunk), lines in zip(batch.pieces, per_piece):
             self.chunk_records[chunk] = self.chunk_records.get(chunk, 0) + lines
         lines = sum(per_piece)
         self.report.records += lines
         self.report.ok += ok
         self.report.errors += lines - ok
         self.report.bytes += len(data)
-        self.ids.add(hashes, offsets, self._scanned_to)
-        self._scanned_to += len(data)
+        self.ids.add(hashes, offsets, batch.base)
 
 
 # -- scanning: (lines, ok lines, custom_id hashes, where each custom_id starts) --------------
@@ -198,8 +263,9 @@ def hash_custom_id(raw: bytes) -> int:
     return int.from_bytes(hashlib.blake2b(raw, digest_size=8).digest(), "little")
 
 
-def _scan_lines(data: bytes, head: bytes, cuts: list[int]) -> tuple[list[int], int, array, array]:
+def _scan_lines(data, head: bytes, cuts: list[int]) -> tuple[list[int], int, array, array]:
     """The portable scan: one regex search per line. ``cuts``: end offsets of pieces to count lines of."""
+    data = bytes(data)
     hashes, offsets = array("Q"), array("Q")
     per_piece = [data.count(b"\n", a, b) for a, b in zip([0, *cuts], cuts)]
     for m in _CUSTOM_ID.finditer(data):
@@ -222,6 +288,7 @@ if np is not None:
     _OK_LANES = (_u64(b"\0" + _OK), _u64(b"\0" + _OK, 8))  # 16 bytes ending at the newline
     _LINK_LANES = (_u64(_LINK), _u64(_LINK, 8), _u64(_LINK, 16))  # 17 bytes: 16 + one quote
     _ID_OPEN = _u64(_HEAD)  # '{"id": "'
+    _LINK_BYTES = np.frombuffer(_LINK, np.uint8)
 
 
 def _mix_lanes(lanes, lengths):
@@ -242,50 +309,94 @@ def _mix_rows(rows, lengths):
     return _mix_lanes(np.ascontiguousarray(rows).view(np.uint64), lengths)
 
 
-def _windows(raw, at, width: int):
-    """Rows of ``width`` bytes of ``raw`` starting at each of ``at`` (clipped to stay inside).
+def _line_ends(raw, scratch=None):
+    """Positions of every newline in ``raw``, ascending.
 
-    Rows of a sliding-window view: one short copy per row, no index matrix.
+    Cheaper than ``flatnonzero(raw == 10)``: the comparison is packed into 64-bit
+    words and only the (few) nonzero words are visited, lowest bit first.
     """
-    at = np.clip(at, 0, len(raw) - width)
-    return np.lib.stride_tricks.sliding_window_view(raw, width)[at]
+    is_newline = np.equal(raw, 10, out=None if scratch is None else scratch[: len(raw)])
+    bits = np.packbits(is_newline, bitorder="little")
+    if len(bits) % 8:
+        bits = np.concatenate([bits, np.zeros(8 - len(bits) % 8, np.uint8)])
+    words = bits.view(np.uint64)
+    where = np.flatnonzero(words)
+    word, base = words[where], where * 64
+    found = []
+    while len(word):  # one round per newline in the same 64-byte word: once for lines of 64+ bytes
+        low = word & (~word + _U64(1))
+        found.append(base + np.log2(low.astype(np.float64)).astype(np.int64))
+        word ^= low
+        more = word != 0
+        word, base = word[more], base[more]
+    if len(found) == 1:
+        return found[0]
+    ends = np.concatenate(found) if found else np.empty(0, np.int64)
+    ends.sort()
+    return ends
 
 
-def _scan_bulk(data: bytes, head: bytes, cuts: list[int]):
-    """The numpy scan: a few vectorized gathers at each line's start and end, no per-line Python.
+def _has_byte(lanes, byte: int):
+    """Per 8-byte lane: nonzero iff it holds ``byte``; then its lowest flagged byte is the first such byte."""
+    x = lanes ^ _U64(0x0101010101010101 * byte)
+    return (x - _U64(0x0101010101010101)) & ~x & _U64(0x8080808080808080)
 
-    A line whose start does not look like ``worker.output``'s (it always does for a
-    chunkpilot run), or whose custom_id is long or escaped, goes through the regex.
+
+def _first_flagged(flags):
+    """Per row of ``_has_byte`` lanes: (any flagged, byte index of the first flagged byte)."""
+    flagged = flags != 0
+    lane = flagged.argmax(axis=1)
+    word = flags[np.arange(len(flags)), lane]
+    low = word & (~word + _U64(1))
+    byte = np.log2(np.where(low != 0, low, 1).astype(np.float64)).astype(np.int64) >> 3
+    return flagged.any(axis=1), lane * 8 + byte
+
+
+def _scan_bulk(data, head: bytes, cuts: list[int], scratch=None):
+    """The numpy scan: each line's first bytes and last 16 bytes are copied out as rows, no per-line Python.
+
+    A line starts ``{"id": "batch_req_<run>_<source>_<offset>", "custom_id": "<id>"``
+    (``worker.output``). Rows are grouped by the width of ``<source>_<offset>`` (a
+    few groups per batch) so the custom_id sits at one column per group. A line that
+    does not look like that (it always does in a chunkpilot run), or whose custom_id
+    is long or escaped, goes through the regex.
     """
     raw = np.frombuffer(data, np.uint8)
-    ends = np.flatnonzero(raw == 10)
+    ends = _line_ends(raw, scratch)
     n = len(ends)
     per_piece = np.diff(np.searchsorted(ends, cuts), prepend=0).tolist()
-    if n == 0:
-        return per_piece, 0, np.empty(0, np.uint64), np.empty(0, np.int64)
+    width = len(head) + _ID_DIGITS + len(_LINK) + ID_WIDTH
+    if n == 0 or len(data) < width + 16:
+        _, ok, hashes, offsets = _scan_lines(data, head, cuts)
+        return per_piece, ok, np.asarray(hashes, np.uint64), np.asarray(offsets, np.int64)
     starts = np.empty(n, np.int64)
     starts[0] = 0
     starts[1:] = ends[:-1] + 1
-    # Every window below lies inside its line when the line is at least this long.
-    fits = ends - starts > len(head) + _ID_DIGITS + len(_LINK) + ID_WIDTH + 16
-
-    tail = _windows(raw, ends - 15, 16).view(np.uint64)
+    windows = np.lib.stride_tricks.sliding_window_view
+    tail = windows(raw, 16)[np.clip(ends - 15, 0, len(raw) - 16)].view(np.uint64)
     ok = int(np.count_nonzero(((tail[:, 0] & ~_U64(0xFF)) == _OK_LANES[0]) & (tail[:, 1] == _OK_LANES[1]) & (ends >= 15)))
 
-    # '{"id": "batch_req_<run>_', "<source>_<offset>", its closing quote, then '", "custom_id": "'.
-    digits_at = starts + len(head)
-    quote = (_windows(raw, digits_at, _ID_DIGITS) == 34).argmax(axis=1) + digits_at
-    link = _windows(raw, quote, 24).view(np.uint64)
-    shaped = fits & (_windows(raw, starts, 8).view(np.uint64)[:, 0] == _ID_OPEN)
-    shaped &= (link[:, 0] == _LINK_LANES[0]) & (link[:, 1] == _LINK_LANES[1]) & ((link[:, 2] & _U64(0xFF)) == _LINK_LANES[2])
-    value_at = quote + len(_LINK)
-    window = _windows(raw, value_at, ID_WIDTH)
-    length = (window == 34).argmax(axis=1)  # the closing quote, if the id is short and has no escaped quote
-    bulk = shaped & (window[np.arange(n), length] == 34) & ~(window == 92).any(axis=1)
+    rows = windows(raw, width)[np.minimum(starts, len(raw) - width)]
+    shaped = (ends - starts > width) & (rows[:, :8].view(np.uint64)[:, 0] == _ID_OPEN)
+    digits = rows[:, len(head) : len(head) + _ID_DIGITS] == 34
+    quote = digits.argmax(axis=1)  # where the id's closing quote is, relative to the digits
+    shaped &= digits[np.arange(n), quote]
 
-    lanes = window.view(np.uint64) & _KEEP[np.clip(length[:, None] - 8 * np.arange(_LANES), 0, 8)]
-    hashes = _mix_lanes(lanes, length)
-    offsets = value_at
+    hashes = np.zeros(n, np.uint64)
+    offsets = starts + len(head) + quote + len(_LINK)
+    bulk = np.zeros(n, bool)
+    for q in np.unique(quote[shaped]).tolist():
+        group = np.flatnonzero(shaped & (quote == q))
+        at = len(head) + q
+        linked = (rows[group, at : at + len(_LINK)] == _LINK_BYTES).all(axis=1)
+        group = group[linked]
+        lanes = np.ascontiguousarray(rows[group, at + len(_LINK) : at + len(_LINK) + ID_WIDTH]).view(np.uint64)
+        closed, length = _first_flagged(_has_byte(lanes, 34))  # the closing quote, if short and unescaped
+        clean = closed & ~(_has_byte(lanes, 92) != 0).any(axis=1)
+        group, lanes, length = group[clean], lanes[clean], length[clean]
+        lanes &= _KEEP[np.clip(length[:, None] - 8 * np.arange(_LANES), 0, 8)]
+        hashes[group] = _mix_lanes(lanes, length)
+        bulk[group] = True
     if bulk.all():
         return per_piece, ok, hashes, offsets
     keep = np.ones(n, bool)
@@ -294,7 +405,7 @@ def _scan_bulk(data: bytes, head: bytes, cuts: list[int]):
         if m is None:
             keep[i] = False
             continue
-        hashes[i] = hash_custom_id(m.group(1))
+        hashes[i] = hash_custom_id(bytes(m.group(1)))
         offsets[i] = m.start(1)
     return per_piece, ok, hashes[keep], offsets[keep]
 
@@ -394,17 +505,26 @@ class DuplicateCounter:
 
 
 def _count_duplicates(chunks, examples: int) -> tuple[int, list[int]]:
-    """(distinct hashes occurring more than once, smallest first-occurrence offsets of up to ``examples`` of them)."""
+    """(distinct hashes occurring more than once, smallest first-occurrence offsets of up to ``examples`` of them).
+
+    ``chunks`` hold (hash, offset) pairs in output order.
+    """
     if np is not None:
         pairs = np.concatenate(chunks) if len(chunks) > 1 else chunks[0]
         if len(pairs) < 2:
             return 0, []
-        order = np.lexsort((pairs[:, 1], pairs[:, 0]))  # by hash, then by offset
-        h, off = pairs[order, 0], pairs[order, 1]
-        same = h[1:] == h[:-1]
-        group_start = np.flatnonzero(same & np.r_[True, ~same[:-1]])  # first of each run of equal hashes
-        firsts = np.sort(off[group_start])[:examples]
-        return len(group_start), [int(x) for x in firsts]
+        h = pairs[:, 0]
+        ordered = np.sort(h)
+        same = ordered[1:] == ordered[:-1]
+        first_of_run = same & np.r_[True, ~same[:-1]]
+        count = int(np.count_nonzero(first_of_run))
+        if not count or not examples:
+            return count, []
+        duplicated = ordered[1:][first_of_run]
+        at = np.minimum(np.searchsorted(duplicated, h), len(duplicated) - 1)
+        hits = np.flatnonzero(duplicated[at] == h)  # every record with a duplicated id, in output order
+        _, first = np.unique(h[hits], return_index=True)
+        return count, sorted(int(x) for x in pairs[hits[first], 1])[:examples]
     seen: dict[int, list[int]] = {}
     for pairs in chunks:
         for j in range(0, len(pairs), 2):

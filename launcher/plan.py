@@ -13,13 +13,15 @@ characters never move a cut into the middle of a record.
 from __future__ import annotations
 
 from bisect import bisect_right
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 from launcher.names import chunk_id
 from launcher.spec import ByteRange, ChunkManifest
 
 # probe(source, offset) -> the first line start >= offset in that source (or its size).
 Probe = Callable[[int, int], int]
+# How probes are run: ``map`` one after another, or an executor's ``map`` to overlap their round trips.
+Mapper = Callable[[Callable[[int, int], int], Iterable[int], Iterable[int]], Iterator[int]]
 
 
 def split_points(total: int, n: int) -> list[int]:
@@ -27,8 +29,12 @@ def split_points(total: int, n: int) -> list[int]:
     return [total * k // n for k in range(1, n)]
 
 
-def plan_chunks(sizes: Sequence[int], n: int, probe: Probe) -> list[ChunkManifest]:
-    """Manifests for at most ``n`` non-empty chunks covering every byte of every input once."""
+def plan_chunks(sizes: Sequence[int], n: int, probe: Probe, run: Mapper = map) -> list[ChunkManifest]:
+    """Manifests for at most ``n`` non-empty chunks covering every byte of every input once.
+
+    The probes are independent, so ``run`` may issue them concurrently (on S3 each
+    is a round trip).
+    """
     if n < 1:
         raise ValueError("chunk count must be at least 1")
     starts = [0]
@@ -37,13 +43,19 @@ def plan_chunks(sizes: Sequence[int], n: int, probe: Probe) -> list[ChunkManifes
     total = starts[-1]
 
     cuts = {0, total}
+    probes: list[tuple[int, int]] = []  # (source, offset) of split points inside a source
     for point in split_points(total, n):
         source = bisect_right(starts, point) - 1
         if source >= len(sizes):
             continue
         offset = point - starts[source]
-        aligned = offset if offset == 0 else probe(source, offset)
-        cuts.add(starts[source] + min(aligned, sizes[source]))
+        if offset == 0:
+            cuts.add(starts[source])
+        else:
+            probes.append((source, offset))
+    aligned = run(probe, [s for s, _ in probes], [o for _, o in probes])
+    for (source, _), at in zip(probes, aligned):
+        cuts.add(starts[source] + min(at, sizes[source]))
     boundaries = sorted(cuts)
 
     spans = [(a, b) for a, b in zip(boundaries, boundaries[1:]) if b > a]
@@ -63,11 +75,12 @@ def _ranges(starts: Sequence[int], sizes: Sequence[int], lo: int, hi: int) -> li
     return out
 
 
-def next_line_start(read: Callable[[int, int], bytes], size: int, offset: int, block: int = 4096) -> int:
+def next_line_start(read: Callable[[int, int], bytes], size: int, offset: int, block: int = 1024) -> int:
     """The first line start at or after ``offset`` in an object of ``size`` bytes.
 
-    ``read(start, end)`` returns bytes ``[start, end)``. Reads grow geometrically, so
-    a very long line costs a few reads, not one per block.
+    ``read(start, end)`` returns bytes ``[start, end)``. The first read is small (most
+    JSONL records are under 1 KB, so 1,000 probes read < 0.1% of a 1 GB input) and
+    reads grow geometrically, so a very long line costs a few reads, not one per block.
     """
     if offset <= 0:
         return 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -107,22 +108,28 @@ def plan_run(options: SubmitOptions) -> Plan:
     return Plan(spec, manifests, probe_bytes)
 
 
+# Probes and manifest writes are independent small requests: on S3 each is a round
+# trip, so they go out from a small pool instead of one after another.
+STORE_CONCURRENCY = 16
+
+
 def _plan(pins: list[InputPin], chunks: int) -> tuple[list[ChunkManifest], int]:
-    read_bytes = 0
+    read_sizes: list[int] = []  # list.append is thread-safe
     stores = [split_object_uri(p.uri) for p in pins]
 
     def probe(source: int, offset: int) -> int:
         store, key = stores[source]
 
         def read(start: int, end: int) -> bytes:
-            nonlocal read_bytes
             data = store.get_range(key, start, end)
-            read_bytes += len(data)
+            read_sizes.append(len(data))
             return data
 
         return next_line_start(read, pins[source].size, offset)
 
-    return plan_chunks([p.size for p in pins], chunks, probe), read_bytes
+    with ThreadPoolExecutor(STORE_CONCURRENCY, thread_name_prefix="plan-probe") as pool:
+        manifests = plan_chunks([p.size for p in pins], chunks, probe, pool.map)
+    return manifests, sum(read_sizes)
 
 
 def write_run(plan: Plan, store_uri: str) -> str:
@@ -135,8 +142,9 @@ def write_run(plan: Plan, store_uri: str) -> str:
         raise ConfigError(f"a run named {plan.spec.run_id!r} already exists in {store_uri}: choose another --run-name")
     except NotFoundError:
         pass
-    for manifest in plan.manifests:
-        run_store.put(f"chunks/{manifest.chunk}.json", manifest.to_json())
+    with ThreadPoolExecutor(STORE_CONCURRENCY, thread_name_prefix="plan-write") as pool:
+        for _ in pool.map(lambda m: run_store.put(f"chunks/{m.chunk}.json", m.to_json()), plan.manifests):
+            pass
     if not run_store.put_if_absent("run.json", plan.spec.to_json()):
         raise ConfigError(f"a run named {plan.spec.run_id!r} was just created by someone else: choose another --run-name")
     return run_store.uri

@@ -62,30 +62,45 @@ class PartBatch:
         return b"".join(s.line for s in self.slots)  # type: ignore[misc]
 
 
-def runs_of_finished(pending: list[Slot | None], *, prefix_only: bool) -> tuple[list[PartBatch], int]:
-    """Group finished slots into part batches, cutting at barriers and unfinished slots.
+def take_finished(pending: list[Slot | None], *, prefix_only: bool) -> tuple[list[PartBatch], list[Slot | None]]:
+    """Group finished slots into part batches, cut at barriers and unfinished slots.
 
-    With ``prefix_only`` only the finished prefix is taken (a normal commit: the rest
-    keeps its order for later). Otherwise every maximal run of finished slots is
-    taken (the last commit before stopping). Returns the batches and how many
-    leading entries of ``pending`` they consumed.
+    With ``prefix_only`` only the finished prefix is taken. Otherwise every maximal
+    run of finished slots is taken, so a slow record at the head cannot hold back
+    everything that finished after it (results arrive in completion order, not input
+    order). Returns the batches and what stays pending: the unfinished slots in
+    order, with a barrier where a taken run was, since a later part must not span
+    records it does not hold.
     """
     batches: list[PartBatch] = []
     current: list[Slot] = []
-    consumed = 0
+    remaining: list[Slot | None] = []
     for i, slot in enumerate(pending):
         if slot is not BARRIER and slot.line is not None:
             current.append(slot)
-        else:
-            if current:
-                batches.append(PartBatch(current))
-                current = []
-            if prefix_only and slot is not BARRIER:
-                break
-        consumed = i + 1
+            continue
+        if current:
+            batches.append(PartBatch(current))
+            current = []
+            remaining.append(BARRIER)
+        if prefix_only and slot is not BARRIER:
+            remaining.extend(pending[i:])
+            break
+        remaining.append(slot)
     if current:
         batches.append(PartBatch(current))
-    return batches, consumed
+        remaining.append(BARRIER)
+    return batches, _collapse_barriers(remaining)
+
+
+def _collapse_barriers(pending: list[Slot | None]) -> list[Slot | None]:
+    """One barrier between runs of slots, none at the start (nothing before it to separate)."""
+    out: list[Slot | None] = []
+    for slot in pending:
+        if slot is BARRIER and (not out or out[-1] is BARRIER):
+            continue
+        out.append(slot)
+    return out
 
 
 def write_part(store: Store, chunk: str, batch: PartBatch, attempt: int, seq: int) -> int:

@@ -3,8 +3,9 @@
 Records stream from the chunk's byte ranges in input order; those already
 committed are skipped; the rest go to the engine with a bounded number in
 flight, so continuous batching stays full and a slow request never idles it.
-Finished results wait in ``pending`` (input order) and are committed as parts
-every ``commit_seconds`` or ``commit_records``, on SIGTERM and at the end. A kill
+Finished results wait in ``pending`` (input order) and are committed as parts:
+every run of finished records every ``commit_seconds``, the finished prefix once
+it reaches ``commit_records``, and everything on SIGTERM and at the end. A kill
 loses at most what finished since the last commit.
 """
 
@@ -24,7 +25,7 @@ from launcher.inputs import check_pin
 from launcher.names import validate_chunk_id
 from launcher.spec import ChunkManifest, PartName, Progress, RecordKey, RunSpec, SuccessMarker
 from launcher.store import Store, open_store
-from worker.commit import BARRIER, CommittedSet, Slot, runs_of_finished, write_part
+from worker.commit import BARRIER, CommittedSet, Slot, take_finished, write_part
 from worker.engines import load_engine
 from worker.engines.base import Engine
 from worker.output import ok_line, record_error_line, error_line
@@ -152,7 +153,9 @@ class ChunkRun:
                 self.engine.abort_all()
                 self.in_flight.clear()
                 break
-            if now - self.last_commit >= self.spec.commit_seconds or self._finished_prefix() >= self.spec.commit_records:
+            if now - self.last_commit >= self.spec.commit_seconds:
+                self._commit(prefix_only=False)  # everything finished, so a kill loses at most one window
+            elif self._finished_prefix() >= self.spec.commit_records:
                 self._commit(prefix_only=True)
             if now - self.last_heartbeat >= self.options.heartbeat_seconds:
                 self._heartbeat("running")
@@ -242,16 +245,12 @@ class ChunkRun:
     # -- committing -------------------------------------------------------------
     def _commit(self, *, prefix_only: bool) -> None:
         self.last_commit = time.monotonic()
-        batches, consumed = runs_of_finished(list(self.pending), prefix_only=prefix_only)
+        batches, remaining = take_finished(list(self.pending), prefix_only=prefix_only)
         for batch in batches:
             self.seq = self._retry(lambda b=batch: write_part(self.store, self.chunk, b, self.options.attempt, self.seq))
             self.counters.committed += len(batch.slots)
             self.bytes_done = max(self.bytes_done, self.chunk_position(batch.slots[-1].end))
-        if prefix_only:
-            for _ in range(consumed):
-                self.pending.popleft()
-        else:
-            self.pending = deque(s for s in self.pending if s is not BARRIER and s.line is None)
+        self.pending = deque(remaining)
 
     def _heartbeat(self, state: str) -> None:
         self.last_heartbeat = time.monotonic()

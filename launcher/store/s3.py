@@ -92,6 +92,7 @@ def _client_config(max_attempts: int, *, path_style: bool) -> Any:
         retries={"mode": "standard", "max_attempts": max_attempts},
         connect_timeout=5,
         read_timeout=60,
+        max_pool_connections=32,  # planning and collect issue requests from small thread pools
         **extra,
     )
 

@@ -146,18 +146,23 @@ def test_completion_and_chat(idle_engine):
 
 @_apply(needs_engine)
 def test_greedy_is_deterministic(idle_engine):
+    """Same prompt, same batch -> same text; the same run repeated -> the same text.
+
+    Not asserted: that a prompt alone and inside a bigger batch agree token for token.
+    Batched float32 matmuls on CPU pick other kernels and round differently, so greedy
+    decoding can part ways at a near-tie (seen here after ~12 tokens).
+    """
     prompt = "Once upon a time, in a small village by the sea,"
-    alone = run(idle_engine, {"a": req(1, prompt=prompt, max_tokens=16)})["a"]
-    together = run(
-        idle_engine,
-        {
-            "b": req(2, prompt=prompt, max_tokens=16),
-            "c": req(3, prompt=prompt, max_tokens=16),
-            "d": req(4, prompt="Something else entirely:", max_tokens=16),
-        },
-    )
-    assert alone.text and alone.text == together["b"].text == together["c"].text
-    assert alone.completion_tokens == together["b"].completion_tokens
+    batch = {
+        "b": req(2, prompt=prompt, max_tokens=16),
+        "c": req(3, prompt=prompt, max_tokens=16),
+        "d": req(4, prompt="Something else entirely:", max_tokens=16),
+    }
+    first = run(idle_engine, batch)
+    again = run(idle_engine, batch)
+    assert first["b"].text and first["b"].text == first["c"].text
+    assert {k: c.text for k, c in first.items()} == {k: c.text for k, c in again.items()}
+    assert first["b"].completion_tokens == again["b"].completion_tokens
 
 
 @_apply(needs_engine)

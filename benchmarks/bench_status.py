@@ -1,0 +1,200 @@
+"""Benchmark 5 — tracking cost: one ``status`` look and one ``watch`` cycle of a 1,000-chunk run on S3.
+
+A real S3-protocol server (moto, on loopback) behind a request-counting proxy
+(tests/s3server.py's FaultProxy with no faults) holds a synthetic run in mid-flight:
+60% of chunks done (4 parts + _SUCCESS each), 40% running (2 parts, a heartbeat,
+one in five on its second attempt), every attempt recorded under jobs/. Measured,
+interleaved, through the proxy:
+
+* status: ``observe`` + ``decide`` + ``summarize`` (what ``launcher status`` does);
+* watch: one ``reconcile_once`` (what ``launcher watch`` does per cycle) with a
+  backend that answers every poll "RUNNING" and launches nothing;
+* per-chunk polling: the obvious alternative (and the seed's ``.succeed`` check) —
+  HEAD each chunk's done marker, GET the heartbeat and attempt record of each
+  chunk not done.
+
+Also the whole ``launcher status RUN --store s3://…`` command once (start-up included).
+
+    python benchmarks/bench_status.py --chunks 1000 --repeats 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from _util import PYTHON, admin_client, median, print_machine, run_measured, s3_server, spread, table, write_json
+
+from launcher.backends.base import JobState, JobStatus
+from launcher.names import chunk_id, job_name
+from launcher.spec import AttemptRecord, ByteRange, ChunkManifest, ChunkSummary, InputPin, PartName, Progress, RunSpec, SuccessMarker, attempt_key
+
+BUCKET, RUN = "bench-status", "bench-status-run"
+CHUNK_BYTES = 1_000_000
+
+
+class RunningBackend:
+    """Every polled job is RUNNING; nothing is launched or cancelled (a steady-state watch cycle)."""
+
+    name = "local"
+
+    def launch(self, requests):
+        return [None for _ in requests]
+
+    def poll(self, run_id, names):
+        return {n: JobState(JobStatus.RUNNING) for n in names}
+
+    def cancel(self, run_id, names):
+        pass
+
+
+def synthesize(client, chunks: int, done_share: float) -> dict[str, int]:
+    client.create_bucket(Bucket=BUCKET)
+    ids = [chunk_id(i, chunks) for i in range(chunks)]
+    spec = RunSpec(run_id=RUN, created_at="2025-01-01T00:00:00+00:00",
+                   inputs=(InputPin(f"s3://{BUCKET}/in.jsonl", chunks * CHUNK_BYTES, "etag"),),
+                   chunks=tuple(ChunkSummary(c, CHUNK_BYTES) for c in ids), engine="echo", model="echo",
+                   model_revision="echo-1", sampling={"max_tokens": 16, "temperature": 0.0}, backend="local",
+                   use_spot=None, max_attempts=3, parallel=0, chunkpilot_version="bench")
+    objects: dict[str, bytes] = {f"runs/{RUN}/run.json": spec.to_json()}
+    counts = {"parts": 0, "done": 0, "running": 0}
+    now = time.time()
+    for i, c in enumerate(ids):
+        base = i * CHUNK_BYTES
+        objects[f"runs/{RUN}/chunks/{c}.json"] = ChunkManifest(c, (ByteRange(0, base, base + CHUNK_BYTES),)).to_json()
+        done = i < chunks * done_share
+        attempts = 2 if (not done and i % 5 == 0) else 1
+        for a in range(1, attempts + 1):
+            rec = AttemptRecord(c, a, "local", job_name(RUN, c, a), launched_at=now - 600, job_id=str(i * 10 + a), state="LAUNCHED")
+            objects[f"runs/{RUN}/{attempt_key(c, a)}"] = rec.to_json()
+        n_parts = 4 if done else 2
+        step = CHUNK_BYTES // 4
+        for p in range(n_parts):
+            part = PartName((0, base + p * step), (0, base + (p + 1) * step), attempts, p, 256)
+            objects[f"runs/{RUN}/out/{c}/{part.filename}"] = b'{"id": "x"}\n' * 4  # contents are never read
+            counts["parts"] += 1
+        objects[f"runs/{RUN}/progress/{c}.json"] = Progress(c, attempts, "done" if done else "running", n_parts * 256,
+                                                            n_parts * step, CHUNK_BYTES, 150.0, now).to_json()
+        if done:
+            objects[f"runs/{RUN}/out/{c}/_SUCCESS"] = SuccessMarker(c, attempts, 1024, 0, CHUNK_BYTES, 1024, 0, 0, 0, 0, 1.0,
+                                                                    "2025-01-01T00:00:00+00:00").to_json()
+            counts["done"] += 1
+        else:
+            counts["running"] += 1
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda kv: client.put_object(Bucket=BUCKET, Key=kv[0], Body=kv[1]), objects.items()))
+    counts["objects"] = len(objects)
+    return counts
+
+
+def counted(proxy, action):
+    before = dict(proxy.requests)
+    started, cpu = time.perf_counter(), time.thread_time()  # this thread: not the proxy's
+    result = action()
+    seconds, cpu = time.perf_counter() - started, time.thread_time() - cpu
+    after = dict(proxy.requests)
+    by_method = {m: after.get(m, 0) - before.get(m, 0) for m in after if after.get(m, 0) - before.get(m, 0)}
+    return seconds, by_method, (result, cpu)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--chunks", type=int, default=1000)
+    ap.add_argument("--done", type=float, default=0.6, help="share of chunks already done")
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args()
+    info = print_machine()
+
+    from launcher.observe import observe
+    from launcher.reconcile import decide
+    from launcher.runs import open_run
+    from launcher.status import summarize
+    from launcher.watch import WatchOptions, policy_for, reconcile_once
+
+    with s3_server() as (proxy, direct):
+        t0 = time.perf_counter()
+        counts = synthesize(admin_client(direct), args.chunks, args.done)
+        print(f"synthetic run: {args.chunks} chunks ({counts['done']} done, {counts['running']} running), "
+              f"{counts['parts']} parts, {counts['objects']} objects (written in {time.perf_counter() - t0:.0f}s)", flush=True)
+        store_uri = f"s3://{BUCKET}/runs"
+        run = open_run(store_uri, RUN)
+        backend = RunningBackend()
+
+        def status_look():
+            observed = observe(run.run_store, run.spec, backend)
+            decision = decide([o.view() for o in observed.values()], policy_for(run, WatchOptions()), time.time())
+            return summarize(run.spec, observed, decision)
+
+        def watch_cycle():
+            return reconcile_once(run, backend, WatchOptions(), set())
+
+        def per_chunk_poll():
+            """HEAD each done marker; GET heartbeat and attempt record of each chunk not done."""
+            from launcher.errors import NotFoundError
+
+            store, states = run.run_store, {}
+            for c in run.spec.chunk_ids:
+                try:
+                    store.head(f"out/{c}/_SUCCESS")
+                    states[c] = "DONE"
+                    continue
+                except NotFoundError:
+                    pass
+                Progress.from_json(store.get(f"progress/{c}.json"))
+                attempt = 1
+                while True:  # the latest attempt record
+                    try:
+                        store.head(attempt_key(c, attempt + 1))
+                        attempt += 1
+                    except NotFoundError:
+                        break
+                AttemptRecord.from_json(store.get(attempt_key(c, attempt)))
+                states[c] = "RUNNING"
+            return states
+
+        def raw_listings():
+            """The floor under any look at the store: the three listings, parsed by botocore, nothing else."""
+            for prefix in ("jobs/", "out/", "progress/"):
+                for _ in run.run_store.list(prefix):
+                    pass
+
+        contenders = {"status (observe+summarize)": status_look, "watch cycle (reconcile_once)": watch_cycle,
+                      "the 3 listings alone (boto3)": raw_listings, "per-chunk polling": per_chunk_poll}
+        runs: dict[str, list] = {k: [] for k in contenders}
+        for _ in range(args.repeats):
+            for name, action in contenders.items():
+                runs[name].append(counted(proxy, action))
+        check = runs["status (observe+summarize)"][-1][2][0].totals
+        print(f"status totals: {check['states']}, {check['records_done']} records done")
+
+        env = {**os.environ, "COLUMNS": "200"}
+        cli_seconds, cli_requests, _ = counted(proxy, lambda: run_measured(
+            [PYTHON, "-m", "launcher.cli", "status", RUN, "--store", store_uri, "--json"], env=env))
+
+    rows, results = [], {}
+    base = median([s for s, _, _ in runs["per-chunk polling"]])
+    for name, rs in runs.items():
+        secs = [s for s, _, _ in rs]
+        cpus = [r[1] for _, _, r in rs]
+        reqs = rs[-1][1]
+        total = sum(reqs.values())
+        results[name] = {"seconds": median(secs), "seconds_runs": secs, "client_cpu_s": median(cpus), "requests": reqs,
+                         "requests_total": total}
+        rows.append([name, f"{median(secs):.3f} ({spread(secs)})", f"{median(cpus):.2f}", f"{median(secs) - median(cpus):.2f}",
+                     total, ", ".join(f"{m} {n}" for m, n in sorted(reqs.items())), f"{base / median(secs):.1f}×"])
+    rows.append(["`launcher status --json` command (1 run)", f"{cli_seconds:.2f}", "-", "-", sum(cli_requests.values()),
+                 ", ".join(f"{m} {n}" for m, n in sorted(cli_requests.items())), "-"])
+    results["cli"] = {"seconds": cli_seconds, "requests": cli_requests}
+    print()
+    print(table(["per cycle", "seconds (min–max)", "client CPU s", "waiting on the server s", "requests", "by method",
+                 "faster than per-chunk polling"], rows))
+    print(f"medians of {args.repeats} interleaved runs; requests counted at the proxy; S3 listings return up to 1,000 keys per request")
+    write_json(args.json, {"benchmark": "status", "machine": info, "args": vars(args), "store": counts, "results": results})
+
+
+if __name__ == "__main__":
+    sys.exit(main())
