@@ -62,34 +62,41 @@ class PartBatch:
         return b"".join(s.line for s in self.slots)  # type: ignore[misc]
 
 
-def take_finished(pending: list[Slot | None], *, prefix_only: bool) -> tuple[list[PartBatch], list[Slot | None]]:
+def take_finished(pending: list[Slot | None], *, min_run: int) -> tuple[list[PartBatch], list[Slot | None]]:
     """Group finished slots into part batches, cut at barriers and unfinished slots.
 
-    With ``prefix_only`` only the finished prefix is taken. Otherwise every maximal
-    run of finished slots is taken, so a slow record at the head cannot hold back
-    everything that finished after it (results arrive in completion order, not input
-    order). Returns the batches and what stays pending: the unfinished slots in
-    order, with a barrier where a taken run was, since a later part must not span
-    records it does not hold.
+    Taken: the finished prefix, whatever its length, and every later run of at least
+    ``min_run`` finished slots. Results arrive in completion order, not input order,
+    so one slow record at the head would otherwise hold back everything that
+    finished after it; ``min_run`` keeps that from turning into a part per record
+    when answers trickle in (``min_run=1`` takes everything: the last commit).
+    Returns the batches and what stays pending, in order, with a barrier where a
+    taken run was: a later part must not span records it does not hold.
     """
     batches: list[PartBatch] = []
-    current: list[Slot] = []
     remaining: list[Slot | None] = []
-    for i, slot in enumerate(pending):
+    current: list[Slot] = []
+    blocked = False  # an unfinished slot came before: a run must reach min_run
+
+    def close_run() -> None:
+        if not current:
+            return
+        if not blocked or len(current) >= min_run:
+            batches.append(PartBatch(list(current)))
+            remaining.append(BARRIER)
+        else:
+            remaining.extend(current)
+        current.clear()
+
+    for slot in pending:
         if slot is not BARRIER and slot.line is not None:
             current.append(slot)
             continue
-        if current:
-            batches.append(PartBatch(current))
-            current = []
-            remaining.append(BARRIER)
-        if prefix_only and slot is not BARRIER:
-            remaining.extend(pending[i:])
-            break
+        close_run()
+        if slot is not BARRIER:
+            blocked = True
         remaining.append(slot)
-    if current:
-        batches.append(PartBatch(current))
-        remaining.append(BARRIER)
+    close_run()
     return batches, _collapse_barriers(remaining)
 
 

@@ -3,10 +3,10 @@
 Records stream from the chunk's byte ranges in input order; those already
 committed are skipped; the rest go to the engine with a bounded number in
 flight, so continuous batching stays full and a slow request never idles it.
-Finished results wait in ``pending`` (input order) and are committed as parts:
-every run of finished records every ``commit_seconds``, the finished prefix once
-it reaches ``commit_records``, and everything on SIGTERM and at the end. A kill
-loses at most what finished since the last commit.
+Finished results wait in ``pending`` (input order) and are committed as parts
+every ``commit_seconds`` or ``commit_records``, on SIGTERM and at the end: the
+finished prefix, plus runs of finished records long enough to be worth a part
+behind a slower one. A kill loses what finished since the last commit.
 """
 
 from __future__ import annotations
@@ -109,6 +109,8 @@ class ChunkRun:
         self.last_commit = self.started
         self.last_heartbeat = 0.0
         self.bytes_done = 0
+        # Runs of finished records behind an unfinished one are committed once this long.
+        self.eager_run = max(1, spec.commit_records // 16)
         self._range_base = self._range_offsets()
 
     # -- positions -------------------------------------------------------------
@@ -153,14 +155,12 @@ class ChunkRun:
                 self.engine.abort_all()
                 self.in_flight.clear()
                 break
-            if now - self.last_commit >= self.spec.commit_seconds:
-                self._commit(prefix_only=False)  # everything finished, so a kill loses at most one window
-            elif self._finished_prefix() >= self.spec.commit_records:
-                self._commit(prefix_only=True)
+            if now - self.last_commit >= self.spec.commit_seconds or self._finished_prefix() >= self.spec.commit_records:
+                self._commit(min_run=self.eager_run)
             if now - self.last_heartbeat >= self.options.heartbeat_seconds:
                 self._heartbeat("running")
 
-        self._commit(prefix_only=False)
+        self._commit(min_run=1)
         if not exhausted or self.pending:
             self._heartbeat("stopped")
             log.warning("chunk %s stopped: %d record(s) committed this attempt", self.chunk, self.counters.committed)
@@ -243,9 +243,9 @@ class ChunkRun:
         return count
 
     # -- committing -------------------------------------------------------------
-    def _commit(self, *, prefix_only: bool) -> None:
+    def _commit(self, *, min_run: int) -> None:
         self.last_commit = time.monotonic()
-        batches, remaining = take_finished(list(self.pending), prefix_only=prefix_only)
+        batches, remaining = take_finished(list(self.pending), min_run=min_run)
         for batch in batches:
             self.seq = self._retry(lambda b=batch: write_part(self.store, self.chunk, b, self.options.attempt, self.seq))
             self.counters.committed += len(batch.slots)
