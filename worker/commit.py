@@ -62,41 +62,41 @@ class PartBatch:
         return b"".join(s.line for s in self.slots)  # type: ignore[misc]
 
 
-def take_finished(pending: list[Slot | None], *, most: int | None = None) -> tuple[list[PartBatch], list[Slot | None]]:
+def take_finished(pending: list[Slot | None], *, min_run: int) -> tuple[list[PartBatch], list[Slot | None]]:
     """Group finished slots into part batches, cut at barriers and unfinished slots.
 
-    Taken: the finished prefix, and the ``most`` longest other runs of finished
-    slots (every run when ``most`` is None: the last commit). Results arrive in
-    completion order, not input order, so one slow record at the head must not hold
-    back everything that finished after it; ``most`` bounds the parts (object
-    writes) per commit when answers trickle in scattered. Returns the batches and
-    what stays pending, in order, with a barrier where a taken run was: a later
-    part must not span records it does not hold.
+    Taken: the finished prefix, whatever its length, and every later run of at least
+    ``min_run`` finished slots. Results arrive in completion order, not input order,
+    so one slow record at the head would otherwise hold back everything that
+    finished after it; ``min_run`` keeps that from turning into a part per record
+    when answers trickle in (``min_run=1`` takes everything: the last commit).
+    Returns the batches and what stays pending, in order, with a barrier where a
+    taken run was: a later part must not span records it does not hold.
     """
-    runs: list[tuple[int, int]] = []  # (start, end) in pending of each run of finished slots
-    start = None
-    for i, slot in enumerate(pending + [BARRIER]):
-        finished = slot is not BARRIER and slot.line is not None
-        if finished and start is None:
-            start = i
-        elif not finished and start is not None:
-            runs.append((start, i))
-            start = None
-    blocked_at = next((i for i, s in enumerate(pending) if s is not BARRIER and s.line is None), len(pending))
-    prefix = [r for r in runs if r[0] < blocked_at]
-    others = [r for r in runs if r[0] > blocked_at]
-    if most is not None:
-        others = sorted(sorted(others, key=lambda r: r[0] - r[1])[:most])
-    taken = sorted(prefix + others)
-
-    batches = [PartBatch(pending[a:b]) for a, b in taken]  # type: ignore[arg-type]
+    batches: list[PartBatch] = []
     remaining: list[Slot | None] = []
-    at = 0
-    for a, b in taken:
-        remaining.extend(pending[at:a])
-        remaining.append(BARRIER)
-        at = b
-    remaining.extend(pending[at:])
+    current: list[Slot] = []
+    blocked = False  # an unfinished slot came before: a run must reach min_run
+
+    def close_run() -> None:
+        if not current:
+            return
+        if not blocked or len(current) >= min_run:
+            batches.append(PartBatch(list(current)))
+            remaining.append(BARRIER)
+        else:
+            remaining.extend(current)
+        current.clear()
+
+    for slot in pending:
+        if slot is not BARRIER and slot.line is not None:
+            current.append(slot)
+            continue
+        close_run()
+        if slot is not BARRIER:
+            blocked = True
+        remaining.append(slot)
+    close_run()
     return batches, _collapse_barriers(remaining)
 
 

@@ -5,9 +5,8 @@ committed are skipped; the rest go to the engine with a bounded number in
 flight, so continuous batching stays full and a slow request never idles it.
 Finished results wait in ``pending`` (input order) and are committed as parts
 every ``commit_seconds`` or ``commit_records``, on SIGTERM and at the end: the
-finished prefix, plus the longest runs of finished records stuck behind slower
-ones (a few per commit). A kill loses what finished since the last commit and
-what a commit left behind.
+finished prefix, plus runs of finished records long enough to be worth a part
+behind a slower one. A kill loses what finished since the last commit.
 """
 
 from __future__ import annotations
@@ -39,9 +38,6 @@ log = logging.getLogger("chunkpilot.worker")
 EXIT_DONE = 0
 EXIT_PREEMPTED = 75  # SkyPilot job_recovery.recover_on_exit_codes
 EXIT_CONFIG = 2
-# Besides the finished prefix, a commit writes at most this many runs of finished
-# records stuck behind slower ones (the longest): a bounded number of object writes.
-RUNS_PER_COMMIT = 8
 
 
 @dataclass(frozen=True)
@@ -113,6 +109,8 @@ class ChunkRun:
         self.last_commit = self.started
         self.last_heartbeat = 0.0
         self.bytes_done = 0
+        # Runs of finished records behind an unfinished one are committed once this long.
+        self.eager_run = max(1, spec.commit_records // 16)
         self._range_base = self._range_offsets()
 
     # -- positions -------------------------------------------------------------
@@ -158,11 +156,11 @@ class ChunkRun:
                 self.in_flight.clear()
                 break
             if now - self.last_commit >= self.spec.commit_seconds or self._finished_prefix() >= self.spec.commit_records:
-                self._commit(most=RUNS_PER_COMMIT)
+                self._commit(min_run=self.eager_run)
             if now - self.last_heartbeat >= self.options.heartbeat_seconds:
                 self._heartbeat("running")
 
-        self._commit(most=None)
+        self._commit(min_run=1)
         if not exhausted or self.pending:
             self._heartbeat("stopped")
             log.warning("chunk %s stopped: %d record(s) committed this attempt", self.chunk, self.counters.committed)
@@ -245,9 +243,9 @@ class ChunkRun:
         return count
 
     # -- committing -------------------------------------------------------------
-    def _commit(self, *, most: int | None) -> None:
+    def _commit(self, *, min_run: int) -> None:
         self.last_commit = time.monotonic()
-        batches, remaining = take_finished(list(self.pending), most=most)
+        batches, remaining = take_finished(list(self.pending), min_run=min_run)
         for batch in batches:
             self.seq = self._retry(lambda b=batch: write_part(self.store, self.chunk, b, self.options.attempt, self.seq))
             self.counters.committed += len(batch.slots)

@@ -29,51 +29,50 @@ def test_committed_set_merges_overlaps():
 
 def test_prefix_commit_stops_at_unfinished():
     pending = [slot(0), slot(10), slot(20, done=False), slot(30)]
-    batches, remaining = take_finished(pending, most=0)
+    batches, remaining = take_finished(pending, min_run=10**9)
     assert [len(b.slots) for b in batches] == [2] and remaining == pending[2:]
     assert batches[0].name(1, 0).first == (0, 0) and batches[0].name(1, 0).end == (0, 20)
 
 
 def test_barrier_splits_parts():
     pending = [slot(0), BARRIER, slot(20), slot(30, done=False)]
-    batches, remaining = take_finished(pending, most=0)
+    batches, remaining = take_finished(pending, min_run=10**9)
     assert [len(b.slots) for b in batches] == [1, 1] and remaining == pending[3:]
 
 
 def test_final_commit_takes_every_finished_run():
     pending = [slot(0), slot(10, done=False), slot(20), slot(30), BARRIER, slot(50)]
-    batches, remaining = take_finished(pending, most=None)
+    batches, remaining = take_finished(pending, min_run=1)
     assert [[s.key[1] for s in b.slots] for b in batches] == [[0], [20, 30], [50]]
     assert remaining == [pending[1], BARRIER]
 
 
 def test_runs_taken_mid_chunk_leave_barriers_so_later_parts_never_span_them():
     pending = [slot(0, done=False), slot(10), slot(20), slot(30, done=False), slot(40, done=False), slot(50)]
-    batches, remaining = take_finished(pending, most=None)
+    batches, remaining = take_finished(pending, min_run=1)
     assert [[s.key[1] for s in b.slots] for b in batches] == [[10, 20], [50]]
     assert remaining == [pending[0], BARRIER, pending[3], pending[4], BARRIER]
     for s in remaining:
         if s is not BARRIER:
             s.line = b"x\n"
     later = [s for s in remaining] + [slot(60)]
-    batches, remaining = take_finished(later, most=None)
+    batches, remaining = take_finished(later, min_run=1)
     assert [[s.key[1] for s in b.slots] for b in batches] == [[0], [30, 40], [60]]
     assert remaining == []
 
 
-def test_a_commit_takes_the_prefix_and_the_longest_runs_behind_unfinished_slots():
-    pending = [slot(0), slot(10, done=False), slot(20), slot(30, done=False), slot(40), slot(50), slot(60),
-               slot(70, done=False), slot(80), slot(90)]
-    batches, remaining = take_finished(pending, most=2)
-    assert [[s.key[1] for s in b.slots] for b in batches] == [[0], [40, 50, 60], [80, 90]]
-    assert remaining == [pending[1], pending[2], pending[3], BARRIER, pending[7], BARRIER]
+def test_short_runs_behind_an_unfinished_slot_wait_until_long_enough():
+    pending = [slot(0), slot(10, done=False), slot(20), slot(30, done=False), slot(40), slot(50), slot(60)]
+    batches, remaining = take_finished(pending, min_run=3)
+    assert [[s.key[1] for s in b.slots] for b in batches] == [[0], [40, 50, 60]]
+    assert remaining == [pending[1], pending[2], pending[3], BARRIER]
     pending[1].line = pending[3].line = b"x\n"
-    batches, remaining = take_finished(remaining + [slot(100)], most=0)
-    assert [[s.key[1] for s in b.slots] for b in batches] == [[10, 20, 30]]
-    assert remaining == [pending[7], BARRIER, remaining[-1]] and remaining[-1].key == (0, 100)
+    batches, remaining = take_finished(remaining + [slot(70)], min_run=3)
+    assert [[s.key[1] for s in b.slots] for b in batches] == [[10, 20, 30], [70]]
+    assert remaining == []
 
 
 def test_nothing_finished_keeps_everything():
     pending = [BARRIER, slot(0, done=False), slot(10, done=False)]
-    batches, remaining = take_finished(pending, most=None)
+    batches, remaining = take_finished(pending, min_run=1)
     assert batches == [] and remaining == pending[1:]
