@@ -23,6 +23,7 @@ import random
 import threading
 import time
 from contextlib import contextmanager
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, BinaryIO, Iterator
 from urllib.parse import urlparse
 
@@ -77,11 +78,40 @@ def _new_client(endpoint: str | None, max_attempts: int) -> "BaseClient":
 
     # boto3 reads AWS_ENDPOINT_URL(_S3) and profile endpoints itself; we don't pass
     # endpoint_url so all of boto3's own ways of configuring it keep working.
-    client = boto3.session.Session().client("s3", config=_client_config(max_attempts, path_style=bool(endpoint)))
+    client = _new_session().client("s3", config=_client_config(max_attempts, path_style=bool(endpoint)))
     if not endpoint and not _is_aws_endpoint(client.meta.endpoint_url):
         # An endpoint from ~/.aws/config (R2, MinIO): those need path-style addressing too.
-        client = boto3.session.Session().client("s3", config=_client_config(max_attempts, path_style=True))
+        client = _new_session().client("s3", config=_client_config(max_attempts, path_style=True))
     return client
+
+
+def _new_session() -> Any:
+    """A boto3 session whose responses parse timestamps with ``_parse_timestamp``."""
+    import boto3
+    import botocore.session
+
+    core = botocore.session.get_session()  # a new botocore session, not a shared one
+    core.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=_parse_timestamp)
+    return boto3.session.Session(botocore_session=core)
+
+
+def _parse_timestamp(value: Any) -> datetime:
+    """ISO 8601 timestamps (every ``LastModified`` of a listing) without dateutil.
+
+    botocore's default parser goes through dateutil at ~75 µs a value: 0.5 s of CPU
+    for a 7,000-object listing, most of a ``status`` look. Anything else (HTTP dates
+    in headers, epoch numbers) goes to botocore's own parser.
+    """
+    from botocore.utils import parse_timestamp
+
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            parsed = None
+        if parsed is not None and parsed.tzinfo is not None:
+            return parsed
+    return parse_timestamp(value)
 
 
 def _client_config(max_attempts: int, *, path_style: bool) -> Any:

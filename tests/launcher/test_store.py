@@ -101,6 +101,8 @@ def test_head_describes_the_object(store: Store) -> None:
     assert info.etag and '"' not in info.etag
     assert abs(info.mtime - time.time()) < 120
     assert [info.etag] == [o.etag for o in store.list("out/0001/")]
+    # A listing's LastModified (ISO 8601) and HEAD's (an HTTP date) name the same second.
+    assert [int(info.mtime)] == [int(o.mtime) for o in store.list("out/0001/")]
     store.put("out/0001/_SUCCESS", b"y" * 124)
     assert store.head("out/0001/_SUCCESS").etag != info.etag
 
@@ -172,6 +174,20 @@ def test_check_writable_passes_on_a_usable_store(store: Store) -> None:
 
 
 # -- S3 through a fault-injecting proxy ---------------------------------------------
+@pytest.mark.parametrize(
+    "value",
+    ["2026-12-02T02:36:23.000Z", "2026-12-02T02:36:23Z", "2026-12-02T02:36:23.123456+00:00",
+     "Wed, 02 Dec 2026 02:36:23 GMT", 1764642983, "1764642983"],
+)
+def test_s3_timestamps_parse_like_botocore(value) -> None:
+    from botocore.utils import parse_timestamp
+
+    from launcher.store.s3 import _parse_timestamp
+
+    assert _parse_timestamp(value) == parse_timestamp(value)
+    assert _parse_timestamp(value).tzinfo is not None
+
+
 @pytest.fixture
 def flaky_store(fault_proxy: FaultProxy, s3_store_uri: str) -> S3Store:
     """An S3 store whose every request goes through the fault proxy."""
