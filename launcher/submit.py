@@ -143,8 +143,7 @@ def write_run(plan: Plan, store_uri: str) -> str:
     except NotFoundError:
         pass
     with ThreadPoolExecutor(STORE_CONCURRENCY, thread_name_prefix="plan-write") as pool:
-        for _ in pool.map(lambda m: run_store.put(f"chunks/{m.chunk}.json", m.to_json()), plan.manifests):
-            pass
+        list(pool.map(lambda m: run_store.put(f"chunks/{m.chunk}.json", m.to_json()), plan.manifests))
     if not run_store.put_if_absent("run.json", plan.spec.to_json()):
         raise ConfigError(f"a run named {plan.spec.run_id!r} was just created by someone else: choose another --run-name")
     return run_store.uri

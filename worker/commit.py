@@ -74,40 +74,34 @@ def take_finished(pending: list[Slot | None], *, min_run: int) -> tuple[list[Par
     taken run was: a later part must not span records it does not hold.
     """
     batches: list[PartBatch] = []
-    remaining: list[Slot | None] = []
+    remaining: list[Slot | None] = []  # never starts with a barrier, never holds two in a row
     current: list[Slot] = []
     blocked = False  # an unfinished slot came before: a run must reach min_run
 
     def close_run() -> None:
-        if not current:
-            return
-        if not blocked or len(current) >= min_run:
+        if current and (not blocked or len(current) >= min_run):
             batches.append(PartBatch(list(current)))
-            remaining.append(BARRIER)
+            add_barrier()
         else:
             remaining.extend(current)
         current.clear()
+
+    def add_barrier() -> None:
+        if remaining and remaining[-1] is not BARRIER:
+            remaining.append(BARRIER)
 
     for slot in pending:
         if slot is not BARRIER and slot.line is not None:
             current.append(slot)
             continue
         close_run()
-        if slot is not BARRIER:
+        if slot is BARRIER:
+            add_barrier()
+        else:
             blocked = True
-        remaining.append(slot)
+            remaining.append(slot)
     close_run()
-    return batches, _collapse_barriers(remaining)
-
-
-def _collapse_barriers(pending: list[Slot | None]) -> list[Slot | None]:
-    """One barrier between runs of slots, none at the start (nothing before it to separate)."""
-    out: list[Slot | None] = []
-    for slot in pending:
-        if slot is BARRIER and (not out or out[-1] is BARRIER):
-            continue
-        out.append(slot)
-    return out
+    return batches, remaining
 
 
 def write_part(store: Store, chunk: str, batch: PartBatch, attempt: int, seq: int) -> int:

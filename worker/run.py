@@ -109,8 +109,6 @@ class ChunkRun:
         self.last_commit = self.started
         self.last_heartbeat = 0.0
         self.bytes_done = 0
-        # Runs of finished records behind an unfinished one are committed once this long.
-        self.eager_run = max(1, spec.commit_records // 16)
         self._range_base = self._range_offsets()
 
     # -- positions -------------------------------------------------------------
@@ -156,7 +154,8 @@ class ChunkRun:
                 self.in_flight.clear()
                 break
             if now - self.last_commit >= self.spec.commit_seconds or self._finished_prefix() >= self.spec.commit_records:
-                self._commit(min_run=self.eager_run)
+                # Runs behind an unfinished record become parts once worth one: 16 per commit_records.
+                self._commit(min_run=max(1, self.spec.commit_records // 16))
             if now - self.last_heartbeat >= self.options.heartbeat_seconds:
                 self._heartbeat("running")
 
