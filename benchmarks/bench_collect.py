@@ -8,7 +8,9 @@ sharing a custom_id and ~1% error lines), then times, interleaved:
 * ``launcher collect RUN --store STORE -o OUT`` — the user's command, start-up included;
 * ``cat <the same part files, in the same order> > OUT``.
 
-Both outputs are byte-compared once. Peak RSS is each child's own (wait4).
+Before each timed run the previous outputs are deleted and dirty pages written back
+(``sync``), untimed, so neither contender pays for the other's writes. Both outputs
+are byte-compared once. Peak RSS is each child's own (wait4).
 Run with two sizes to show that collect's memory does not grow with the record count:
 
     python benchmarks/bench_collect.py --records 1000000 4000000 --repeats 5
@@ -28,7 +30,9 @@ from pathlib import Path
 
 from _util import MB, PYTHON, median, print_machine, run_measured, scratch_dir, spread, table, write_json
 
-from launcher.spec import ChunkSummary, InputPin, PartName, RunSpec, SuccessMarker
+from array import array
+
+from launcher.spec import ChunkSummary, InputPin, PartName, RunSpec, SuccessMarker, custom_id_hash, encode_hashes
 from worker.output import error_line, ok_line
 from worker.requests import Completion, Request
 
@@ -81,26 +85,30 @@ def synthesize(root: Path, records: int, per_chunk: int, per_part: int, dup_ever
         out = run / "out" / chunk
         out.mkdir(parents=True)
         seq, ok, errors = 0, 0, 0
+        hashes = array("Q")  # the worker's digest of every record's custom_id, in input order
         for start in range(0, n_chunk, per_part):
             n = min(per_part, n_chunk - start)
-            lines = []
+            lines, part_errors = [], 0
             for j in range(n):
                 k = i + start + j
                 key = (0, k * STRIDE)
                 custom_id = f"req-{k // dup_every * dup_every}" if dup_every and k % dup_every == 1 else f"req-{k}"
+                hashes.append(custom_id_hash(custom_id))
                 if err_every and k % err_every == 7:
                     lines.append(error_line(RUN, key, custom_id, "invalid_json", "line is not valid JSON: Expecting value at column 1"))
-                    errors += 1
+                    part_errors += 1
                     continue
                 text = texts[(k * 2654435761) % len(texts)]
                 lines.append(make_ok(key, custom_id, text, text.count(" ") + 1))
                 ok += 1
-            name = PartName((0, (i + start) * STRIDE), (0, (i + start + n) * STRIDE), 1, seq, n)
+            errors += part_errors
+            name = PartName((0, (i + start) * STRIDE), (0, (i + start + n) * STRIDE), 1, seq, n, part_errors)
             path = out / name.filename
             path.write_bytes(b"".join(lines))
             parts_in_order.append(path)
             seq += 1
-        marker = SuccessMarker(chunk, 1, n_chunk, 0, n_chunk * STRIDE, ok, errors, 0, 30 * ok, 0, 1.0, "2025-01-01T00:00:00+00:00")
+        marker = SuccessMarker(chunk, 1, n_chunk, 0, n_chunk * STRIDE, ok, errors, 0, 30 * ok, 0, 1.0, "2025-01-01T00:00:00+00:00",
+                               encode_hashes(hashes))
         (out / "_SUCCESS").write_bytes(marker.to_json())
         i += n_chunk
     spec = RunSpec(
@@ -152,6 +160,7 @@ def main() -> None:
                 for name, cmd in (("collect", collect_cmd), ("cat", cat_cmd)):
                     for old in (out_collect, out_cat):  # neither pays for freeing the previous output
                         old.unlink(missing_ok=True)
+                    os.sync()  # nor for writing back the previous run's dirty pages
                     m = run_measured(cmd, env=env)
                     runs[name].append(m)
                     if name == "collect":

@@ -95,8 +95,7 @@ def run_chunkpilot(work: Path, prompts: Path, model_folder: str, i: int) -> dict
     marker = SuccessMarker.from_json(run.run_store.get("out/0000/_SUCCESS"))
     parts = [p for o in run.run_store.list("out/0000/") if (p := PartName.parse(o.key.rsplit("/", 1)[-1]))]
     out = work / f"chunkpilot-{i}.jsonl"
-    with open(out, "wb") as f:
-        collect(run, f)
+    collect(run, str(out))
     texts, tokens = {}, 0
     for line in out.read_text().splitlines():
         row = json.loads(line)

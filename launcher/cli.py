@@ -15,7 +15,6 @@ import time
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from launcher import __version__
 from launcher.backends import BACKENDS, make_backend
@@ -181,6 +180,8 @@ def _hb(n: float) -> str:
 
 
 def _watch(run, options) -> int:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     from launcher.reconcile import ChunkState
     from launcher.render import human_seconds
     from launcher.status import summarize
@@ -272,12 +273,12 @@ def watch(run_id, store_uri, max_attempts, interval, stuck_after):
 @handle_errors
 def collect(run_id, store_uri, output, allow_partial):
     """Merge RUN's results into one OpenAI-Batch JSONL, in input order, each record once."""
-    from launcher.collect import collect_to_file
+    from launcher.collect import collect as collect_run
     from launcher.render import collect_summary
     from launcher.runs import open_run
 
     run = open_run(store_uri, run_id)
-    report = collect_to_file(run, output, allow_partial)
+    report = collect_run(run, output, allow_partial)
     collect_summary(err, report, output)
     if report.mismatched_chunks:
         raise IncompleteRunError("output counts do not match the done markers; the output may be incomplete")

@@ -39,3 +39,7 @@ class LeaseHeldError(ChunkpilotError):
 
 class IncompleteRunError(ChunkpilotError):
     """``collect`` was asked for a run whose chunks are not all done."""
+
+
+class OutputError(ChunkpilotError):
+    """A file chunkpilot was asked to write (``collect -o``) cannot be written."""

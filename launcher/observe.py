@@ -2,13 +2,17 @@
 
 ``out/`` gives committed parts (their names carry intervals and record counts) and
 ``_SUCCESS`` markers; ``jobs/`` gives each chunk's attempts; ``progress/`` gives
-heartbeat times (object mtimes, no reads). The backend is polled *before* the
-store is listed, so a job seen as finished has already written its marker.
+heartbeat times (object mtimes, no reads). The backend is polled *before*
+``out/`` is listed, so a job seen as finished has already written its marker;
+heartbeats only get newer, so ``progress/`` is listed meanwhile, on a second
+thread (and ``out/`` too when nothing is polled): on S3 each listing page is a
+round trip, and two in flight overlap their waits.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from launcher.backends.base import Backend, JobState
@@ -66,23 +70,44 @@ def list_attempts(run_store: Store) -> dict[str, tuple[int, float]]:
 def observe(run_store: Store, spec: RunSpec, backend: Backend | None, skip_poll: set[str] = frozenset()) -> dict[str, ChunkObservation]:
     """Observe every chunk of ``spec``. ``skip_poll``: chunks known done, not worth polling."""
     chunks = {c.id: ChunkObservation(c.id, c.bytes) for c in spec.chunks}
-    for chunk, (attempt, mtime) in list_attempts(run_store).items():
-        if chunk in chunks:
-            chunks[chunk].attempts, chunks[chunk].launched_at = attempt, mtime
+    with ThreadPoolExecutor(2, thread_name_prefix="observe") as pool:
+        heartbeats = pool.submit(_listed, run_store, "progress/")
+        outputs = pool.submit(_listed, run_store, "out/") if backend is None else None
+        for chunk, (attempt, mtime) in list_attempts(run_store).items():
+            if chunk in chunks:
+                chunks[chunk].attempts, chunks[chunk].launched_at = attempt, mtime
+        if backend is not None:
+            _poll(backend, spec.run_id, chunks, skip_poll)
+        _add_outputs(chunks, outputs.result() if outputs else _listed(run_store, "out/"))
+        for obj in heartbeats.result():
+            chunk = obj.key.rsplit("/", 1)[-1].removesuffix(".json")
+            if chunk in chunks:
+                chunks[chunk].heartbeat_at = obj.mtime
+    return chunks
 
-    if backend is not None:
-        names = {
-            job_name(spec.run_id, c.chunk, c.attempts): c
-            for c in chunks.values()
-            if c.attempts and c.chunk not in skip_poll
-        }
-        if names:
-            for name, state in backend.poll(spec.run_id, sorted(names)).items():
-                if name in names:
-                    names[name].job = state
 
+def observe_outputs(run_store: Store, spec: RunSpec) -> dict[str, ChunkObservation]:
+    """Only what ``out/`` says (parts and done markers): all that collect needs, one listing."""
+    chunks = {c.id: ChunkObservation(c.id, c.bytes) for c in spec.chunks}
+    _add_outputs(chunks, _listed(run_store, "out/"))
+    return chunks
+
+
+def _listed(store: Store, prefix: str) -> list[ObjectInfo]:
+    return list(store.list(prefix))
+
+
+def _poll(backend: Backend, run_id: str, chunks: dict[str, ChunkObservation], skip_poll: set[str]) -> None:
+    names = {job_name(run_id, c.chunk, c.attempts): c for c in chunks.values() if c.attempts and c.chunk not in skip_poll}
+    if names:
+        for name, state in backend.poll(run_id, sorted(names)).items():
+            if name in names:
+                names[name].job = state
+
+
+def _add_outputs(chunks: dict[str, ChunkObservation], listing: list[ObjectInfo]) -> None:
     parts: dict[str, list] = defaultdict(list)
-    for obj in run_store.list("out/"):
+    for obj in listing:
         _, chunk, filename = (obj.key.split("/", 2) + ["", ""])[:3]
         if chunk not in chunks:
             continue
@@ -94,9 +119,3 @@ def observe(run_store: Store, spec: RunSpec, backend: Backend | None, skip_poll:
                 parts[chunk].append((part, obj))
     for chunk, found in parts.items():
         chunks[chunk].parts = found
-
-    for obj in run_store.list("progress/"):
-        chunk = obj.key.rsplit("/", 1)[-1].removesuffix(".json")
-        if chunk in chunks:
-            chunks[chunk].heartbeat_at = obj.mtime
-    return chunks

@@ -8,6 +8,8 @@ Store layout of one run (``<store>/<run_id>/``)::
     chunks/<chunk>.json             ChunkManifest
     out/<chunk>/<part>.jsonl        committed result parts, immutable; name = PartName
     out/<chunk>/_SUCCESS            SuccessMarker, written once (put-if-absent)
+    held/<chunk>/a<attempt>.jsonl   answers finished but not yet in a part (a slower record comes
+                                    before them); rewritten every commit, deleted when the chunk is done
     progress/<chunk>.json           Progress heartbeat
     jobs/<chunk>/a<attempt>.json    AttemptRecord, one object per launch
     lease.json                      the watch lease
@@ -16,14 +18,18 @@ Store layout of one run (``<store>/<run_id>/``)::
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import re
+import sys
+from array import array
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from launcher.errors import ConfigError
 
-SPEC_VERSION = 1
+SPEC_VERSION = 2  # 2: part names carry error counts, _SUCCESS carries custom_id hashes
 
 # A record's identity is its position: (source index, byte offset of its line).
 RecordKey = tuple[int, int]
@@ -130,17 +136,18 @@ class ChunkManifest:
         return cls(chunk=data["chunk"], ranges=tuple(ByteRange(**r) for r in data["ranges"]))
 
 
-_PART = re.compile(r"^a(\d+)-(\d+)_(\d+)\.(\d+)_(\d+)\.(\d+)_(\d+)\.jsonl$")
+_PART = re.compile(r"^a(\d+)-(\d+)_(\d+)\.(\d+)_(\d+)\.(\d+)_(\d+)_(\d+)\.jsonl$")
 
 
 @dataclass(frozen=True, order=True)
 class PartName:
     """A committed part: every record with ``first <= key < end`` of its chunk, sorted by key.
 
-    The name carries the interval and the record count so that resume, status and
-    collect learn what is committed from one listing, without reading parts.
-    ``end`` is the byte position just past the part's last line. Parts from
-    different attempts (or a zombie) may overlap; each is complete for its interval.
+    ``a<attempt>-<seq>_<first>_<end>_<records>_<errors>.jsonl``: the name carries the
+    interval and the record and error-line counts, so resume, status and collect learn
+    what is committed from one listing, without reading parts. ``end`` is the byte
+    position just past the part's last line. Parts from different attempts (or a
+    zombie) may overlap; each is complete for its interval.
     """
 
     first: RecordKey
@@ -148,12 +155,13 @@ class PartName:
     attempt: int
     seq: int
     records: int
+    errors: int = 0
 
     @property
     def filename(self) -> str:
         return (
             f"a{self.attempt}-{self.seq:05d}_{self.first[0]}.{self.first[1]}"
-            f"_{self.end[0]}.{self.end[1]}_{self.records}.jsonl"
+            f"_{self.end[0]}.{self.end[1]}_{self.records}_{self.errors}.jsonl"
         )
 
     @classmethod
@@ -161,8 +169,28 @@ class PartName:
         m = _PART.match(filename)
         if not m:
             return None
-        a, seq, s0, o0, s1, o1, n = (int(g) for g in m.groups())
-        return cls(first=(s0, o0), end=(s1, o1), attempt=a, seq=seq, records=n)
+        a, seq, s0, o0, s1, o1, n, e = map(int, m.groups())
+        return cls((s0, o0), (s1, o1), a, seq, n, e)
+
+
+def custom_id_hash(custom_id: str) -> int:
+    """The 64-bit hash by which collect finds custom_ids used by more than one record."""
+    return int.from_bytes(hashlib.blake2b(custom_id.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "little")
+
+
+def encode_hashes(hashes: array) -> str:
+    """``array('Q')`` -> base64 of little-endian uint64s (the marker's ``custom_id_hashes``)."""
+    if sys.byteorder == "big":
+        hashes = array("Q", hashes)
+        hashes.byteswap()
+    return base64.b64encode(hashes.tobytes()).decode("ascii")
+
+
+def decode_hashes(text: str) -> array:
+    hashes = array("Q", base64.b64decode(text))
+    if sys.byteorder == "big":
+        hashes.byteswap()
+    return hashes
 
 
 @dataclass(frozen=True)
@@ -171,7 +199,10 @@ class SuccessMarker:
 
     ``records``, ``skipped_blank`` and ``bytes`` cover the whole chunk; ``ok``,
     ``errors``, tokens and ``seconds`` cover the finishing attempt's own work, and
-    ``resumed_records`` says how many records it found already committed.
+    ``resumed_records`` says how many records it found already answered (in parts or
+    held). ``custom_id_hashes`` holds ``custom_id_hash`` of every record's custom_id,
+    in input order (``encode_hashes``): collect counts duplicate custom_ids from these
+    without reading the output.
     """
 
     chunk: str
@@ -186,6 +217,7 @@ class SuccessMarker:
     completion_tokens: int
     seconds: float
     finished_at: str
+    custom_id_hashes: str = ""
 
     def to_json(self) -> bytes:
         return dumps(asdict(self))
@@ -248,6 +280,10 @@ class AttemptRecord:
 
 def attempt_key(chunk: str, attempt: int) -> str:
     return f"jobs/{chunk}/a{attempt}.json"
+
+
+def held_key(chunk: str, attempt: int) -> str:
+    return f"held/{chunk}/a{attempt}.jsonl"
 
 
 def parse_attempt_key(key: str) -> tuple[str, int] | None:

@@ -105,9 +105,9 @@ def test_vllm_run_survives_kills(tmp_path, engine_input, reference_run, store_ur
     finally:
         watch.kill()
     out = tmp_path / "killed.jsonl"
-    from launcher.collect import collect_to_file
+    from launcher.collect import collect
 
-    report = collect_to_file(run, str(out))
+    report = collect(run, str(out))
     rows = read_jsonl(out)
     assert report.records == len(rows) == len(reference_run) and report.errors == 0
     assert [r["custom_id"] for r in rows] == [r["custom_id"] for r in reference_run]

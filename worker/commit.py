@@ -3,6 +3,13 @@
 A part holds every record whose key is in ``[first, end)`` of its chunk, sorted by
 key. ``CommittedSet`` rebuilds the union of those intervals from part names alone,
 so resuming costs one listing, whatever the chunk size.
+
+Answers arrive in completion order, so some finish while a record before them is
+still generating; they cannot join a part yet. Each commit saves them to the
+attempt's *held* object (``held_key``), rewritten whole, so a kill loses only what
+finished since the last commit. Resume puts held answers back in place
+(``held_answers``) and they reach parts like any other; once every record of the
+chunk is in a part the held objects are deleted.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ from typing import Iterable
 
 from launcher.spec import PartName, RecordKey
 from launcher.store import Store
+from worker.output import is_ok_line, key_of_line
 
 
 class CommittedSet:
@@ -44,6 +52,7 @@ class Slot:
     end: RecordKey  # position just past its line
     line: bytes | None = None  # the output line once answered
     ok: bool = False
+    recovered: bool = False  # answered by an earlier life, found in a held object
 
 
 BARRIER = None  # marks a record another part already holds: a part must not span it
@@ -56,7 +65,8 @@ class PartBatch:
     slots: list[Slot] = field(default_factory=list)
 
     def name(self, attempt: int, seq: int) -> PartName:
-        return PartName(self.slots[0].key, self.slots[-1].end, attempt, seq, len(self.slots))
+        errors = sum(not s.ok for s in self.slots)
+        return PartName(self.slots[0].key, self.slots[-1].end, attempt, seq, len(self.slots), errors)
 
     def body(self) -> bytes:
         return b"".join(s.line for s in self.slots)  # type: ignore[misc]
@@ -102,6 +112,32 @@ def take_finished(pending: list[Slot | None], *, min_run: int) -> tuple[list[Par
             remaining.append(slot)
     close_run()
     return batches, remaining
+
+
+def held_slots(pending: Iterable[Slot | None]) -> list[Slot]:
+    """The finished slots still pending after a commit took its parts: what the held object keeps."""
+    return [s for s in pending if s is not BARRIER and s.line is not None]
+
+
+def held_answers(bodies: Iterable[bytes], committed: CommittedSet) -> dict[RecordKey, bytes]:
+    """Output lines of held objects, by record key, except those a part already holds.
+
+    Two held objects (two attempts) may both hold a record; either line is an answer to it.
+    """
+    answers: dict[RecordKey, bytes] = {}
+    for body in bodies:
+        for line in body.splitlines(keepends=True):
+            try:
+                key = key_of_line(line)
+            except ValueError:  # not one of our lines: a cut-off or foreign object is no answer
+                continue
+            if key not in committed and line.endswith(b"\n"):
+                answers[key] = line
+    return answers
+
+
+def recovered_slot(key: RecordKey, end: RecordKey, line: bytes) -> Slot:
+    return Slot(key, end, line=line, ok=is_ok_line(line), recovered=True)
 
 
 def write_part(store: Store, chunk: str, batch: PartBatch, attempt: int, seq: int) -> int:

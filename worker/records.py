@@ -48,6 +48,23 @@ def is_blank(line: bytes) -> bool:
 
 def parse_record(key: RecordKey, line: bytes, defaults: dict[str, Any]) -> Request | RecordError:
     """Turn one non-blank input line into a Request, or a RecordError saying what is wrong."""
+    loaded = _load(key, line)
+    if isinstance(loaded, RecordError):
+        return loaded
+    obj, custom_id = loaded
+    if "url" in obj or "method" in obj or "body" in obj:
+        return _parse_batch_line(key, custom_id, obj, defaults)
+    return _parse_body(key, custom_id, obj, None, defaults)
+
+
+def custom_id_of(key: RecordKey, line: bytes) -> str:
+    """The custom_id ``parse_record`` gives this line's request or error record (without parsing the rest)."""
+    loaded = _load(key, line)
+    return loaded.custom_id if isinstance(loaded, RecordError) else loaded[1]
+
+
+def _load(key: RecordKey, line: bytes) -> tuple[dict, str] | RecordError:
+    """The line's JSON object and custom_id, or the RecordError that makes it unusable."""
     fallback_id = positional_id(key)
     if key[1] == 0 and line.startswith(b"\xef\xbb\xbf"):
         line = line[3:]  # a UTF-8 byte order mark at the start of a file
@@ -64,14 +81,10 @@ def parse_record(key: RecordKey, line: bytes, defaults: dict[str, Any]) -> Reque
 
     custom_id = obj.get("custom_id")
     if custom_id is None:
-        custom_id = fallback_id
-    elif not isinstance(custom_id, (str, int)) or isinstance(custom_id, bool):
+        return obj, fallback_id
+    if not isinstance(custom_id, (str, int)) or isinstance(custom_id, bool):
         return RecordError(key, fallback_id, "invalid_custom_id", "custom_id must be a string")
-    custom_id = str(custom_id)
-
-    if "url" in obj or "method" in obj or "body" in obj:
-        return _parse_batch_line(key, custom_id, obj, defaults)
-    return _parse_body(key, custom_id, obj, None, defaults)
+    return obj, str(custom_id)
 
 
 def _parse_batch_line(key: RecordKey, custom_id: str, obj: dict, defaults: dict[str, Any]) -> Request | RecordError:

@@ -3,10 +3,11 @@
 Records stream from the chunk's byte ranges in input order; those already
 committed are skipped; the rest go to the engine with a bounded number in
 flight, so continuous batching stays full and a slow request never idles it.
-Finished results wait in ``pending`` (input order) and are committed as parts
-every ``commit_seconds`` or ``commit_records``, on SIGTERM and at the end: the
-finished prefix, plus runs of finished records long enough to be worth a part
-behind a slower one. A kill loses what finished since the last commit.
+Finished results wait in ``pending`` (input order) and are committed every
+``commit_seconds`` or ``commit_records`` finished, on SIGTERM and at the end: the
+finished prefix and runs long enough to be worth a part behind a slower record
+become parts; every other finished answer goes to the attempt's held object
+(``worker.commit``). A kill loses what finished since the last commit.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import dataclasses
 import logging
 import signal
 import time
+from array import array
 from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -23,14 +25,18 @@ from typing import Iterator
 from launcher.errors import ChunkpilotError, ConfigError, InputError, NotFoundError, StoreError
 from launcher.inputs import check_pin
 from launcher.names import validate_chunk_id
-from launcher.spec import ChunkManifest, PartName, Progress, RecordKey, RunSpec, SuccessMarker
+from launcher.spec import (
+    ChunkManifest, PartName, Progress, RecordKey, RunSpec, SuccessMarker, custom_id_hash, encode_hashes, held_key,
+)
 from launcher.store import Store, open_store
-from worker.commit import BARRIER, CommittedSet, Slot, take_finished, write_part
+from worker.commit import (
+    BARRIER, CommittedSet, Slot, held_answers, held_slots, recovered_slot, take_finished, write_part,
+)
 from worker.engines import load_engine
 from worker.engines.base import Engine
 from worker.output import ok_line, record_error_line, error_line
 from worker.reader import iter_chunk_lines
-from worker.records import is_blank, parse_record
+from worker.records import custom_id_of, is_blank, parse_record
 from worker.requests import Completion, RecordError, Request
 
 log = logging.getLogger("chunkpilot.worker")
@@ -105,6 +111,9 @@ class ChunkRun:
         self.in_flight: dict[str, Slot] = {}
         self.requests: dict[str, Request] = {}
         self.seq = 0
+        self.unsaved = 0  # records finished since the last commit: what a kill now would lose
+        self.held_saved: list[RecordKey] = []  # keys in this attempt's held object
+        self.custom_id_hashes = array("Q")  # every record's, in input order, for _SUCCESS
         self.started = time.monotonic()
         self.last_commit = self.started
         self.last_heartbeat = 0.0
@@ -132,9 +141,11 @@ class ChunkRun:
         committed = CommittedSet(existing)
         own = [p.seq for p in existing if p.attempt == self.options.attempt]
         self.seq = max(own) + 1 if own else 0
-        log.info("chunk %s attempt %d: %d part(s) already committed", self.chunk, self.options.attempt, len(existing))
+        held = held_answers(self._held_bodies(), committed)
+        log.info("chunk %s attempt %d: %d part(s) already committed, %d held answer(s)",
+                 self.chunk, self.options.attempt, len(existing), len(held))
 
-        lines = self._records(committed)
+        lines = self._records(committed, held)
         max_pending = max(4 * self.options.max_in_flight, 2 * self.spec.commit_records)
         exhausted = False
         while True:
@@ -153,7 +164,7 @@ class ChunkRun:
                 self.engine.abort_all()
                 self.in_flight.clear()
                 break
-            if now - self.last_commit >= self.spec.commit_seconds or self._finished_prefix() >= self.spec.commit_records:
+            if now - self.last_commit >= self.spec.commit_seconds or self.unsaved >= self.spec.commit_records:
                 # Runs behind an unfinished record become parts once worth one: 16 per commit_records.
                 self._commit(min_run=max(1, self.spec.commit_records // 16))
             if now - self.last_heartbeat >= self.options.heartbeat_seconds:
@@ -164,6 +175,7 @@ class ChunkRun:
             self._heartbeat("stopped")
             log.warning("chunk %s stopped: %d record(s) committed this attempt", self.chunk, self.counters.committed)
             return EXIT_PREEMPTED
+        self._delete_held()
         self._write_success()
         self._heartbeat("done")
         return EXIT_DONE
@@ -176,7 +188,17 @@ class ChunkRun:
                 parts.append(part)
         return parts
 
-    def _records(self, committed: CommittedSet) -> Iterator[tuple[RecordKey, RecordKey, Request | RecordError | None]]:
+    def _held_bodies(self) -> Iterator[bytes]:
+        for obj in self._retry(lambda: list(self.store.list(f"held/{self.chunk}/"))):
+            try:
+                yield self._retry(lambda k=obj.key: self.store.get(k))
+            except NotFoundError:  # deleted by a worker that finished the chunk meanwhile
+                continue
+
+    def _records(
+        self, committed: CommittedSet, held: dict[RecordKey, bytes]
+    ) -> Iterator[tuple[RecordKey, RecordKey, Request | RecordError | bytes | None]]:
+        """Every record of the chunk: None if a part holds it, its held answer line, or what to send."""
         defaults = self.spec.sampling
         for key, line in iter_chunk_lines(self.spec.inputs, self.manifest.ranges):
             end = (key[0], key[1] + len(line))
@@ -184,11 +206,14 @@ class ChunkRun:
                 self.counters.skipped_blank += 1
                 continue
             self.counters.records += 1
-            if key in committed:
+            if key in committed or key in held:
                 self.counters.resumed += 1
-                yield key, end, None
+                self.custom_id_hashes.append(custom_id_hash(custom_id_of(key, line)))
+                yield key, end, held.pop(key, None)
                 continue
-            yield key, end, parse_record(key, line, defaults)
+            parsed = parse_record(key, line, defaults)
+            self.custom_id_hashes.append(custom_id_hash(parsed.custom_id))
+            yield key, end, parsed
 
     def _feed_one(self, lines) -> bool:
         item = next(lines, None)
@@ -199,11 +224,15 @@ class ChunkRun:
             if not self.pending or self.pending[-1] is not BARRIER:
                 self.pending.append(BARRIER)
             return True
+        if isinstance(parsed, bytes):  # answered by an earlier life and held: it goes into our parts
+            self.pending.append(recovered_slot(key, end, parsed))
+            return True
         slot = Slot(key, end)
         self.pending.append(slot)
         if isinstance(parsed, RecordError):
             slot.line = record_error_line(self.spec.run_id, parsed)
             self.counters.errors += 1
+            self.unsaved += 1
             return True
         request_id = f"{key[0]}:{key[1]}"
         rejected = self.engine.add(request_id, parsed)
@@ -218,6 +247,7 @@ class ChunkRun:
         request = self.requests.pop(completion.request_id, None)
         if slot is None or request is None:
             return
+        self.unsaved += 1
         if completion.error:
             code, message = completion.error
             slot.line = error_line(self.spec.run_id, request.key, request.custom_id, code, message)
@@ -231,25 +261,28 @@ class ChunkRun:
             self.counters.prompt_tokens += completion.prompt_tokens
             self.counters.completion_tokens += completion.completion_tokens
 
-    def _finished_prefix(self) -> int:
-        count = 0
-        for slot in self.pending:
-            if slot is BARRIER:
-                continue
-            if slot.line is None:
-                break
-            count += 1
-        return count
-
     # -- committing -------------------------------------------------------------
     def _commit(self, *, min_run: int) -> None:
+        """Parts for what can form them, the held object for every other finished answer."""
         self.last_commit = time.monotonic()
         batches, remaining = take_finished(list(self.pending), min_run=min_run)
         for batch in batches:
             self.seq = self._retry(lambda b=batch: write_part(self.store, self.chunk, b, self.options.attempt, self.seq))
-            self.counters.committed += len(batch.slots)
+            self.counters.committed += sum(not s.recovered for s in batch.slots)
             self.bytes_done = max(self.bytes_done, self.chunk_position(batch.slots[-1].end))
         self.pending = deque(remaining)
+        held = held_slots(remaining)
+        keys = [s.key for s in held]
+        if keys != self.held_saved:  # parts first: a kill in between leaves held answers a part also has, harmless
+            body = b"".join(s.line for s in held)  # type: ignore[misc]
+            self._retry(lambda: self.store.put(held_key(self.chunk, self.options.attempt), body))
+            self.held_saved = keys
+        self.unsaved = 0
+
+    def _delete_held(self) -> None:
+        """Every record is in a part now: held objects (any attempt's) only repeat them."""
+        for obj in self._retry(lambda: list(self.store.list(f"held/{self.chunk}/"))):
+            self._retry(lambda k=obj.key: self.store.delete(k))
 
     def _heartbeat(self, state: str) -> None:
         self.last_heartbeat = time.monotonic()
@@ -283,6 +316,7 @@ class ChunkRun:
             completion_tokens=self.counters.completion_tokens,
             seconds=round(time.monotonic() - self.started, 3),
             finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            custom_id_hashes=encode_hashes(self.custom_id_hashes),
         )
         wrote = self._retry(lambda: self.store.put_if_absent(f"out/{self.chunk}/_SUCCESS", marker.to_json()))
         log.info(

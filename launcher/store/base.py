@@ -36,6 +36,9 @@ class Store(Protocol):
     """An object store rooted at ``uri`` (a local folder or ``s3://bucket/prefix``)."""
 
     uri: str
+    #: How many reads are worth having in flight at once: 1 where a read is a system call
+    #: served from memory (a local folder), more where each is a network round trip (S3).
+    parallel_reads: int
 
     def get(self, key: str) -> bytes: ...
 
@@ -43,6 +46,15 @@ class Store(Protocol):
 
     def open(self, key: str) -> BinaryIO:
         """A readable stream of the whole object, for reads too big to hold in memory."""
+        ...
+
+    def write_into(self, key: str, fd: int, offset: int) -> int:
+        """Write the whole object into the open file ``fd`` at ``offset``; returns its size.
+
+        Positional (``pwrite``): the file's position is untouched, so several objects can
+        be written into one file side by side. A local object is copied inside the kernel
+        (``copy_file_range``): no byte passes through Python.
+        """
         ...
 
     def head(self, key: str) -> ObjectInfo: ...

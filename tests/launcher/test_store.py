@@ -3,6 +3,7 @@ then S3-only tests that push boto3 through a fault-injecting proxy."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from pathlib import Path
@@ -92,6 +93,28 @@ def test_open_streams_the_whole_object(store: Store) -> None:
     assert head + rest == data
     with store.open("in.jsonl") as stream:
         assert list(stream) == lines
+
+
+def test_write_into_places_objects_at_offsets_side_by_side(store: Store, tmp_path: Path) -> None:
+    big = BINARY * 3000  # > 3 MB: several kernel copies / read chunks
+    store.put("a.bin", big)
+    store.put("b.bin", b"tail")
+    store.put("empty", b"")
+    fd = os.open(tmp_path / "out.bin", os.O_WRONLY | os.O_CREAT)
+    try:
+        os.write(fd, b"head")
+        # Later objects first, from another thread: writes are positional, order does not matter.
+        writer = threading.Thread(target=lambda: store.write_into("b.bin", fd, 4 + len(big)))
+        writer.start()
+        assert store.write_into("a.bin", fd, 4) == len(big)
+        writer.join()
+        assert store.write_into("empty", fd, 4) == 0
+        assert os.lseek(fd, 0, os.SEEK_CUR) == 4, "the file position is untouched"
+        with pytest.raises(NotFoundError):
+            store.write_into("missing", fd, 0)
+    finally:
+        os.close(fd)
+    assert (tmp_path / "out.bin").read_bytes() == b"head" + big + b"tail"
 
 
 def test_head_describes_the_object(store: Store) -> None:

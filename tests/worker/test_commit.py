@@ -1,9 +1,10 @@
-"""Parts and what is committed: intervals from names, batches cut at barriers."""
+"""Parts and what is committed: intervals from names, batches cut at barriers, held answers."""
 
 from __future__ import annotations
 
 from launcher.spec import PartName
-from worker.commit import BARRIER, CommittedSet, Slot, take_finished
+from worker.commit import BARRIER, CommittedSet, Slot, held_answers, held_slots, take_finished
+from worker.output import error_line
 
 
 def slot(offset: int, done: bool = True) -> Slot:
@@ -76,3 +77,26 @@ def test_nothing_finished_keeps_everything():
     pending = [BARRIER, slot(0, done=False), slot(10, done=False)]
     batches, remaining = take_finished(pending, min_run=1)
     assert batches == [] and remaining == pending[1:]
+
+
+def test_part_name_counts_error_lines():
+    ok, bad = slot(0), slot(10)
+    ok.ok = True
+    name = take_finished([ok, bad], min_run=1)[0][0].name(2, 5)
+    assert (name.records, name.errors) == (2, 1)
+    assert PartName.parse(name.filename) == name
+
+
+def test_held_slots_are_the_finished_ones_left_after_parts_are_taken():
+    pending = [slot(0, done=False), slot(10), slot(20, done=False), slot(30)]
+    batches, remaining = take_finished(pending, min_run=4)
+    assert batches == [] and held_slots(remaining) == [pending[1], pending[3]]
+
+
+def test_held_answers_skip_committed_foreign_and_cut_off_lines():
+    def line(offset: int) -> bytes:
+        return error_line("run", (0, offset), f"c{offset}", "x", "y")
+
+    committed = CommittedSet([PartName((0, 0), (0, 20), 1, 0, 2)])
+    body = line(10) + line(30) + b"not a line of ours\n" + line(50)[:-5]
+    assert held_answers([body, line(40)], committed) == {(0, 30): line(30), (0, 40): line(40)}

@@ -1,0 +1,158 @@
+"""collect: a verified merge from part names and done markers, copied without reading the parts."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+from launcher.collect import DuplicateCounter, collect
+from launcher.errors import OutputError, StoreError
+from launcher.spec import PartName, SuccessMarker
+from tests.conftest import write_jsonl
+from worker.run import WorkerOptions, run_chunk
+
+
+def finish(run, chunks, attempt: int = 1) -> None:
+    for chunk in chunks:
+        assert run_chunk(f"{run.run_uri}/chunks/{chunk}.json", WorkerOptions(attempt=attempt)) == 0
+
+
+def lines_of(data: bytes) -> list[dict]:
+    return [json.loads(line) for line in data.splitlines()]
+
+
+@pytest.fixture
+def mixed_input(tmp_path):
+    """90 records over 3 chunks: a custom_id used twice within chunk 0 and across chunks,
+    unusable lines (error records) and blank lines."""
+    records = []
+    for i in range(90):
+        if i in (5, 47):
+            records.append(b"{not json\n")
+        else:
+            cid = "dup-a" if i in (2, 8, 70) else "dup-b" if i in (30, 88) else f"r{i}"
+            records.append({"custom_id": cid, "prompt": f"record {i} of the mixed input"})
+        if i % 20 == 0:
+            records.append(b"   \n")
+    return write_jsonl(tmp_path / "mixed.jsonl", records)
+
+
+def test_collect_verifies_counts_errors_and_duplicate_custom_ids(tmp_path, make_run, mixed_input):
+    run = make_run([mixed_input], chunks=3, commit_records=7)
+    finish(run, run.spec.chunk_ids)
+    report = collect(run, str(tmp_path / "out.jsonl"))
+    rows = lines_of((tmp_path / "out.jsonl").read_bytes())
+    assert len(rows) == report.records == 90
+    assert (report.ok, report.errors, report.skipped_blank) == (88, 2, 5)
+    assert [r["custom_id"] for r in rows if r["error"]] == ["0:" + str(_offset(mixed_input, 5)), "0:" + str(_offset(mixed_input, 47))]
+    assert report.duplicate_custom_ids == 2 and report.duplicate_examples == ["dup-a", "dup-b"]
+    assert report.mismatched_chunks == [] and report.duplicates_dropped == 0
+    assert report.bytes == (tmp_path / "out.jsonl").stat().st_size
+
+
+def _offset(path, record_index: int) -> int:
+    """Byte offset of the record_index-th non-blank line."""
+    offset, seen = 0, 0
+    for line in path.read_bytes().splitlines(keepends=True):
+        if line.strip():
+            if seen == record_index:
+                return offset
+            seen += 1
+        offset += len(line)
+    raise IndexError(record_index)
+
+
+def test_overlapping_parts_from_two_attempts_are_written_once(tmp_path, make_run, mixed_input):
+    run = make_run([mixed_input], chunks=1, commit_records=5, engine_options={"batch": 3})
+    finish(run, ["0000"], attempt=1)
+    collect(run, str(tmp_path / "once.jsonl"))
+    # A zombie of another attempt committed overlapping parts with other boundaries.
+    parts = sorted(p for o in run.run_store.list("out/0000/") if (p := PartName.parse(o.key.rsplit("/", 1)[-1])))
+    body = {p: run.run_store.get(f"out/0000/{p.filename}") for p in parts}
+    assert len(parts) >= 9
+    for a, b in zip(parts[1::3], parts[2::3]):
+        merged = PartName(a.first, b.end, 9, a.seq, a.records + b.records, a.errors + b.errors)
+        run.run_store.put(f"out/0000/{merged.filename}", body[a] + body[b])
+    report = collect(run, str(tmp_path / "twice.jsonl"))
+    assert (tmp_path / "twice.jsonl").read_bytes() == (tmp_path / "once.jsonl").read_bytes()
+    assert report.records == 90 and report.duplicates_dropped > 0 and report.mismatched_chunks == []
+
+
+def test_a_missing_part_is_a_mismatch_not_a_silent_gap(tmp_path, make_run, mixed_input):
+    run = make_run([mixed_input], chunks=1, commit_records=10)
+    finish(run, ["0000"])
+    victim = next(o for o in run.run_store.list("out/0000/") if PartName.parse(o.key.rsplit("/", 1)[-1]))
+    run.run_store.delete(victim.key)
+    report = collect(run, str(tmp_path / "out.jsonl"))
+    assert report.mismatched_chunks == ["0000"] and report.records < 90
+
+
+def test_partial_collect_hashes_custom_ids_of_unfinished_chunks(tmp_path, make_run, mixed_input):
+    run = make_run([mixed_input], chunks=3, commit_records=7)
+    finish(run, run.spec.chunk_ids)
+    last = run.spec.chunk_ids[2]  # holds the last uses of dup-a and dup-b: now parts without a marker
+    run.run_store.delete(f"out/{last}/_SUCCESS")
+    report = collect(run, str(tmp_path / "partial.jsonl"), allow_partial=True)
+    assert report.incomplete_chunks == [last] and report.records == 90
+    assert report.duplicate_custom_ids == 2 and report.duplicate_examples == ["dup-a", "dup-b"]
+
+
+@pytest.mark.parametrize("with_numpy", [True, False])
+@pytest.mark.parametrize("budget", [1 << 20, 64])
+def test_duplicate_counter_counts_exactly_in_memory_and_spilled(budget, with_numpy, monkeypatch):
+    if not with_numpy:  # a launcher-only install: plain Python, same answers
+        monkeypatch.setattr("launcher.collect._NUMPY", [None])
+    rng = random.Random(7)
+    values = [rng.getrandbits(64) for _ in range(5000)]
+    hashes = values + [values[10], values[4000], values[10], values[123]]  # 3 distinct repeated values
+    rng.shuffle(hashes)
+    from array import array
+
+    with DuplicateCounter(len(hashes), budget=budget) as counter:
+        for first in range(0, len(hashes), 700):
+            counter.add(array("Q", hashes[first : first + 700]), first)
+        count, examples = counter.finish(examples=5)
+    firsts = sorted(hashes.index(v) for v in {values[10], values[4000], values[123]})
+    assert counter.partitions == (1 if budget > len(hashes) else -(-len(hashes) * 5 // 4 // budget))
+    assert count == 3 and examples == firsts
+
+
+def test_an_unwritable_output_is_one_clear_error(tmp_path, make_run, mixed_input):
+    run = make_run([mixed_input], chunks=1)
+    finish(run, ["0000"])
+    with pytest.raises(OutputError, match="cannot write .*no-such-folder"):
+        collect(run, str(tmp_path / "no-such-folder" / "out.jsonl"))
+
+
+def test_a_corrupt_marker_fails_cleanly_without_hanging_or_leaving_a_file(tmp_path, make_run, mixed_input):
+    run = make_run([mixed_input], chunks=3)
+    finish(run, run.spec.chunk_ids)
+    run.run_store.put(f"out/{run.spec.chunk_ids[1]}/_SUCCESS", b"{half a marker")
+    with pytest.raises(StoreError, match="is not a done marker"):
+        collect(run, str(tmp_path / "out.jsonl"))
+    assert not list(tmp_path.glob("out.jsonl*"))
+
+
+def test_markers_carry_one_custom_id_hash_per_record(make_run, mixed_input):
+    run = make_run([mixed_input], chunks=2)
+    finish(run, run.spec.chunk_ids)
+    from launcher.spec import decode_hashes
+
+    markers = [SuccessMarker.from_json(run.run_store.get(f"out/{c}/_SUCCESS")) for c in run.spec.chunk_ids]
+    assert sum(len(decode_hashes(m.custom_id_hashes)) for m in markers) == sum(m.records for m in markers) == 90
+
+
+@pytest.mark.parametrize("distinct", [1, 300, 70_000])
+def test_isin_sorted_matches_a_set_lookup(distinct):
+    np = pytest.importorskip("numpy")
+    from launcher.collect import _isin_sorted
+
+    rng = np.random.default_rng(distinct)
+    values = np.unique(rng.integers(0, 2**64 - 1, distinct, dtype=np.uint64, endpoint=True))
+    hashes = np.concatenate([rng.integers(0, 2**64 - 1, 50_000, dtype=np.uint64, endpoint=True), values[::3]])
+    hashes[::7] ^= np.uint64(1)  # same top bits as a value, not equal: passes the bitmap, fails the search
+    members = set(values.tolist())
+    expected = np.array([int(h) in members for h in hashes.tolist()])
+    assert (_isin_sorted(hashes, values, np) == expected).all()
