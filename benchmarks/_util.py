@@ -89,21 +89,24 @@ def run_measured(cmd: Sequence[str], *, env: dict[str, str] | None = None, cwd: 
     wall = time.perf_counter() - started
     busy = _machine_busy_seconds() - busy_before
     proc.returncode = os.waitstatus_to_exitcode(status)
-    peak_kb, cpu = usage.ru_maxrss, usage.ru_utime + usage.ru_stime
+    peak_kb, user, system = usage.ru_maxrss, usage.ru_utime, usage.ru_stime
     if report:
         try:
             fields = Path(report).read_text().split()
-            peak_kb, cpu = int(fields[-3]), float(fields[-2]) + float(fields[-1])
+            peak_kb, user, system = int(fields[-3]), float(fields[-2]), float(fields[-1])
         except (OSError, ValueError, IndexError):
             pass
         finally:
             os.unlink(report)
+    cpu = user + system
     if check and proc.returncode != 0:
         raise RuntimeError(f"{' '.join(map(str, cmd))} exited {proc.returncode}:\n{err.decode(errors='replace')[-3000:]}")
     return {
         "wall_s": wall,
         "peak_rss_mb": peak_kb / 1024,  # Linux reports KiB
         "cpu_s": max(cpu, tree_cpu),  # descendants included, orphans too
+        "user_s": user,  # the process and its waited-for children, in user space ...
+        "sys_s": system,  # ... and in the kernel (a copy_file_range is all kernel time)
         "foreign_cores": max(0.0, busy - max(cpu, tree_cpu)) / wall if wall > 0 else 0.0,
         "returncode": proc.returncode,
         "stderr": err.decode(errors="replace"),

@@ -181,6 +181,8 @@ def main() -> None:
                 "ratio": med["cat"] / med["collect"],
                 "collect_rss_mb": rss["collect"], "cat_rss_mb": rss["cat"],
                 "collect_cpu_s": median([m["cpu_s"] for m in runs["collect"]]),
+                "user_s": {k: median([m["user_s"] for m in v]) for k, v in runs.items()},
+                "sys_s": {k: median([m["sys_s"] for m in v]) for k, v in runs.items()},
                 "report": report,
             })
         finally:
@@ -189,9 +191,12 @@ def main() -> None:
 
     print()
     print(table(
-        ["records", "MB", "collect s (min–max)", "cat s (min–max)", "collect MB/s", "cat MB/s", "speed vs cat", "collect peak RSS MB", "cat peak RSS MB"],
+        ["records", "MB", "collect s (min–max)", "cat s (min–max)", "collect MB/s", "cat MB/s", "speed vs cat",
+         "CPU user / kernel s: collect", "cat", "collect peak RSS MB", "cat peak RSS MB"],
         [[r["records"], r["mb"], f"{r['collect_s']:.2f} ({spread(r['collect_runs'])})", f"{r['cat_s']:.2f} ({spread(r['cat_runs'])})",
-          r["collect_mb_s"], r["cat_mb_s"], f"{r['ratio']:.2f}×", r["collect_rss_mb"], r["cat_rss_mb"]] for r in results],
+          r["collect_mb_s"], r["cat_mb_s"], f"{r['ratio']:.2f}×",
+          f"{r['user_s']['collect']:.2f} / {r['sys_s']['collect']:.2f}", f"{r['user_s']['cat']:.2f} / {r['sys_s']['cat']:.2f}",
+          r["collect_rss_mb"], r["cat_rss_mb"]] for r in results],
     ))
     print(f"medians of {args.repeats} interleaved runs; 'speed vs cat' = cat time / collect time (target ≥ 0.5×)")
     write_json(args.json, {"benchmark": "collect", "machine": info, "args": vars(args), "results": results})

@@ -16,7 +16,9 @@ restarted as the next attempt until the chunk is done. From the trace, per kill:
 
 Commit window: a part every ``commit_seconds`` (5) or ``commit_records`` (256), the
 defaults. The echo engine (a per-step delay, ``--rate`` records/s) sweeps chunk
-sizes; ``--vllm-kills`` kills with the real vLLM CPU engine (SmolLM2) follow.
+sizes; ``--vllm-kills`` kills with the real vLLM CPU engine (SmolLM2) follow, at random
+moments of one pass as timed by a first, unkilled calibration run on this machine (and by
+any later run that finishes before its kill moment).
 
     python benchmarks/bench_preempt.py --sizes 1000 10000 50000 --kills 12 --vllm-kills 4
 """
@@ -167,6 +169,16 @@ def rate_of(lives: list[dict]) -> float:
     return median(rates)
 
 
+def calibrate(work: Path, n: int, rng: random.Random, env: dict) -> float:
+    """Seconds from first to last answer of one vLLM pass over a fresh chunk, never killed:
+    what "a random moment of one full pass" means on this machine."""
+    run = new_run(work, f"vllm-{n}-calibration", n, "vllm", {}, seed=10_000)
+    trace = work / f"vllm-{n}-calibration.trace"
+    lives = work_through(run, trace, float("inf"), rng, {**env, "BENCH_TRACE": str(trace)}, work / "calibration.log")
+    times = [t for life in lives for t, _ in life["answers"]]
+    return max(times) - min(times)
+
+
 def sweep(work: Path, label: str, n: int, engine: str, options: dict, kills_wanted: int, pass_seconds: float,
           rng: random.Random, env: dict, max_runs: int) -> dict:
     kills, all_lives, runs, parts = [], [], 0, []
@@ -179,6 +191,8 @@ def sweep(work: Path, label: str, n: int, engine: str, options: dict, kills_want
         check_output(run, n)
         kills.extend(losses(lives))
         all_lives.extend(lives)
+        if len(lives) == 1 and lives[0]["answers"]:  # done before its kill moment: a pass is shorter than thought
+            pass_seconds = lives[0]["answers"][-1][0] - lives[0]["answers"][0][0]
         parts.append(sum(1 for o in run.run_store.list("out/0000/") if o.key.endswith(".jsonl")))
         runs += 1
         print(f"  {label}: run {runs}: {len(lives)} lives, {sum(1 for l in lives if l['killed_at'])} kills so far this run; "
@@ -195,7 +209,7 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="*", default=[1000, 10000, 50000], help="records per chunk (echo engine)")
     ap.add_argument("--kills", type=int, default=12, help="kills per chunk size (echo)")
     ap.add_argument("--rate", type=float, default=500.0, help="echo engine speed, records/s (delay per step = 32 / rate)")
-    ap.add_argument("--vllm-records", type=int, default=256)
+    ap.add_argument("--vllm-records", type=int, default=1024)
     ap.add_argument("--vllm-kills", type=int, default=4, help="kills with the real vLLM engine (0: skip)")
     ap.add_argument("--max-runs", type=int, default=12, help="fresh runs per size at most")
     ap.add_argument("--seed", type=int, default=0)
@@ -214,7 +228,8 @@ def main() -> None:
             results.append(sweep(work, f"echo-{n}", n, "echo", echo, args.kills, n / args.rate, rng, env, args.max_runs))
         if args.vllm_kills:
             venv = {**env, "VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_LOGGING_LEVEL": "WARNING", "HF_HUB_OFFLINE": "1"}
-            pass_seconds = args.vllm_records * 31 / 160  # ~31 tokens a record at ~160 tok/s on 2 cores
+            pass_seconds = calibrate(work, args.vllm_records, rng, venv)
+            print(f"  vllm-{args.vllm_records}: one pass without kills takes {pass_seconds:.1f} s", flush=True)
             results.append(sweep(work, f"vllm-{args.vllm_records}", args.vllm_records, "vllm", {}, args.vllm_kills,
                                  pass_seconds, rng, venv, args.max_runs))
     finally:

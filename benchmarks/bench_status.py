@@ -2,8 +2,8 @@
 
 A real S3-protocol server (moto, on loopback) behind a request-counting proxy
 (tests/s3server.py's FaultProxy with no faults) holds a synthetic run in mid-flight:
-60% of chunks done (4 parts + _SUCCESS each), 40% running (2 parts, a heartbeat,
-one in five on its second attempt), every attempt recorded under jobs/. Measured,
+60% of chunks done (4 parts + _SUCCESS each), 40% running (2 parts, a held object,
+one in five on its second attempt), a heartbeat each, every attempt recorded under jobs/. Measured,
 interleaved, straight to the server (the proxy shares this process's GIL, so
 requests are counted in one more pass through it):
 
@@ -31,7 +31,10 @@ from _util import PYTHON, admin_client, median, print_machine, run_measured, s3_
 
 from launcher.backends.base import JobState, JobStatus
 from launcher.names import chunk_id, job_name
-from launcher.spec import AttemptRecord, ByteRange, ChunkManifest, ChunkSummary, InputPin, PartName, Progress, RunSpec, SuccessMarker, attempt_key
+from launcher.spec import (
+    AttemptRecord, ByteRange, ChunkManifest, ChunkSummary, InputPin, PartName, Progress, RunSpec, SuccessMarker, attempt_key,
+    held_key,
+)
 
 BUCKET, RUN = "bench-status", "bench-status-run"
 CHUNK_BYTES = 1_000_000
@@ -83,7 +86,8 @@ def synthesize(client, chunks: int, done_share: float) -> dict[str, int]:
             objects[f"runs/{RUN}/out/{c}/_SUCCESS"] = SuccessMarker(c, attempts, 1024, 0, CHUNK_BYTES, 1024, 0, 0, 0, 0, 1.0,
                                                                     "2025-01-01T00:00:00+00:00").to_json()
             counts["done"] += 1
-        else:
+        else:  # answers finished behind a slower one: not listed by a look, but in the bucket
+            objects[f"runs/{RUN}/{held_key(c, attempts)}"] = b'{"id": "x"}\n' * 8
             counts["running"] += 1
     with ThreadPoolExecutor(16) as pool:
         list(pool.map(lambda kv: client.put_object(Bucket=BUCKET, Key=kv[0], Body=kv[1]), objects.items()))

@@ -2,22 +2,24 @@
 
 Collect verifies the output without reading it: the worker wrote what there is to
 check into part names (interval, record and error-line counts) and into each
-chunk's ``_SUCCESS`` (record count, a hash of every record's custom_id). Parts of a
-chunk are visited in order of their first key; each holds every record of its
-interval, sorted, so the merge keeps only "how far have we written" (``reach``): a
-part entirely past it is copied whole to its place in the output (several side
-by side; for a local store inside the kernel, ``Store.write_into``), a part entirely before it is a duplicate (a zombie's or a
-resumed attempt's), and only a part straddling it is read line by line.
+chunk's ``_SUCCESS`` (record count, a hash of every record's custom_id).
+
+Parts of a chunk are visited in order of their first key; each holds every record
+of its interval, sorted, so the merge keeps only "how far have we written"
+(``reach``): a part entirely past it is copied whole to its place in the output
+(``Store.write_into``: inside the kernel for a local store, several GETs side by
+side for S3), a part entirely before it is a duplicate (a zombie's or a resumed
+attempt's), and only a part straddling it is read line by line.
 
 Checked: every chunk is done (or ``allow_partial``); each chunk's records written
 equal its marker's count and its number of custom_id hashes; each part copied has
 the size the listing gave. Duplicate custom_ids are counted from the markers'
-hashes by ``DuplicateCounter`` on a second thread while the parts are copied; it
-keeps a fixed number in memory and spills the rest to temporary files, so memory
-stays flat whatever the record count. Records are numbered ``chunk << 32 |
-position in the chunk``, so every marker's hashes can be counted before the copy
-starts. Only chunks without a marker (``allow_partial``) have their lines read, to
-hash their custom_ids here.
+hashes while the parts are copied: a reader thread hands them to a counter thread
+(``DuplicateCounter``), which keeps a fixed number in memory and spills the rest to
+temporary files, so memory stays flat whatever the record count. Records are
+numbered ``chunk << 32 | position in the chunk``, so the order in which hashes
+arrive does not matter. Only chunks without a marker (``allow_partial``) have their
+lines read, to hash their custom_ids here.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from launcher.spec import PartName, SuccessMarker, custom_id_hash, decode_hashes
 from launcher.store import ObjectInfo, Store
 from worker.output import is_ok_line, key_of_line
 
-ID_BUDGET = 1 << 20  # custom_id hashes held in memory (16 bytes each) before spilling to disk
+ID_BUDGET = 1 << 20  # custom_id hashes held in memory (8-16 bytes each) before spilling to disk
 FEED_DEPTH = 8  # markers' hashes waiting for the counter: bounds memory whatever the chunk count
 
 
@@ -308,11 +310,11 @@ def _write_lines(store: Store, info: ObjectInfo, reach, fd: int, offset: int, ta
 class DuplicateCounter:
     """Exactly how many distinct hashes occur more than once, in memory bounded by ``budget``.
 
-    ``add`` takes the hashes of consecutive output records and the number of the first. Up to ``budget``
-    of them stay in memory; when more are ``expected``, they are spilled as they come
-    to temporary files, one per hash range, sized to fit the budget, and each range
-    is counted alone at ``finish``. Costs 16 bytes of temporary disk per record
-    beyond the budget, and no extra pass over the output.
+    ``add`` takes the hashes of consecutive records and the number of the first, in any
+    order. Up to ``budget`` of them stay in memory; when more are ``expected``, they are
+    spilled as they come to temporary files, one per hash range, sized to fit the
+    budget, and each range is counted alone at ``finish``. Costs 16 bytes of temporary
+    disk per record beyond the budget, and no pass over the output.
     """
 
     SPILL_EVERY = 1 << 16
