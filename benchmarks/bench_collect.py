@@ -3,7 +3,7 @@
 Synthesizes a run store with N output records in valid part files (names from
 ``PartName``, lines made by ``worker.output.ok_line``/``error_line``, 256 records per
 part as the worker commits them, a ``_SUCCESS`` marker per chunk, ~0.1% of records
-sharing a custom_id and ~1% error lines), then times, interleaved:
+sharing a custom_id and ~1% error lines), then times, interleaved (collect, cat; cat, collect; ...):
 
 * ``launcher collect RUN --store STORE -o OUT`` — the user's command, start-up included;
 * ``cat <the same part files, in the same order> > OUT``.
@@ -157,7 +157,8 @@ def main() -> None:
             env = {**os.environ, "COLUMNS": "400"}  # collect's report on one line
             report = ""
             for r in range(args.repeats):
-                for name, cmd in (("collect", collect_cmd), ("cat", cat_cmd)):
+                order = (("collect", collect_cmd), ("cat", cat_cmd))
+                for name, cmd in order if r % 2 == 0 else order[::-1]:  # A B, B A, ...: no contender always goes first
                     for old in (out_collect, out_cat):  # neither pays for freeing the previous output
                         old.unlink(missing_ok=True)
                     os.sync()  # nor for writing back the previous run's dirty pages
@@ -166,7 +167,8 @@ def main() -> None:
                     if name == "collect":
                         report = m["stderr"].strip()
                 print(f"  repeat {r + 1}: collect {runs['collect'][-1]['wall_s']:.2f}s, cat {runs['cat'][-1]['wall_s']:.2f}s", flush=True)
-            m = run_measured(collect_cmd, env=env)  # last: both outputs exist for the comparison
+            for cmd in (cat_cmd, collect_cmd):  # untimed: both outputs, for the comparison
+                run_measured(cmd, env=env)
             same = filecmp.cmp(out_collect, out_cat, shallow=False)
             print(f"  collect said: {report.splitlines()[0] if report else '?'}")
             print(f"  {'; '.join(report.splitlines()[1:])}")

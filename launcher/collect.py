@@ -39,6 +39,7 @@ from launcher.observe import ChunkObservation, observe_outputs
 from launcher.runs import OpenRun
 from launcher.spec import PartName, SuccessMarker, custom_id_hash, decode_hashes
 from launcher.store import ObjectInfo, Store
+from launcher.store.base import pwrite_all
 from worker.output import is_ok_line, key_of_line
 
 ID_BUDGET = 1 << 20  # custom_id hashes held in memory (8-16 bytes each) before spilling to disk
@@ -298,12 +299,8 @@ def _write_lines(store: Store, info: ObjectInfo, reach, fd: int, offset: int, ta
             tally.errors += not is_ok_line(line)
             if read_ids:
                 tally.hashes.append(custom_id_hash(json.loads(line)["custom_id"]))
-    data = b"".join(kept)
-    done = 0
-    while done < len(data):
-        done += os.pwrite(fd, memoryview(data)[done:], offset + tally.bytes + done)
+    tally.bytes += pwrite_all(fd, b"".join(kept), offset + tally.bytes)
     tally.records += len(kept)
-    tally.bytes += len(data)
 
 
 # -- counting duplicates in bounded memory ---------------------------------------------------

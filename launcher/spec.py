@@ -187,6 +187,7 @@ def encode_hashes(hashes: array) -> str:
 
 
 def decode_hashes(text: str) -> array:
+    """``encode_hashes`` text -> ``array('Q')``."""
     hashes = array("Q", base64.b64decode(text))
     if sys.byteorder == "big":
         hashes.byteswap()

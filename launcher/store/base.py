@@ -18,6 +18,7 @@ failure, so no caller ever sees a boto3 or OS exception.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import BinaryIO, Iterator, Protocol
 
@@ -76,6 +77,14 @@ class Store(Protocol):
     def check_writable(self) -> None:
         """Raise StoreError with a clear message if this store cannot be written."""
         ...
+
+
+def pwrite_all(fd: int, data, offset: int) -> int:
+    """Write all of ``data`` into ``fd`` at ``offset`` (``os.pwrite`` may write less); returns its length."""
+    view, done = memoryview(data), 0
+    while done < len(view):
+        done += os.pwrite(fd, view[done:], offset + done)
+    return done
 
 
 def join_key(*parts: str) -> str:

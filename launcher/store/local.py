@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import BinaryIO, Iterator
 
 from launcher.errors import NotFoundError, StoreError
-from launcher.store.base import ObjectInfo, join_key
+from launcher.store.base import ObjectInfo, join_key, pwrite_all
 
 _TMP_PREFIX = ".tmp-"
 
@@ -240,8 +240,7 @@ def copy_into(src: int, fd: int, offset: int) -> int:
         if copied or exc.errno not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EXDEV, errno.EBADF):
             raise
     while data := os.pread(src, 1 << 20, copied):
-        os.pwrite(fd, data, offset + copied)
-        copied += len(data)
+        copied += pwrite_all(fd, data, offset + copied)
     return copied
 
 

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Iterator
 from urllib.parse import urlparse
 
 from launcher.errors import ConfigError, NotFoundError, StoreError
-from launcher.store.base import ObjectInfo, join_key
+from launcher.store.base import ObjectInfo, join_key, pwrite_all
 
 if TYPE_CHECKING:  # boto3 is imported lazily: `launcher --help` must not pay for it.
     from botocore.client import BaseClient
@@ -399,8 +399,7 @@ class S3Store:
         reader, written = self._reader(key, 0, None), 0
         with reader, memoryview(bytearray(_GET_CHUNK)) as view:
             while n := reader.readinto(view):
-                os.pwrite(fd, view[:n], offset + written)
-                written += n
+                written += pwrite_all(fd, view[:n], offset + written)
         return written
 
     def head(self, key: str) -> ObjectInfo:
