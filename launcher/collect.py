@@ -33,9 +33,10 @@ from array import array
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from itertools import groupby
+from typing import Iterator
 
 from launcher.errors import IncompleteRunError, OutputError, StoreError
-from launcher.observe import ChunkObservation, observe_outputs
 from launcher.runs import OpenRun
 from launcher.spec import PartName, SuccessMarker, custom_id_hash, decode_hashes
 from launcher.store import ObjectInfo, Store
@@ -78,20 +79,21 @@ def collect(run: OpenRun, path: str, allow_partial: bool = False, max_examples: 
 
     Atomic: the output appears whole under ``path`` or not at all.
     """
-    observed = observe_outputs(run.run_store, run.spec)
-    incomplete = [c for c, o in observed.items() if o.done is None]
+    chunks = sorted(run.spec.chunk_ids, key=lambda c: c + "/")  # the order a listing of out/ gives them
+    survey = _survey(run.run_store, chunks)
+    incomplete = [c for c in chunks if survey[c].done is None]
     if incomplete and not allow_partial:
         shown = ", ".join(incomplete[:10])
         more = "" if len(incomplete) <= 10 else f" and {len(incomplete) - 10} more"
         raise IncompleteRunError(
-            f"{len(incomplete)} of {len(observed)} chunk(s) are not done ({shown}{more}): "
+            f"{len(incomplete)} of {len(chunks)} chunk(s) are not done ({shown}{more}): "
             "run `launcher watch` to finish them, or pass --allow-partial"
         )
     tmp = f"{path}.partial"
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
-            report = _collect_into(run.run_store, observed, fd, max_examples)
+            report = _collect_into(run.run_store, chunks, survey, fd, max_examples)
         finally:
             os.close(fd)
         os.replace(tmp, path)
@@ -105,7 +107,6 @@ def collect(run: OpenRun, path: str, allow_partial: bool = False, max_examples: 
         raise
     report.incomplete_chunks = incomplete
     if report.duplicate_example_records:
-        chunks = sorted(observed)
         mismatched = {chunks.index(c) for c in report.mismatched_chunks}  # positions there are not the marker's
         report.duplicate_examples = custom_ids_at(
             path, [r for r in report.duplicate_example_records if r >> 32 not in mismatched], report.chunk_offsets
@@ -113,27 +114,65 @@ def collect(run: OpenRun, path: str, allow_partial: bool = False, max_examples: 
     return report
 
 
-def _collect_into(store: Store, observed: dict[str, ChunkObservation], fd: int, max_examples: int) -> CollectReport:
+@dataclass
+class _ChunkSurvey:
+    done: str | None = None  # the key of its _SUCCESS
+    records: int = 0  # in its parts, overlaps counted twice: a bound that sizes the duplicate counter
+
+
+def _survey(store: Store, chunks: list[str]) -> dict[str, _ChunkSurvey]:
+    """One streamed listing of ``out/``: which chunks are done, how many records their parts hold."""
+    survey = {chunk: _ChunkSurvey() for chunk in chunks}
+    for chunk, filename, obj in _outputs(store, survey):
+        if filename == "_SUCCESS":
+            survey[chunk].done = obj.key
+        elif (part := PartName.parse(filename)) is not None:
+            survey[chunk].records += part.records
+    return survey
+
+
+def _outputs(store: Store, chunks) -> Iterator[tuple[str, str, ObjectInfo]]:
+    """(chunk, file name, object) for every object under ``out/<chunk>/`` of ``chunks``, in key order."""
+    for obj in store.list("out/"):
+        _, chunk, filename = (obj.key.split("/", 2) + ["", ""])[:3]
+        if chunk in chunks:
+            yield chunk, filename, obj
+
+
+def _parts_by_chunk(store: Store, chunks: list[str]) -> Iterator[tuple[str, list[tuple[PartName, ObjectInfo]]]]:
+    """(chunk, its parts) for each of ``chunks`` (in key order), from a second streamed listing:
+    only one chunk's parts are in memory at a time, whatever the run's size."""
+    groups = groupby(_outputs(store, set(chunks)), key=lambda item: item[0])
+    group = next(groups, None)
+    for chunk in chunks:
+        parts = []
+        if group is not None and group[0] == chunk:
+            parts = [(part, obj) for _, filename, obj in group[1] if (part := PartName.parse(filename))]
+            group = next(groups, None)
+        yield chunk, parts
+
+
+def _collect_into(store: Store, chunks: list[str], survey: dict[str, _ChunkSurvey], fd: int,
+                  max_examples: int) -> CollectReport:
     """Three threads: this one lays out and copies parts; a reader hands markers' hashes to a
     counter. Markers only verify, so copying never waits for them."""
     report = CollectReport()
-    chunks = sorted(observed)
-    done = [(index, chunk) for index, chunk in enumerate(chunks) if observed[chunk].done is not None]
-    expected = sum(p.records for o in observed.values() for p, _ in o.parts)  # overlaps counted twice: a bound
+    done = [(index, chunk) for index, chunk in enumerate(chunks) if survey[chunk].done is not None]
+    expected = sum(s.records for s in survey.values())
     feed: queue.Queue = queue.Queue(FEED_DEPTH)  # (hashes or their base64 text, first record number); None per producer
     stop = threading.Event()
     with ThreadPoolExecutor(2, thread_name_prefix="collect") as pool:
         counted = pool.submit(_count_duplicates_of, feed, expected, max_examples, producers=2)
-        markers = pool.submit(_read_markers, store, observed, done, feed, stop)
+        markers = pool.submit(_read_markers, store, survey, done, feed, stop)
         partial = len(done) < len(chunks)
         if not partial:
             feed.put(None)  # this thread has nothing to count: the count ends once the markers are read
         written: dict[str, int] = {}
         try:
             with _Copier(store, fd) as copier:
-                for index, chunk in enumerate(chunks):
-                    read_ids = observed[chunk].done is None
-                    parts = sorted(observed[chunk].parts, key=lambda p: (p[0].first, _neg(p[0].end)))
+                for index, (chunk, listed) in enumerate(_parts_by_chunk(store, chunks)):
+                    read_ids = survey[chunk].done is None
+                    parts = sorted(listed, key=lambda p: (p[0].first, _neg(p[0].end)))
                     report.chunk_offsets.append(report.bytes)
                     tally = _plan_chunk(store, parts, fd, report.bytes, copier, read_ids=read_ids)
                     if read_ids:
@@ -167,18 +206,18 @@ class _MarkerCounts:
     hashes: int
 
 
-def _read_markers(store: Store, observed: dict[str, ChunkObservation], done: list[tuple[int, str]],
+def _read_markers(store: Store, survey: dict[str, _ChunkSurvey], done: list[tuple[int, str]],
                   feed: queue.Queue, stop: threading.Event) -> dict[str, _MarkerCounts]:
     """Read done chunks' markers in chunk order, handing each one's hashes to ``feed`` as it comes."""
     counts = {}
     try:
-        for (index, chunk), raw in zip(done, _map_reads(store, lambda item: store.get(observed[item[1]].done.key), done)):
+        for (index, chunk), raw in zip(done, _map_reads(store, lambda item: store.get(survey[item[1]].done), done)):
             if stop.is_set():
                 break
             try:
                 marker = SuccessMarker.from_json(raw)
             except (ValueError, TypeError) as exc:
-                raise StoreError(f"{store.uri}/{observed[chunk].done.key} is not a done marker chunkpilot wrote: {exc}") from exc
+                raise StoreError(f"{store.uri}/{survey[chunk].done} is not a done marker chunkpilot wrote: {exc}") from exc
             counts[chunk] = _MarkerCounts(marker.records, marker.skipped_blank, _hash_count(marker.custom_id_hashes))
             feed.put((marker.custom_id_hashes, index << 32))
     finally:

@@ -85,13 +85,6 @@ def observe(run_store: Store, spec: RunSpec, backend: Backend | None, skip_poll:
     return chunks
 
 
-def observe_outputs(run_store: Store, spec: RunSpec) -> dict[str, ChunkObservation]:
-    """Only what ``out/`` says (parts and done markers): all that collect needs, one listing."""
-    chunks = {c.id: ChunkObservation(c.id, c.bytes) for c in spec.chunks}
-    _add_outputs(chunks, _listed(run_store, "out/"))
-    return chunks
-
-
 def _listed(store: Store, prefix: str) -> list[ObjectInfo]:
     return list(store.list(prefix))
 

@@ -108,45 +108,26 @@ class LocalStore:
         return ObjectInfo(key, st.st_size, _etag(st), st.st_mtime)
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
-        base = self._path(prefix.rstrip("/")) if prefix.strip("/") else self.root
-        # A prefix may end mid-name ("out/00" matches "out/0001/..."), like S3's.
-        if prefix and not prefix.endswith("/"):
-            parent, stem = base.parent, base.name
-            roots = sorted(p for p in parent.glob(f"{_glob_escape(stem)}*")) if parent.is_dir() else []
-        else:
-            roots = [base] if base.exists() else []
-        found: list[ObjectInfo] = []
-        for root in roots:
-            if root.is_file():
-                found.append(self._info(root))
-            elif root.is_dir():
-                self._walk(str(root), found)
-        found.sort(key=lambda o: o.key)
-        return iter(found)
+        """Lazily, in key order: a walk of sorted folders, where a folder sorts as its name plus
+        ``/`` (the order S3 gives the keys under it). Holds one folder's entries at a time."""
+        base = self._filename(prefix.rstrip("/")) if prefix.strip("/") else self.uri
+        if prefix and not prefix.endswith("/"):  # a prefix may end mid-name ("out/00" matches "out/0001/..."), like S3's
+            parent, stem = os.path.split(base)
+            return self._objects(e for e in _sorted_entries(parent) if e.name.startswith(stem))
+        return self._objects(_sorted_entries(base))
 
-    def _walk(self, folder: str, found: list[ObjectInfo]) -> None:
-        """Every object under ``folder``, with plain strings: pathlib costs ~75 µs an object here."""
+    def _objects(self, entries) -> Iterator[ObjectInfo]:
+        """The objects at and under ``entries``, with plain strings: pathlib costs ~75 µs an object here."""
         skip = len(self.uri.rstrip(os.sep)) + 1
-        try:
-            entries = list(os.scandir(folder))
-        except FileNotFoundError:
-            return  # deleted while we walked
         for entry in entries:
-            name = entry.name
-            if name.startswith(_TMP_PREFIX):
-                continue
             try:
                 if entry.is_dir(follow_symlinks=False):
-                    self._walk(entry.path, found)
-                elif not name.endswith(".lock") and entry.is_file():
+                    yield from self._objects(_sorted_entries(entry.path))
+                elif not entry.name.endswith(".lock") and entry.is_file():
                     st = entry.stat()
-                    found.append(ObjectInfo(entry.path[skip:].replace(os.sep, "/"), st.st_size, _etag(st), st.st_mtime))
+                    yield ObjectInfo(entry.path[skip:].replace(os.sep, "/"), st.st_size, _etag(st), st.st_mtime)
             except FileNotFoundError:
                 continue  # deleted while we walked
-
-    def _info(self, path: Path) -> ObjectInfo:
-        st = path.stat()
-        return ObjectInfo(path.relative_to(self.root).as_posix(), st.st_size, _etag(st), st.st_mtime)
 
     # -- writes --------------------------------------------------------------
     def _write_tmp(self, path: Path, data: bytes) -> str:
@@ -252,8 +233,14 @@ def _silent_unlink(path: str) -> None:
             pass
 
 
-def _glob_escape(text: str) -> str:
-    return "".join(f"[{c}]" if c in "*?[" else c for c in text)
+def _sorted_entries(folder: str) -> list[os.DirEntry]:
+    """A folder's entries but temporary files, in the order of the keys they hold."""
+    try:
+        with os.scandir(folder) as it:
+            entries = [e for e in it if not e.name.startswith(_TMP_PREFIX)]
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    return sorted(entries, key=lambda e: e.name + "/" if e.is_dir(follow_symlinks=False) else e.name)
 
 
 __all__ = ["LocalStore", "copy_into", "join_key"]

@@ -161,6 +161,15 @@ def test_list_is_recursive_sorted_and_relative(store: Store) -> None:
     assert sizes == {key: len(key) for key in written}
 
 
+def test_list_order_is_byte_order_even_where_folders_meet_names(store: Store) -> None:
+    # '-' < '/' < '0': a folder "a" holds keys that sort between "a-b" and "a0", as in S3.
+    for key in ("x/a0", "x/a/b", "x/a-b", "x/a/a/z", "x/a.txt"):
+        store.put(key, b".")
+    assert keys(store, "x/") == sorted(keys(store, "x/")) == ["x/a-b", "x/a.txt", "x/a/a/z", "x/a/b", "x/a0"]
+    assert keys(store, "x/a") == ["x/a-b", "x/a.txt", "x/a/a/z", "x/a/b", "x/a0"]
+    assert keys(store, "x/a/") == ["x/a/a/z", "x/a/b"]
+
+
 def test_list_paginates(store: Store) -> None:
     # On S3 the session server returns at most 3 keys per page (MOTO_S3_DEFAULT_MAX_KEYS).
     written = [f"parts/{i:04d}.jsonl" for i in range(13)]
