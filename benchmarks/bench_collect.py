@@ -156,6 +156,8 @@ def main() -> None:
             runs = {"collect": [], "cat": []}
             env = {**os.environ, "COLUMNS": "400"}  # collect's report on one line
             report = ""
+            for cmd in (collect_cmd, cat_cmd):  # untimed warm-up: on a fresh VM the first runs were 2-8x slower
+                run_measured(cmd, env=env)
             for r in range(args.repeats):
                 order = (("collect", collect_cmd), ("cat", cat_cmd))
                 for name, cmd in order if r % 2 == 0 else order[::-1]:  # A B, B A, ...: no contender always goes first
