@@ -86,7 +86,7 @@ def run_chunkpilot(work: Path, prompts: Path, model_folder: str, i: int) -> dict
     store = work / f"store-{i}"
     options = SubmitOptions(inputs=(str(prompts),), chunks=1, store_uri=str(store), engine="vllm", model=None,
                             max_tokens=64, temperature=0.0, run_name=f"tput-{i}",
-                            engine_options={"dtype": "float32"})  # matched: the worker picks bf16 on CPUs with AVX512-BF16
+                            engine_options={"dtype": "float32"})  # matched with the peers (the worker's CPU default too)
     plan = plan_run(options)
     write_run(plan, str(store))
     run = open_run(str(store), plan.spec.run_id)
