@@ -43,3 +43,7 @@ class IncompleteRunError(ChunkpilotError):
 
 class OutputError(ChunkpilotError):
     """A file chunkpilot was asked to write (``collect -o``) cannot be written."""
+
+
+class CounterError(ChunkpilotError):
+    """``collect``'s duplicate custom_id counter (a process of its own) failed: the output is not verified."""

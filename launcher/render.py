@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rich.console import Console
-from rich.table import Table
 
 from launcher.collect import CollectReport
 from launcher.spec import RunSpec
-from launcher.status import StatusReport
+
+if TYPE_CHECKING:  # not imported for `collect`, whose start-up is part of its benchmarked time
+    from rich.table import Table
+
+    from launcher.status import StatusReport
 
 _STATE_STYLE = {"DONE": "green", "RUNNING": "cyan", "PENDING": "dim", "RETRYING": "yellow", "FAILED": "red bold", "CANCELLED": "magenta"}
 
@@ -32,6 +37,8 @@ def human_seconds(s: float | None) -> str:
 
 
 def status_table(report: StatusReport, spec: RunSpec) -> Table:
+    from rich.table import Table
+
     t = Table(title=f"run {report.run_id} · {spec.engine}:{spec.model} · backend {spec.backend}", title_justify="left")
     for col, justify in (("chunk", "left"), ("state", "left"), ("records", "right"), ("progress", "right"),
                          ("attempts", "right"), ("preempted", "right"), ("rec/s", "right"), ("ETA", "right"), ("note", "left")):

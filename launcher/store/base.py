@@ -9,7 +9,8 @@ guarantee:
   ``True`` when the stored bytes are the ones we sent.
 * ``put_if_match`` replaces an object only when its current ``etag`` is the given one.
 * ``list`` yields every object under a prefix, recursively, sorted by key, with size,
-  etag and modification time, paginating as the backend needs.
+  etag and modification time, paginating as the backend needs; ``keys`` yields the same
+  keys without the rest.
 * ``get_range`` reads ``[start, end)``; a range past the end is truncated, not an error.
 
 Everything raises ``NotFoundError`` for a missing key and ``StoreError`` for any other
@@ -67,6 +68,10 @@ class Store(Protocol):
     def put_if_match(self, key: str, data: bytes, etag: str) -> bool: ...
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]: ...
+
+    def keys(self, prefix: str = "") -> Iterator[str]:
+        """The keys ``list`` gives, in its order: where sizes cost a system call each, without them."""
+        ...
 
     def delete(self, key: str) -> None: ...
 

@@ -422,6 +422,10 @@ class S3Store:
                         obj["Key"][len(root) :], int(obj["Size"]), obj["ETag"].strip('"'), obj["LastModified"].timestamp()
                     )
 
+    def keys(self, prefix: str = "") -> Iterator[str]:
+        """``list``'s keys: a listing page carries sizes anyway, so this is no cheaper here."""
+        return (obj.key for obj in self.list(prefix))
+
     # -- writes --------------------------------------------------------------
     def _put_object(self, key: str, data: bytes, **conditions: str) -> None:
         with _boto_errors("write", self._where(key)):

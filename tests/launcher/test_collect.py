@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import random
 
 import pytest
 
-from launcher.collect import DuplicateCounter, collect
+from launcher.collect import collect
 from launcher.errors import OutputError, StoreError
 from launcher.spec import PartName, SuccessMarker
 from tests.conftest import write_jsonl
@@ -99,26 +98,6 @@ def test_partial_collect_hashes_custom_ids_of_unfinished_chunks(tmp_path, make_r
     assert report.duplicate_custom_ids == 2 and report.duplicate_examples == ["dup-a", "dup-b"]
 
 
-@pytest.mark.parametrize("with_numpy", [True, False])
-@pytest.mark.parametrize("budget", [1 << 20, 64])
-def test_duplicate_counter_counts_exactly_in_memory_and_spilled(budget, with_numpy, monkeypatch):
-    if not with_numpy:  # a launcher-only install: plain Python, same answers
-        monkeypatch.setattr("launcher.collect._NUMPY", [None])
-    rng = random.Random(7)
-    values = [rng.getrandbits(64) for _ in range(5000)]
-    hashes = values + [values[10], values[4000], values[10], values[123]]  # 3 distinct repeated values
-    rng.shuffle(hashes)
-    from array import array
-
-    with DuplicateCounter(len(hashes), budget=budget) as counter:
-        for first in range(0, len(hashes), 700):
-            counter.add(array("Q", hashes[first : first + 700]), first)
-        count, examples = counter.finish(examples=5)
-    firsts = sorted(hashes.index(v) for v in {values[10], values[4000], values[123]})
-    assert counter.partitions == (1 if budget > len(hashes) else -(-len(hashes) * 5 // 4 // budget))
-    assert count == 3 and examples == firsts
-
-
 def test_an_unwritable_output_is_one_clear_error(tmp_path, make_run, mixed_input):
     run = make_run([mixed_input], chunks=1)
     finish(run, ["0000"])
@@ -142,17 +121,3 @@ def test_markers_carry_one_custom_id_hash_per_record(make_run, mixed_input):
 
     markers = [SuccessMarker.from_json(run.run_store.get(f"out/{c}/_SUCCESS")) for c in run.spec.chunk_ids]
     assert sum(len(decode_hashes(m.custom_id_hashes)) for m in markers) == sum(m.records for m in markers) == 90
-
-
-@pytest.mark.parametrize("distinct", [1, 300, 70_000])
-def test_isin_sorted_matches_a_set_lookup(distinct):
-    np = pytest.importorskip("numpy")
-    from launcher.collect import _isin_sorted
-
-    rng = np.random.default_rng(distinct)
-    values = np.unique(rng.integers(0, 2**64 - 1, distinct, dtype=np.uint64, endpoint=True))
-    hashes = np.concatenate([rng.integers(0, 2**64 - 1, 50_000, dtype=np.uint64, endpoint=True), values[::3]])
-    hashes[::7] ^= np.uint64(1)  # same top bits as a value, not equal: passes the bitmap, fails the search
-    members = set(values.tolist())
-    expected = np.array([int(h) in members for h in hashes.tolist()])
-    assert (_isin_sorted(hashes, values, np) == expected).all()

@@ -28,7 +28,10 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
 
 
 def keys(store: Store, prefix: str = "") -> list[str]:
-    return [info.key for info in store.list(prefix)]
+    """The listing's keys, checked to be exactly what ``Store.keys`` gives."""
+    listed = [info.key for info in store.list(prefix)]
+    assert list(store.keys(prefix)) == listed
+    return listed
 
 
 # -- the contract ------------------------------------------------------------------
