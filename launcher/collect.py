@@ -114,23 +114,23 @@ def collect(run: OpenRun, path: str, allow_partial: bool = False, max_examples: 
 def _done_chunks(store: Store, chunks: set[str]) -> set[str]:
     """Those of ``chunks`` with a ``_SUCCESS``, from a streamed listing of keys only (no sizes:
     for a local store, no ``stat`` of each part)."""
-    return {chunk for key in store.keys("out/") if (chunk := _chunk_of(key, "_SUCCESS")) in chunks}
+    return {chunk for chunk, name in map(_chunk_and_name, store.keys("out/")) if name == "_SUCCESS" and chunk in chunks}
 
 
 def _marker_key(chunk: str) -> str:
     return f"out/{chunk}/_SUCCESS"
 
 
-def _chunk_of(key: str, filename: str) -> str | None:
-    """The chunk of ``out/<chunk>/<filename>``, else None."""
+def _chunk_and_name(key: str) -> tuple[str, str]:
+    """``out/<chunk>/<name>`` -> (chunk, name); empty strings where the key has fewer parts."""
     _, chunk, name = (key.split("/", 2) + ["", ""])[:3]
-    return chunk if name == filename else None
+    return chunk, name
 
 
 def _outputs(store: Store, chunks) -> Iterator[tuple[str, str, ObjectInfo]]:
     """(chunk, file name, object) for every object under ``out/<chunk>/`` of ``chunks``, in key order."""
     for obj in store.list("out/"):
-        _, chunk, filename = (obj.key.split("/", 2) + ["", ""])[:3]
+        chunk, filename = _chunk_and_name(obj.key)
         if chunk in chunks:
             yield chunk, filename, obj
 
