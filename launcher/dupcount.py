@@ -43,7 +43,7 @@ class CounterProcess:
         self._errors = tempfile.TemporaryFile()  # not a pipe: a long traceback cannot block the child
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "launcher.dupcount", str(examples)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._errors,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._errors, env=_child_env(),
         )
         self._lock = threading.Lock()
 
@@ -96,6 +96,14 @@ class CounterProcess:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _child_env() -> dict[str, str]:
+    """This environment, with the folder this package was imported from first on the child's
+    path: collect may run from a checkout that is not installed."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    path = [root, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
 
 
 class DuplicateCounter:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import random
 import subprocess
 import sys
 from array import array
+from pathlib import Path
 
 import pytest
 
-from launcher.dupcount import DuplicateCounter, CounterProcess, _isin_sorted
+import launcher
+from launcher.dupcount import CounterProcess, DuplicateCounter, _child_env, _isin_sorted
 from launcher.errors import CounterError
 from launcher.spec import encode_hashes
 
@@ -80,3 +83,9 @@ def test_isin_sorted_matches_a_set_lookup(distinct):
     members = set(values.tolist())
     expected = np.array([int(h) in members for h in hashes.tolist()])
     assert (_isin_sorted(hashes, values, np) == expected).all()
+
+
+def test_the_counter_process_imports_this_checkout_first(monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", "/somewhere/else")
+    path = _child_env()["PYTHONPATH"].split(os.pathsep)
+    assert Path(path[0], "launcher", "__init__.py") == Path(launcher.__file__).resolve() and path[1:] == ["/somewhere/else"]
