@@ -172,9 +172,8 @@ class DuplicateCounter:
         if not self._files:
             self._tmp = tempfile.TemporaryDirectory(prefix="chunkpilot-collect-")
             self._files = _split_files(self._tmp.name, self.SPLIT_BITS)
-        pairs = self._pairs()
-        self.spilled += len(pairs) if self.np is not None else len(pairs) // 2
-        _split(pairs, self._files, 0, self.SPLIT_BITS, self.np)
+        self.spilled += self._held_count
+        _split(self._pairs(), self._files, 0, self.SPLIT_BITS, self.np)
 
     def finish(self, examples: int = 5) -> tuple[int, list[int]]:
         """(distinct hashes seen more than once, record numbers of the first ``examples`` of them)."""
