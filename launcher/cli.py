@@ -15,14 +15,24 @@ import time
 
 import click
 from rich.console import Console
+from rich.markup import escape
 
 from launcher import __version__
 from launcher.backends import BACKENDS, make_backend
 from launcher.errors import ChunkpilotError, IncompleteRunError
+from launcher.spec import DEFAULT_MAX_ERROR_RATE
 from launcher.store import default_store_uri
 
-console = Console(stderr=False, highlight=False)
-err = Console(stderr=True, highlight=False)
+
+def _console(stderr: bool) -> Console:
+    # Not on a terminal (a pipe, a CI log) lines are never wrapped: a wrapped command cannot be pasted.
+    stream = sys.stderr if stderr else sys.stdout
+    width = None if stream.isatty() else 10_000
+    return Console(stderr=stderr, highlight=False, width=width, soft_wrap=not stream.isatty())
+
+
+console = _console(stderr=False)
+err = _console(stderr=True)
 
 
 def handle_errors(fn):
@@ -43,6 +53,11 @@ store_option = click.option(
     show_default="$CHUNKPILOT_STORE or ./runs",
     help="Where runs live: a local folder or s3://bucket/prefix (AWS_ENDPOINT_URL for R2/MinIO/GCS).",
 )
+
+
+def _store_arg(store_uri: str) -> str:
+    """`` --store X`` when X is not what the command would pick by itself, for hints users paste."""
+    return "" if store_uri == default_store_uri() else f" --store {store_uri}"
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -69,22 +84,27 @@ def _parse_kv(values: tuple[str, ...], what: str) -> dict[str, str]:
     return out
 
 
+max_error_rate_help = (f"Share of error records past which watch pauses the run and exits 1 (default "
+                       f"{DEFAULT_MAX_ERROR_RATE:g}); 1 turns the budget and per-chunk fail-fast off.")
+
+
 @cli.command()
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("--chunks", type=click.IntRange(min=1), required=True, help="Number of chunks (one job each).")
-@click.option("--use-spot/--no-use-spot", default=None, help="sky: spot (preemptible) or on-demand machines. Default: the template's choice.")
+@click.option("--use-spot/--no-use-spot", default=None, help="sky: spot (preemptible) or on-demand machines. Default: the template's choice (vllm-spot: spot).")
 @click.option("--backend", type=click.Choice(BACKENDS), default="local", show_default=True)
 @click.option("--engine", default="vllm", show_default=True, help="vllm, or echo (no model: plumbing checks).")
 @store_option
-@click.option("--model", default=None, help="Local model folder or hub id[@revision]. Default: the bundled SmolLM2-135M-Instruct.")
+@click.option("--model", default=None, help="Local model folder, s3:// model folder, or hub id[@revision]. Default: the bundled SmolLM2-135M-Instruct (local runs only).")
 @click.option("--max-tokens", type=click.IntRange(min=1), default=256, show_default=True, help="Default max_tokens; records may override.")
 @click.option("--temperature", type=click.FloatRange(min=0), default=0.0, show_default=True, help="Default temperature; records may override.")
 @click.option("--run-name", default=None, help="Run id to use (lowercase letters, digits, '-'). Default: run-<time>-<random>.")
-@click.option("--parallel", type=click.IntRange(min=0), default=None, help="Max concurrent jobs (default 1 local, unlimited sky; 0 = unlimited).")
+@click.option("--parallel", type=click.IntRange(min=0), default=None, help="Max concurrent jobs (default: what this machine can run for local, unlimited for sky; 0 = unlimited).")
 @click.option("--max-attempts", type=click.IntRange(min=1), default=3, show_default=True, help="Launches per chunk before giving up.")
+@click.option("--max-error-rate", type=click.FloatRange(0, 1), default=DEFAULT_MAX_ERROR_RATE, show_default=True, help=max_error_rate_help)
 @click.option("--commit-seconds", type=click.FloatRange(min=0.1), default=5.0, show_default=True, help="Commit finished records at least this often.")
 @click.option("--commit-records", type=click.IntRange(min=1), default=256, show_default=True, help="...or after this many records.")
-@click.option("--engine-option", "engine_options", multiple=True, metavar="KEY=VALUE", help="Engine setting, e.g. max_model_len=4096 (repeatable).")
+@click.option("--engine-option", "engine_options", multiple=True, metavar="KEY=VALUE", help="Engine setting, e.g. max_model_len=4096 (repeatable; unknown keys are refused).")
 @click.option("--template", default=None, help="sky: task template YAML (default task_templates/vllm-spot.yaml).")
 @click.option("--gpus", default=None, help="sky: accelerators, e.g. L4:1 (overrides the template).")
 @click.option("--infra", "--cloud", "infra", default=None, help="sky: infra/cloud, e.g. aws or gcp/us-central1.")
@@ -94,21 +114,25 @@ def _parse_kv(values: tuple[str, ...], what: str) -> dict[str, str]:
 @click.option("--dry-run", is_flag=True, help="Plan and validate, print what would run, write nothing.")
 @handle_errors
 def submit(inputs, chunks, use_spot, backend, engine, store_uri, model, max_tokens, temperature, run_name, parallel,
-           max_attempts, commit_seconds, commit_records, engine_options, template, gpus, infra, envs, secrets, watch, dry_run):
+           max_attempts, max_error_rate, commit_seconds, commit_records, engine_options, template, gpus, infra, envs,
+           secrets, watch, dry_run):
     """Plan INPUT... (JSONL files, folders, globs, s3:// prefixes) into chunks and launch them.
 
     \b
     Examples:
       launcher submit examples/prompts.jsonl --chunks 4 --watch
+      launcher submit data/ --chunks 8 --engine echo --dry-run        # see the plan, write nothing
       launcher submit s3://bkt/prompts/ --chunks 100 --backend sky --gpus L4:1 \\
           --model Qwen/Qwen2.5-7B-Instruct --store s3://bkt/runs --secret HF_TOKEN
     """
+    from launcher.render import dry_run_listing
     from launcher.submit import SubmitOptions, plan_run, write_run
 
     options = SubmitOptions(
         inputs=tuple(inputs), chunks=chunks, store_uri=store_uri, engine=engine, model=model, backend=backend,
         use_spot=use_spot, max_tokens=max_tokens, temperature=temperature, run_name=run_name, parallel=parallel,
-        max_attempts=max_attempts, template=template, commit_seconds=commit_seconds, commit_records=commit_records,
+        max_attempts=max_attempts, max_error_rate=max_error_rate, template=template, commit_seconds=commit_seconds,
+        commit_records=commit_records,
         engine_options={k: _number(v) for k, v in _parse_kv(engine_options, "--engine-option").items()},
         backend_options=_backend_options(backend, template, gpus, infra, envs, secrets, use_spot),
     )
@@ -117,19 +141,24 @@ def submit(inputs, chunks, use_spot, backend, engine, store_uri, model, max_toke
     total = sum(p.size for p in spec.inputs)
     err.print(
         f"planned [bold]{spec.run_id}[/]: {len(spec.inputs)} input(s), {_hb(total)}, {len(plan.manifests)} chunk(s) "
-        f"(read {_hb(plan.probe_bytes)} to align them) · {spec.engine}:{spec.model}"
+        f"(read {_hb(plan.probe_bytes)} to check and align them) · {spec.engine}:{spec.model}"
+        + (f" · {spec.parallel} at a time" if spec.parallel else "")
     )
+    if plan.skipped:
+        shown = ", ".join(plan.skipped[:5]) + (f" and {len(plan.skipped) - 5} more" if len(plan.skipped) > 5 else "")
+        err.print(f"[yellow]skipped[/] {len(plan.skipped)} file(s) that are not .jsonl/.json/.ndjson: {escape(shown)}")
+    for warning in plan.warnings:
+        err.print(f"[yellow]warning[/]: {escape(warning)}")
     if backend == "sky":
         from launcher.backends.sky import dry_run_report, validate_run
 
         validate_run(spec, plan.manifests, store_uri, launching=not dry_run)
         if dry_run:
-            console.print(dry_run_report(spec, plan.manifests, store_uri), soft_wrap=True)
+            console.print(dry_run_listing(spec, plan.manifests), markup=False)
+            console.print(dry_run_report(spec, plan.manifests, store_uri))
             return
     if dry_run:
-        for m in plan.manifests:
-            ranges = ", ".join(f"{r.source}:[{r.start},{r.end})" for r in m.ranges)
-            console.print(f"  chunk {m.chunk}: {_hb(m.bytes)}  {ranges}")
+        console.print(dry_run_listing(spec, plan.manifests), markup=False)
         err.print("dry run: nothing written")
         return
     write_run(plan, store_uri)
@@ -141,10 +170,10 @@ def submit(inputs, chunks, use_spot, backend, engine, store_uri, model, max_toke
     if watch:
         sys.exit(_watch(run, WatchOptions()))
     reconcile_once(run, make_backend(spec, store_uri), WatchOptions(), set())
+    where = _store_arg(store_uri)
     err.print(
-        f"launched; follow with `launcher status {spec.run_id}`"
-        + (f" and drive it with `launcher watch {spec.run_id}`" if backend == "local" else "")
-        + (f" (store {store_uri})" if store_uri != "./runs" else "")
+        f"launched; follow with `launcher status {spec.run_id}{where}`"
+        + (f" and drive it with `launcher watch {spec.run_id}{where}`" if backend == "local" else "")
     )
 
 
@@ -180,44 +209,60 @@ def _hb(n: float) -> str:
 
 
 def _watch(run, options) -> int:
+    """Drive ``run`` to its end with a progress line; the exit code says how it ended."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from launcher.reconcile import ChunkState
-    from launcher.render import human_seconds
-    from launcher.status import summarize
+    from launcher.render import progress_line, run_summary
     from launcher.watch import watch as watch_loop
 
     backend = make_backend(run.spec, run.store_uri)
-    total = sum(c.bytes for c in run.spec.chunks)
-    interactive = console.is_terminal
+    interactive = err.is_terminal
     progress = Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
         TimeElapsedColumn(), console=err, disable=not interactive,
     )
     task = progress.add_task(run.spec.run_id, total=len(run.spec.chunks), info="")
     last_line = [""]
+    where = _store_arg(run.store_uri)
 
-    def on_cycle(decision, observed):
-        report = summarize(run.spec, observed, decision)
-        t = report.totals
-        eta = f" · ETA {human_seconds(t['eta_seconds'])}" if t["eta_seconds"] else ""
-        info = (f"{t['records_done']} rec · {_hb(t['bytes_done'])}/{_hb(total)} · {t['records_per_s']:.1f} rec/s{eta} · "
-                + ", ".join(f"{n} {s.lower()}" for s, n in sorted(t["states"].items())))
-        progress.update(task, completed=t["states"].get("DONE", 0), info=info)
+    def on_cycle(report):
+        info = escape(progress_line(report))
+        progress.update(task, completed=report.totals["states"].get("DONE", 0), info=info)
         if not interactive and info != last_line[0]:
             err.print(f"{time.strftime('%H:%M:%S')} {info}")
             last_line[0] = info
 
-    with progress:
-        decision = watch_loop(run, backend, options, on_cycle)
-    failed = {c: decision.reasons.get(c, "") for c, s in decision.states.items() if s is ChunkState.FAILED}
+    def on_resume(marker):
+        err.print(f"resuming paused run {run.spec.run_id} ({escape(marker.reason)})")
+
+    try:
+        with progress:
+            result = watch_loop(run, backend, options, on_cycle, on_resume)
+    except KeyboardInterrupt:
+        err.print(
+            f"\nstopped watching {run.spec.run_id}; its jobs keep running. Continue with "
+            f"`launcher watch {run.spec.run_id}{where}`, stop them with `launcher cancel {run.spec.run_id}{where}`"
+        )
+        return 130
+    decision = result.decision
+    failed = {c: r.reason for c, r in ((r.chunk, r) for r in result.report.rows) if decision.states.get(c) is ChunkState.FAILED}
     cancelled = [c for c, s in decision.states.items() if s is ChunkState.CANCELLED]
     for chunk, reason in failed.items():
-        err.print(f"[red]chunk {chunk} failed[/]: {reason}")
-    if failed or cancelled:
-        err.print(f"[red]{len(failed)} chunk(s) failed, {len(cancelled)} cancelled[/]; see `launcher status {run.spec.run_id}`")
+        err.print(f"[red]chunk {chunk} failed[/]: {escape(reason)}")
+    err.print(escape(run_summary(result.report)))
+    if result.over_budget:
+        err.print(f"[red]error budget exceeded[/]: {escape(result.over_budget)}")
+        if result.paused:
+            err.print(f"paused the run (its jobs were asked to stop). Look at the error lines with "
+                      f"`launcher collect {run.spec.run_id}{where} --allow-partial -o partial.jsonl`; resume with "
+                      f"`launcher watch {run.spec.run_id}{where} --max-error-rate R`")
         return 1
-    err.print(f"[green]all {len(decision.states)} chunk(s) done[/]: `launcher collect {run.spec.run_id} -o results.jsonl`")
+    if failed or cancelled:
+        err.print(f"[red]{len(failed)} chunk(s) failed, {len(cancelled)} cancelled[/]; see `launcher status {run.spec.run_id}{where}`"
+                  + (f"; `launcher watch {run.spec.run_id}{where}` resumes a cancelled run" if cancelled else ""))
+        return 1
+    err.print(f"[green]all {len(decision.states)} chunk(s) done[/]: `launcher collect {run.spec.run_id}{where} -o results.jsonl`")
     return 0
 
 
@@ -227,39 +272,60 @@ def _watch(run, options) -> int:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @handle_errors
 def status(run_id, store_uri, as_json):
-    """Per-chunk state, records done, attempts, preemptions, rate and ETA of RUN."""
+    """Per-chunk state, records and errors, attempts, preemptions, rate and ETA of RUN.
+
+    \b
+    Examples:
+      launcher status run-20261203-101500-3f2a
+      launcher status my-run --store s3://bkt/runs --json | jq .totals
+    """
     from launcher.observe import observe
     from launcher.reconcile import decide
     from launcher.render import status_table
     from launcher.runs import open_run
-    from launcher.status import summarize
-    from launcher.watch import WatchOptions, policy_for
+    from launcher.watch import WatchOptions, look, policy_for
 
     run = open_run(store_uri, run_id)
     observed = observe(run.run_store, run.spec, make_backend(run.spec, store_uri))
     decision = decide([o.view() for o in observed.values()], policy_for(run, WatchOptions()), time.time())
-    report = summarize(run.spec, observed, decision)
+    report = look(run, decision, observed)
+    paused = run.cancel_marker()
     if as_json:
-        click.echo(json.dumps(report.to_dict(), indent=1))
-    else:
-        console.print(status_table(report, run.spec))
+        data = report.to_dict()
+        data["paused"] = None if paused is None else dataclasses.asdict(paused)
+        click.echo(json.dumps(data, indent=1))
+        return
+    console.print(status_table(report, run.spec))
+    if paused is not None:
+        console.print(f"[magenta]paused[/]: {escape(paused.reason)}. `launcher watch {run_id}{_store_arg(store_uri)}` resumes it")
 
 
 @cli.command()
 @click.argument("run_id")
 @store_option
 @click.option("--max-attempts", type=click.IntRange(min=1), default=None, help="Override the run's launches-per-chunk limit.")
+@click.option("--max-error-rate", type=click.FloatRange(0, 1), default=None, help="Override the run's error budget (1: none).")
 @click.option("--interval", type=click.FloatRange(min=0.1), default=None, show_default="$CHUNKPILOT_POLL_SECONDS or 5", help="Seconds between polls.")
 @click.option("--stuck-after", type=click.FloatRange(min=0), default=0, show_default="never",
               help="Cancel and relaunch a running job whose heartbeat has not moved for this many seconds.")
 @handle_errors
-def watch(run_id, store_uri, max_attempts, interval, stuck_after):
-    """Reconcile RUN until every chunk is done: relaunch what failed, was preempted or got stuck."""
+def watch(run_id, store_uri, max_attempts, max_error_rate, interval, stuck_after):
+    """Reconcile RUN until every chunk is done: relaunch what failed, was preempted or got stuck.
+
+    A paused run (`launcher cancel`, or past its error budget) is resumed. Safe to stop
+    (Ctrl-C) and start again: all its state is in the store.
+
+    \b
+    Examples:
+      launcher watch run-20261203-101500-3f2a
+      launcher watch my-run --max-attempts 5 --stuck-after 600
+      launcher watch my-run --max-error-rate 0.5     # resume a run paused by its error budget
+    """
     from launcher.runs import open_run
     from launcher.watch import WatchOptions
 
     run = open_run(store_uri, run_id)
-    options = WatchOptions(max_attempts=max_attempts, stuck_seconds=stuck_after)
+    options = WatchOptions(max_attempts=max_attempts, stuck_seconds=stuck_after, max_error_rate=max_error_rate)
     if interval is not None:
         options = dataclasses.replace(options, interval=interval)
     sys.exit(_watch(run, options))
@@ -268,17 +334,24 @@ def watch(run_id, store_uri, max_attempts, interval, stuck_after):
 @cli.command()
 @click.argument("run_id")
 @store_option
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, writable=True), help="Where to write the merged JSONL.")
+@click.option("-o", "--output", required=True, help="Where to write the merged JSONL: a local path or s3://bucket/key.")
 @click.option("--allow-partial", is_flag=True, help="Merge what is done even if some chunks are not.")
 @handle_errors
 def collect(run_id, store_uri, output, allow_partial):
-    """Merge RUN's results into one OpenAI-Batch JSONL, in input order, each record once."""
-    from launcher.collect import collect as collect_run
+    """Merge RUN's results into one OpenAI-Batch JSONL, in input order, each record once.
+
+    \b
+    Examples:
+      launcher collect run-20261203-101500-3f2a -o results.jsonl
+      launcher collect my-run --store s3://bkt/runs -o s3://bkt/results/my-run.jsonl
+      launcher collect my-run -o partial.jsonl --allow-partial
+    """
+    from launcher.collect import collect_to
     from launcher.render import collect_summary
     from launcher.runs import open_run
 
     run = open_run(store_uri, run_id)
-    report = collect_run(run, output, allow_partial)
+    report = collect_to(run, output, allow_partial)
     collect_summary(err, report, output)
     if report.mismatched_chunks:
         raise IncompleteRunError("output counts do not match the done markers; the output may be incomplete")
@@ -289,38 +362,54 @@ def collect(run_id, store_uri, output, allow_partial):
 @store_option
 @handle_errors
 def cancel(run_id, store_uri):
-    """Cancel RUN: stop its jobs and keep watch from relaunching them. Committed results stay."""
-    from launcher.observe import list_attempts
-    from launcher.names import job_name
+    """Pause RUN: stop its jobs and keep watch from relaunching them. Committed results stay.
+
+    `launcher watch RUN` resumes it where it stopped.
+
+    \b
+    Examples:
+      launcher cancel run-20261203-101500-3f2a
+      launcher watch run-20261203-101500-3f2a        # later: carry on
+    """
     from launcher.runs import open_run
+    from launcher.watch import pause
 
     run = open_run(store_uri, run_id)
-    run.run_store.put("CANCELLED", b"cancelled by launcher cancel\n")
-    names = [job_name(run_id, c, a) for c, (a, _) in list_attempts(run.run_store).items()]
-    make_backend(run.spec, store_uri).cancel(run_id, names)
-    err.print(f"cancelled {run_id}: asked {len(names)} job(s) to stop")
+    asked = pause(run, make_backend(run.spec, store_uri), "cancelled by `launcher cancel`")
+    where = _store_arg(store_uri)
+    err.print(f"paused {run_id}: asked {asked} job(s) to stop; committed results stay. "
+              f"Resume with `launcher watch {run_id}{where}`")
 
 
 @cli.command()
 @store_option
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @handle_errors
 def runs(store_uri, as_json):
-    """List the runs in the store."""
+    """List the runs in the store, oldest first, with their state.
+
+    \b
+    Examples:
+      launcher runs
+      launcher runs --store s3://bkt/runs --json
+    """
     from rich.table import Table
 
     from launcher.runs import list_runs
 
-    specs = list_runs(store_uri)
+    found = list_runs(store_uri)
     if as_json:
-        click.echo(json.dumps([{"run_id": s.run_id, "created_at": s.created_at, "chunks": len(s.chunks),
-                                "engine": s.engine, "model": s.model, "backend": s.backend} for s in specs], indent=1))
+        click.echo(json.dumps([{"run_id": r.spec.run_id, "created_at": r.spec.created_at, "state": r.state,
+                                "chunks": len(r.spec.chunks), "chunks_done": r.chunks_done, "engine": r.spec.engine,
+                                "model": r.spec.model, "backend": r.spec.backend} for r in found], indent=1))
         return
     table = Table(title=f"runs in {store_uri}", title_justify="left")
-    for col in ("run", "created", "chunks", "input", "engine:model", "backend"):
-        table.add_column(col)
-    for s in specs:
-        table.add_row(s.run_id, s.created_at, str(len(s.chunks)), _hb(sum(p.size for p in s.inputs)), f"{s.engine}:{s.model}", s.backend)
+    for col in ("run", "created", "state", "chunks", "input", "engine:model", "backend"):
+        table.add_column(col, no_wrap=col in ("run", "created"), overflow="fold")
+    for r in found:
+        s = r.spec
+        table.add_row(s.run_id, s.created_at, r.state, f"{r.chunks_done}/{len(s.chunks)}", _hb(sum(p.size for p in s.inputs)),
+                      f"{s.engine}:{s.model}", s.backend)
     console.print(table)
 
 

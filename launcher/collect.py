@@ -111,6 +111,26 @@ def collect(run: OpenRun, path: str, allow_partial: bool = False, max_examples: 
     return report
 
 
+def collect_to(run: OpenRun, output: str, allow_partial: bool = False) -> CollectReport:
+    """``collect`` into a local path, or into ``s3://bucket/key`` (merged in a local temporary
+    file, then uploaded in one atomic, multipart put)."""
+    if not output.startswith("s3://"):
+        return collect(run, output, allow_partial)
+    import tempfile
+
+    from launcher.store import split_object_uri
+
+    store, key = split_object_uri(output)
+    if not key or key.endswith("/"):
+        raise OutputError(f"-o {output}: name the object to write, e.g. s3://bucket/results/run.jsonl")
+    store.check_writable()
+    with tempfile.TemporaryDirectory(prefix="chunkpilot-collect-") as folder:
+        local = os.path.join(folder, key.rsplit("/", 1)[-1])
+        report = collect(run, local, allow_partial)
+        store.put_file(key, local)
+    return report
+
+
 def _done_chunks(store: Store, chunks: set[str]) -> set[str]:
     """Those of ``chunks`` with a ``_SUCCESS``, from a streamed listing of keys only (no sizes:
     for a local store, no ``stat`` of each part)."""

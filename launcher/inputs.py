@@ -1,16 +1,24 @@
-"""Resolve what the user named (files, folders, prefixes, globs; local or s3://) into pinned inputs."""
+"""Resolve what the user named (files, folders, prefixes, globs; local or s3://) into pinned inputs.
+
+A file named directly, or matched by a glob the user wrote, is taken whatever its name. A folder
+or an ``s3://`` prefix contributes only files of the formats chunkpilot reads (``DATA_SUFFIXES``);
+the others are reported as skipped, never silently planned as records.
+"""
 
 from __future__ import annotations
 
 import fnmatch
 import glob
 import os
+from dataclasses import dataclass, field
 
 from launcher.errors import InputError, NotFoundError, StoreError
 from launcher.spec import InputPin
 from launcher.store import open_store, split_object_uri
 
 _WILDCARDS = "*?["
+# What a folder or prefix contributes: the file name suffixes of the formats chunkpilot reads.
+DATA_SUFFIXES = (".jsonl", ".json", ".ndjson")
 
 
 def _hidden(name: str) -> bool:
@@ -18,7 +26,19 @@ def _hidden(name: str) -> bool:
     return name.startswith((".", "_"))
 
 
-def resolve_inputs(specs: list[str]) -> list[InputPin]:
+def is_data_file(name: str) -> bool:
+    return name.lower().endswith(DATA_SUFFIXES)
+
+
+@dataclass
+class ResolvedInputs:
+    """The inputs to plan, and the files folders/prefixes held that are not data (``skipped``)."""
+
+    pins: list[InputPin]
+    skipped: list[str] = field(default_factory=list)
+
+
+def resolve_inputs(specs: list[str]) -> ResolvedInputs:
     """Every input object, in the order given (folders and globs sorted), pinned by size and etag.
 
     Raises InputError when something named does not exist, matches nothing, or
@@ -27,28 +47,37 @@ def resolve_inputs(specs: list[str]) -> list[InputPin]:
     if not specs:
         raise InputError("no input given: name one or more JSONL files, folders, globs or s3:// prefixes")
     pins: list[InputPin] = []
+    skipped: list[str] = []
     for spec in specs:
-        found = _resolve_s3(spec) if spec.startswith("s3://") else _resolve_local(spec)
+        found, passed_over = _resolve_s3(spec) if spec.startswith("s3://") else _resolve_local(spec)
+        skipped.extend(passed_over)
         if not found:
-            raise InputError(f"input {spec!r} matches no files")
+            detail = (f": it holds {len(passed_over)} file(s) but none named {'/'.join('*' + s for s in DATA_SUFFIXES)}"
+                      f" (e.g. {passed_over[0]})" if passed_over else "")
+            raise InputError(f"input {spec!r} matches no files{detail}")
         pins.extend(found)
     seen: set[str] = set()
     unique = [p for p in pins if not (p.uri in seen or seen.add(p.uri))]
     if sum(p.size for p in unique) == 0:
         raise InputError(f"inputs are empty ({len(unique)} file(s), 0 bytes): nothing to run")
-    return unique
+    return ResolvedInputs(unique, skipped)
 
 
-def _resolve_local(spec: str) -> list[InputPin]:
+def _resolve_local(spec: str) -> tuple[list[InputPin], list[str]]:
     path = os.path.expanduser(spec[len("file://") :] if spec.startswith("file://") else spec)
+    skipped: list[str] = []
     if any(c in path for c in _WILDCARDS):
         paths = sorted(p for p in glob.glob(path, recursive=True) if os.path.isfile(p))
     elif os.path.isdir(path):
         paths = []
         for dirpath, dirnames, filenames in os.walk(path):
             dirnames[:] = sorted(d for d in dirnames if not _hidden(d))
-            paths.extend(os.path.join(dirpath, f) for f in filenames if not _hidden(f))
+            for f in filenames:
+                if _hidden(f):
+                    continue
+                (paths if is_data_file(f) else skipped).append(os.path.join(dirpath, f))
         paths.sort()
+        skipped.sort()
     elif os.path.isfile(path):
         paths = [path]
     elif os.path.exists(path):
@@ -62,12 +91,13 @@ def _resolve_local(spec: str) -> list[InputPin]:
         store, key = split_object_uri(os.path.abspath(p))
         info = store.head(key)
         pins.append(InputPin(uri=os.path.abspath(p), size=info.size, etag=info.etag))
-    return pins
+    return pins, skipped
 
 
-def _resolve_s3(spec: str) -> list[InputPin]:
+def _resolve_s3(spec: str) -> tuple[list[InputPin], list[str]]:
     bucket, _, key = spec[len("s3://") :].partition("/")
     store = open_store(f"s3://{bucket}")
+    skipped: list[str] = []
     try:
         if any(c in key for c in _WILDCARDS):
             prefix = key[: min(key.find(c) for c in _WILDCARDS if c in key)]
@@ -75,17 +105,32 @@ def _resolve_s3(spec: str) -> list[InputPin]:
         elif key and not key.endswith("/"):
             try:
                 info = store.head(key)
-                return [InputPin(f"s3://{bucket}/{info.key}", info.size, info.etag)]
+                return [InputPin(f"s3://{bucket}/{info.key}", info.size, info.etag)], []
             except NotFoundError:
                 objects = list(store.list(key + "/"))
                 if not objects:
                     raise InputError(f"input {spec!r} does not exist") from None
+                objects, skipped = _data_objects(objects)
         else:
-            objects = list(store.list(key))
+            objects, skipped = _data_objects(store.list(key))
     except StoreError as exc:
         raise InputError(f"cannot read input {spec!r}: {exc}") from exc
     objects = [o for o in objects if not _hidden(o.key.rsplit("/", 1)[-1]) and not o.key.endswith("/")]
-    return [InputPin(f"s3://{bucket}/{o.key}", o.size, o.etag) for o in objects]
+    return [InputPin(f"s3://{bucket}/{o.key}", o.size, o.etag) for o in objects], [f"s3://{bucket}/{k}" for k in skipped]
+
+
+def _data_objects(objects) -> tuple[list, list[str]]:
+    """A prefix's objects split into data files and the keys of the rest (hidden ones dropped quietly)."""
+    data, skipped = [], []
+    for o in objects:
+        name = o.key.rsplit("/", 1)[-1]
+        if _hidden(name) or o.key.endswith("/"):
+            continue
+        if is_data_file(name):
+            data.append(o)
+        else:
+            skipped.append(o.key)
+    return data, skipped
 
 
 def check_pin(pin: InputPin) -> None:
@@ -100,3 +145,38 @@ def check_pin(pin: InputPin) -> None:
             f"input {pin.uri} changed after the run was planned (size {pin.size} -> {info.size}); "
             "record positions would no longer match: submit a new run"
         )
+
+
+_BOM = b"\xef\xbb\xbf"
+_MAGIC = (
+    (b"PAR1", "a Parquet file"),
+    (b"\x1f\x8b", "gzip-compressed data"),
+    (b"PK\x03\x04", "a zip archive"),
+    (b"BZh", "bzip2-compressed data"),
+    (b"\x28\xb5\x2f\xfd", "zstd-compressed data"),
+)
+
+
+def not_jsonl_reason(head: bytes) -> str | None:
+    """What the first bytes of a file look like when its first record cannot be a JSON object;
+    None when it may be one. Pure: planning reads these few bytes of each input, no more."""
+    for magic, what in _MAGIC:
+        if head.startswith(magic):
+            return what
+    if b"\0" in head:
+        return "binary data"
+    first = next((line.strip() for line in head.removeprefix(_BOM).split(b"\n") if line.strip()), b"")
+    if not first or first.startswith(b"{"):
+        return None
+    try:
+        text = first.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.start < len(first) - 4:  # not merely a character cut by the end of the sample
+            return "binary data (not UTF-8)"
+        text = first[: exc.start].decode("utf-8")
+    shown = text if len(text) <= 60 else text[:57] + "..."
+    if text.startswith("["):
+        return f"JSON that is not one object per line (first line: {shown!r})"
+    if "," in text or "\t" in text:
+        return f"CSV/TSV (first line: {shown!r})"
+    return f"plain text (first line: {shown!r})"

@@ -17,6 +17,7 @@ import uuid
 from dataclasses import asdict, dataclass
 
 from launcher.errors import LeaseHeldError, NotFoundError
+from launcher.proc import process_alive, process_start_ticks
 from launcher.store import Store
 
 LEASE_KEY = "lease.json"
@@ -28,6 +29,7 @@ class LeaseInfo:
     host: str
     pid: int
     expires_at: float
+    pid_started: int | None = None  # the holder's start time (clock ticks since boot): tells pid reuse apart
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self)).encode()
@@ -43,7 +45,8 @@ class Lease:
         self._etag: str | None = None
 
     def _body(self, now: float) -> bytes:
-        return LeaseInfo(self.owner, socket.gethostname(), os.getpid(), now + self.ttl).to_json()
+        pid = os.getpid()
+        return LeaseInfo(self.owner, socket.gethostname(), pid, now + self.ttl, process_start_ticks(pid)).to_json()
 
     def acquire(self, now: float | None = None) -> None:
         now = time.time() if now is None else now
@@ -53,7 +56,8 @@ class Lease:
             return
         try:
             info = self.store.head(LEASE_KEY)
-            current = LeaseInfo(**json.loads(self.store.get(LEASE_KEY)))
+            data = json.loads(self.store.get(LEASE_KEY))
+            current = LeaseInfo(**{k: v for k, v in data.items() if k in LeaseInfo.__dataclass_fields__})
         except NotFoundError:  # released between our two calls: try once more
             if self.store.put_if_absent(LEASE_KEY, body):
                 self._etag = self.store.head(LEASE_KEY).etag
@@ -89,13 +93,11 @@ class Lease:
 
 
 def _dead_here(info: LeaseInfo) -> bool:
-    """The holder ran on this machine and its process is gone: its lease can be taken at once."""
+    """The holder ran on this machine and is provably gone — its pid no longer runs (or is a
+    zombie), or now belongs to a process started at another time: its lease can be taken at once."""
     if info.host != socket.gethostname():
         return False
-    try:
-        os.kill(info.pid, 0)
-        return False
-    except ProcessLookupError:
+    if not process_alive(info.pid):
         return True
-    except PermissionError:
-        return False
+    started = process_start_ticks(info.pid)
+    return info.pid_started is not None and started is not None and started != info.pid_started

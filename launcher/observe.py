@@ -18,8 +18,12 @@ from dataclasses import dataclass, field
 from launcher.backends.base import Backend, JobState
 from launcher.names import job_name
 from launcher.reconcile import ChunkView
-from launcher.spec import PartName, RunSpec, parse_attempt_key
+from launcher.errors import NotFoundError, StoreError
+from launcher.spec import PartName, Progress, RunSpec, SuccessMarker, parse_attempt_key
 from launcher.store import ObjectInfo, Store
+
+# At most this many heartbeats/markers are read per look (status, a watch cycle), in parallel.
+DETAIL_READS = 64
 
 
 @dataclass
@@ -43,18 +47,6 @@ class ChunkObservation:
             heartbeat_at=self.heartbeat_at,
         )
 
-    @property
-    def records_committed(self) -> int:
-        """Records in the union of committed parts (overlaps from zombies counted once, roughly)."""
-        total, reach = 0, None
-        for part, _ in sorted(self.parts, key=lambda p: p[0]):
-            if reach is None or part.first >= reach:
-                total += part.records
-                reach = part.end
-            elif part.end > reach:
-                total += part.records // 2  # partial overlap: an estimate, only for display
-                reach = part.end
-        return total
 
 
 def list_attempts(run_store: Store) -> dict[str, tuple[int, float]]:
@@ -111,3 +103,41 @@ def _add_outputs(chunks: dict[str, ChunkObservation], listing: list[ObjectInfo])
                 parts[chunk].append((part, obj))
     for chunk, found in parts.items():
         chunks[chunk].parts = found
+
+
+@dataclass(frozen=True)
+class ChunkDetail:
+    """What a chunk's heartbeat (or done marker) says beyond the listing."""
+
+    state: str = ""  # the worker's own: starting | running | stopped | failed | done
+    reason: str = ""
+    error_codes: dict[str, int] = field(default_factory=dict)
+
+
+def read_details(run_store: Store, chunks: list[str], observed: dict[str, ChunkObservation],
+                 cache: dict[str, ChunkDetail] | None = None, limit: int = DETAIL_READS) -> dict[str, ChunkDetail]:
+    """Details of ``chunks`` (at most ``limit`` read, in parallel): a done chunk's from its marker
+    (final: kept in ``cache``), any other's from its heartbeat. Unreadable ones are left out."""
+    cache = {} if cache is None else cache
+    out = {c: cache[c] for c in chunks if c in cache}
+    todo = [c for c in chunks if c not in cache][:limit]
+
+    def read(chunk: str) -> ChunkDetail | None:
+        try:
+            if observed[chunk].done is not None:
+                marker = SuccessMarker.from_json(run_store.get(f"out/{chunk}/_SUCCESS"))
+                return ChunkDetail("done", "", dict(marker.error_codes))
+            beat = Progress.from_json(run_store.get(f"progress/{chunk}.json"))
+            return ChunkDetail(beat.state, beat.reason, dict(beat.error_codes))
+        except (NotFoundError, StoreError, ValueError, TypeError, KeyError):
+            return None
+
+    if todo:
+        with ThreadPoolExecutor(min(len(todo), max(1, run_store.parallel_reads)), thread_name_prefix="details") as pool:
+            for chunk, detail in zip(todo, pool.map(read, todo)):
+                if detail is None:
+                    continue
+                out[chunk] = detail
+                if detail.state == "done":
+                    cache[chunk] = detail
+    return out

@@ -48,6 +48,8 @@ class Policy:
     stuck_seconds: float = 0.0  # 0 = never declare a job stuck
     missing_grace_seconds: float = 60.0  # how long a launched job may be unknown to the backend
     run_cancelled: bool = False
+    # Attempts a pause (cancel, then watch) cost a chunk: they do not count against max_attempts.
+    extra_attempts: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -133,7 +135,7 @@ def decide(views: list[ChunkView], policy: Policy, now: float) -> Decision:
         d.reasons[v.chunk] = f"attempt {v.attempts}: {reason}"
 
     for v in want_launch:
-        if v.attempts >= policy.max_attempts:
+        if v.attempts >= policy.max_attempts + policy.extra_attempts.get(v.chunk, 0):
             d.states[v.chunk] = ChunkState.FAILED
             d.reasons[v.chunk] = f"gave up after {v.attempts} attempt(s); last: {d.reasons.get(v.chunk, 'ended')}"
             continue
@@ -142,6 +144,20 @@ def decide(views: list[ChunkView], policy: Policy, now: float) -> Decision:
         d.launches.append(Launch(v.chunk, v.attempts + 1))
         active += 1
     return d
+
+
+# Below this many committed records a run's error rate says too little to stop it on.
+ERROR_BUDGET_MIN_RECORDS = 100
+
+
+def error_budget_exceeded(records: int, errors: int, max_error_rate: float, finished: bool) -> bool:
+    """Whether the share of error records is past the run's budget (``max_error_rate`` 1: never).
+
+    Judged once ERROR_BUDGET_MIN_RECORDS records are committed, or at the end of a smaller run.
+    """
+    if max_error_rate >= 1 or records == 0 or (records < ERROR_BUDGET_MIN_RECORDS and not finished):
+        return False
+    return errors / records > max_error_rate
 
 
 def _missing_too_long(v: ChunkView, policy: Policy, now: float) -> bool:

@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from rich.console import Console
+from rich.markup import escape
 
 from launcher.collect import CollectReport
-from launcher.spec import RunSpec
+from launcher.spec import ChunkManifest, RunSpec
 
 if TYPE_CHECKING:  # not imported for `collect`, whose start-up is part of its benchmarked time
     from rich.table import Table
@@ -36,36 +37,76 @@ def human_seconds(s: float | None) -> str:
     return f"{s // 3600}h{(s % 3600) // 60:02d}m"
 
 
+def _codes(codes: dict[str, int] | None) -> str:
+    from launcher.status import top_codes
+
+    return top_codes(codes or {})
+
+
 def status_table(report: StatusReport, spec: RunSpec) -> Table:
     from rich.table import Table
 
     t = Table(title=f"run {report.run_id} · {spec.engine}:{spec.model} · backend {spec.backend}", title_justify="left")
-    for col, justify in (("chunk", "left"), ("state", "left"), ("records", "right"), ("progress", "right"),
-                         ("attempts", "right"), ("preempted", "right"), ("rec/s", "right"), ("ETA", "right"), ("note", "left")):
+    for col, justify in (("chunk", "left"), ("state", "left"), ("records", "right"), ("errors", "right"),
+                         ("progress", "right"), ("attempts", "right"), ("preempted", "right"), ("rec/s", "right"),
+                         ("tok/s", "right"), ("ETA", "right"), ("note", "left")):
         t.add_column(col, justify=justify)
     for r in report.rows:
         pct = 100.0 * r.bytes_done / r.bytes_total if r.bytes_total else 100.0
+        note = escape("; ".join(x for x in (r.phase, _codes(r.error_codes), r.reason) if x))
         t.add_row(
             r.chunk,
             f"[{_STATE_STYLE.get(r.state, '')}]{r.state}[/]",
             str(r.records_done),
+            f"[red]{r.errors}[/]" if r.errors else "0",
             f"{pct:5.1f}%",
             str(r.attempts),
             str(r.preemptions),
             f"{r.records_per_s:.1f}" if r.records_per_s else "-",
+            f"{r.tokens_per_s:.0f}" if r.tokens_per_s else "-",
             human_seconds(r.eta_seconds),
-            r.reason,
+            note,
         )
+    t.caption = escape(run_summary(report))
+    t.caption_justify = "left"
+    return t
+
+
+def run_summary(report: StatusReport) -> str:
+    """One line: chunks by state, records and errors (top codes), rates, elapsed, ETA, attempts."""
     tot = report.totals
     pct = 100.0 * tot["bytes_done"] / tot["bytes_total"] if tot["bytes_total"] else 100.0
     states = ", ".join(f"{n} {s.lower()}" for s, n in sorted(tot["states"].items()))
-    t.caption = (
-        f"{tot['chunks']} chunks ({states}) · {tot['records_done']} records · {pct:.1f}% of "
-        f"{human_bytes(tot['bytes_total'])} · {tot['records_per_s']:.1f} rec/s · ETA {human_seconds(tot['eta_seconds'])}"
-        f" · {tot['attempts']} attempts · {tot['preemptions']} preemptions"
+    errors = f"{tot['errors']} errors" + (f" ({_codes(tot['error_codes'])})" if tot["error_codes"] else "")
+    rate = "average" if tot["finished"] else f"last {human_seconds(tot['rate_window_seconds'])}"
+    eta = "" if tot["finished"] else f" · ETA {human_seconds(tot['eta_seconds'])}"
+    return (
+        f"{tot['chunks']} chunks ({states}) · {tot['records_done']} records, {tot['ok']} ok, {errors} · {pct:.1f}% of "
+        f"{human_bytes(tot['bytes_total'])} · {tot['records_per_s']:.1f} rec/s, {tot['tokens_per_s']:.0f} tok/s ({rate}) · "
+        f"elapsed {human_seconds(tot['elapsed_seconds'])}{eta} · {tot['attempts']} attempts · {tot['preemptions']} preemptions"
     )
-    t.caption_justify = "left"
-    return t
+
+
+def progress_line(report: StatusReport) -> str:
+    """The watch line: records, errors, rates, ETA, chunk states (engines starting)."""
+    tot = report.totals
+    errors = f" · {tot['errors']} errors" + (f" ({_codes(tot['error_codes'])})" if tot["error_codes"] else "") if tot["errors"] else ""
+    eta = f" · ETA {human_seconds(tot['eta_seconds'])}" if tot["eta_seconds"] is not None and not tot["finished"] else ""
+    states = ", ".join(f"{n} {s.lower()}" for s, n in sorted(tot["states"].items()))
+    starting = f" ({tot['starting_engine']} starting engine)" if tot["starting_engine"] else ""
+    return (f"{tot['records_done']} rec{errors} · {tot['records_per_s']:.1f} rec/s · {tot['tokens_per_s']:.0f} tok/s · "
+            f"{human_bytes(tot['bytes_done'])}/{human_bytes(tot['bytes_total'])}{eta} · {states}{starting}")
+
+
+def dry_run_listing(spec: RunSpec, manifests: list[ChunkManifest]) -> str:
+    """Every input file with its size, then every chunk with its byte ranges (``file:[start,end)``)."""
+    lines = [f"inputs ({len(spec.inputs)}):"]
+    lines += [f"  {i}: {pin.uri}  {human_bytes(pin.size)}" for i, pin in enumerate(spec.inputs)]
+    lines.append(f"chunks ({len(manifests)}):")
+    for m in manifests:
+        ranges = ", ".join(f"{r.source}:[{r.start},{r.end})" for r in m.ranges)
+        lines.append(f"  {m.chunk}: {human_bytes(m.bytes)}  {ranges}")
+    return "\n".join(lines)
 
 
 def collect_summary(console: Console, report: CollectReport, path: str) -> None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from launcher.errors import NotFoundError, RunNotFoundError
+from launcher.errors import ChunkpilotError, NotFoundError, RunNotFoundError
 from launcher.names import validate_run_name
-from launcher.spec import RunSpec
+from launcher.spec import CANCEL_KEY, RESUMED_KEY, CancelMarker, ResumeAllowance, RunSpec
 from launcher.store import Store, open_store
 
 
@@ -23,10 +23,23 @@ class OpenRun:
     @property
     def cancelled(self) -> bool:
         try:
-            self.run_store.head("CANCELLED")
+            self.run_store.head(CANCEL_KEY)
             return True
         except NotFoundError:
             return False
+
+    def cancel_marker(self) -> CancelMarker | None:
+        """Why the run is paused, or None if it is not."""
+        try:
+            return CancelMarker.from_json(self.run_store.get(CANCEL_KEY))
+        except NotFoundError:
+            return None
+
+    def allowance(self) -> ResumeAllowance:
+        try:
+            return ResumeAllowance.from_json(self.run_store.get(RESUMED_KEY))
+        except (NotFoundError, ValueError, TypeError):
+            return ResumeAllowance()
 
 
 def open_run(store_uri: str, run_id: str) -> OpenRun:
@@ -39,15 +52,40 @@ def open_run(store_uri: str, run_id: str) -> OpenRun:
     return OpenRun(store_uri, run_store, spec)
 
 
-def list_runs(store_uri: str) -> list[RunSpec]:
-    """Every run in the store, oldest first."""
+@dataclass(frozen=True)
+class RunEntry:
+    """A run as ``launcher runs`` lists it."""
+
+    spec: RunSpec
+    chunks_done: int
+    paused: bool
+
+    @property
+    def state(self) -> str:
+        if self.chunks_done >= len(self.spec.chunks):
+            return "done"
+        return "paused" if self.paused else "incomplete"
+
+
+def list_runs(store_uri: str) -> list[RunEntry]:
+    """Every run in the store, oldest first, from one listing of the store (plus each run.json)."""
     store = open_store(store_uri)
-    specs = []
-    for obj in store.list(""):
-        parts = obj.key.split("/")
+    runs: list[str] = []
+    done: dict[str, int] = {}
+    paused: set[str] = set()
+    for key in store.keys(""):
+        parts = key.split("/")
         if len(parts) == 2 and parts[1] == "run.json":
-            try:
-                specs.append(RunSpec.from_json(store.get(obj.key)))
-            except (ValueError, KeyError, TypeError):
-                continue
-    return sorted(specs, key=lambda s: s.created_at)
+            runs.append(parts[0])
+        elif len(parts) == 2 and parts[1] == CANCEL_KEY:
+            paused.add(parts[0])
+        elif len(parts) == 4 and parts[1] == "out" and parts[3] == "_SUCCESS":
+            done[parts[0]] = done.get(parts[0], 0) + 1
+    entries = []
+    for run_id in runs:
+        try:
+            spec = RunSpec.from_json(store.get(f"{run_id}/run.json"))
+        except (ValueError, KeyError, TypeError, ChunkpilotError):
+            continue
+        entries.append(RunEntry(spec, done.get(run_id, 0), run_id in paused))
+    return sorted(entries, key=lambda e: e.spec.created_at)

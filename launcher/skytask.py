@@ -304,7 +304,8 @@ def resolve_secrets(cfg: dict, names: Iterable[str], environ: Mapping[str, str])
 
 
 def _uses_s3(spec: RunSpec, run_uri: str) -> bool:
-    return run_uri.startswith("s3://") or any(p.uri.startswith("s3://") for p in spec.inputs)
+    return (run_uri.startswith("s3://") or spec.model.startswith("s3://")
+            or any(p.uri.startswith("s3://") for p in spec.inputs))
 
 
 def job_envs(spec: RunSpec, options: TaskOptions, run_uri: str, chunk: str, attempt: int, dist: str,

@@ -13,7 +13,10 @@ Store layout of one run (``<store>/<run_id>/``)::
     progress/<chunk>.json           Progress heartbeat
     jobs/<chunk>/a<attempt>.json    AttemptRecord, one object per launch
     lease.json                      the watch lease
-    CANCELLED                       present once ``launcher cancel`` ran
+    CANCELLED                       CancelMarker: the run is paused (``launcher cancel``, or its error
+                                    budget ran out); ``launcher watch`` removes it and resumes
+    resumed.json                    ResumeAllowance: attempts a pause cost each chunk, given back
+    logs/                           local backend only: each job's log, pid and exit files
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ from typing import Any
 from launcher.errors import ConfigError
 
 SPEC_VERSION = 2  # 2: part names carry error counts, _SUCCESS carries custom_id hashes
+# Past this share of error records, ``watch`` pauses the run and exits non-zero (``--max-error-rate``).
+DEFAULT_MAX_ERROR_RATE = 0.1
 
 # A record's identity is its position: (source index, byte offset of its line).
 RecordKey = tuple[int, int]
@@ -85,6 +90,8 @@ class RunSpec:
     engine_options: dict[str, Any] = field(default_factory=dict)
     # Backend settings every launch of this run reuses (template overrides, secret *names*; never values).
     backend_options: dict[str, Any] = field(default_factory=dict)
+    # Share of error records past which watch pauses the run; 1 turns the budget and fail-fast off.
+    max_error_rate: float = DEFAULT_MAX_ERROR_RATE
     version: int = SPEC_VERSION
 
     def to_json(self) -> bytes:
@@ -136,18 +143,20 @@ class ChunkManifest:
         return cls(chunk=data["chunk"], ranges=tuple(ByteRange(**r) for r in data["ranges"]))
 
 
-_PART = re.compile(r"^a(\d+)-(\d+)_(\d+)\.(\d+)_(\d+)\.(\d+)_(\d+)_(\d+)\.jsonl$")
+_PART = re.compile(r"^a(\d+)-(\d+)_(\d+)\.(\d+)_(\d+)\.(\d+)_(\d+)_(\d+)(?:_(\d+)\.(\d+))?\.jsonl$")
 
 
 @dataclass(frozen=True, order=True)
 class PartName:
     """A committed part: every record with ``first <= key < end`` of its chunk, sorted by key.
 
-    ``a<attempt>-<seq>_<first>_<end>_<records>_<errors>.jsonl``: the name carries the
-    interval and the record and error-line counts, so resume, status and collect learn
-    what is committed from one listing, without reading parts. ``end`` is the byte
-    position just past the part's last line. Parts from different attempts (or a
-    zombie) may overlap; each is complete for its interval.
+    ``a<attempt>-<seq>_<first>_<end>_<records>_<errors>_<prompt tokens>.<completion tokens>.jsonl``:
+    the name carries the interval, the record and error-line counts and the tokens its
+    answers used, so resume, status and collect learn what is committed, and how fast,
+    from one listing, without reading parts. ``end`` is the byte position just past the
+    part's last line. Parts from different attempts (or a zombie) may overlap; each is
+    complete for its interval. Names without tokens (written before they were added) parse
+    with zero tokens.
     """
 
     first: RecordKey
@@ -156,12 +165,15 @@ class PartName:
     seq: int
     records: int
     errors: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
 
     @property
     def filename(self) -> str:
         return (
             f"a{self.attempt}-{self.seq:05d}_{self.first[0]}.{self.first[1]}"
-            f"_{self.end[0]}.{self.end[1]}_{self.records}_{self.errors}.jsonl"
+            f"_{self.end[0]}.{self.end[1]}_{self.records}_{self.errors}"
+            f"_{self.prompt_tokens}.{self.completion_tokens}.jsonl"
         )
 
     @classmethod
@@ -169,8 +181,9 @@ class PartName:
         m = _PART.match(filename)
         if not m:
             return None
-        a, seq, s0, o0, s1, o1, n, e = map(int, m.groups())
-        return cls((s0, o0), (s1, o1), a, seq, n, e)
+        a, seq, s0, o0, s1, o1, n, e = map(int, m.groups()[:8])
+        pt, ct = (int(m.group(9)), int(m.group(10))) if m.group(9) is not None else (0, 0)
+        return cls((s0, o0), (s1, o1), a, seq, n, e, pt, ct)
 
 
 def custom_id_hash(custom_id: str) -> int:
@@ -219,6 +232,7 @@ class SuccessMarker:
     seconds: float
     finished_at: str
     custom_id_hashes: str = ""
+    error_codes: dict[str, int] = field(default_factory=dict)  # the whole chunk's error lines, by code
 
     def to_json(self) -> bytes:
         return dumps(asdict(self))
@@ -230,16 +244,23 @@ class SuccessMarker:
 
 @dataclass(frozen=True)
 class Progress:
-    """``progress/<chunk>.json``: the worker's heartbeat."""
+    """``progress/<chunk>.json``: the worker's heartbeat.
+
+    ``state``: ``starting`` (loading the engine), ``running``, ``stopped`` (exit 75: resumable),
+    ``failed`` (exit 2: ``reason`` says why; not retried) or ``done``. ``error_codes`` counts the
+    chunk's error lines so far by code, earlier attempts' included.
+    """
 
     chunk: str
     attempt: int
-    state: str  # running | stopping | done
+    state: str
     records_done: int
     bytes_done: int
     bytes_total: int
     tokens_per_s: float
     updated_at: float
+    error_codes: dict[str, int] = field(default_factory=dict)
+    reason: str = ""
 
     def to_json(self) -> bytes:
         return dumps(asdict(self))
@@ -291,3 +312,44 @@ def parse_attempt_key(key: str) -> tuple[str, int] | None:
     """``jobs/0003/a2.json`` -> ("0003", 2)."""
     m = re.match(r"^jobs/([0-9]+)/a([0-9]+)\.json$", key)
     return (m.group(1), int(m.group(2))) if m else None
+
+
+CANCEL_KEY = "CANCELLED"
+RESUMED_KEY = "resumed.json"
+
+
+@dataclass(frozen=True)
+class CancelMarker:
+    """``CANCELLED``: the run is paused; ``launcher watch`` resumes it.
+
+    ``attempts``: each chunk's latest attempt when it was paused, whose cancellation will
+    not count against ``max_attempts`` once the run resumes.
+    """
+
+    reason: str
+    cancelled_at: float
+    attempts: dict[str, int] = field(default_factory=dict)
+
+    def to_json(self) -> bytes:
+        return dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> "CancelMarker":
+        try:
+            return _from_dict(cls, json.loads(raw))
+        except (ValueError, TypeError):  # written as plain text by chunkpilot before pauses could resume
+            return cls(reason=raw.decode(errors="replace").strip() or "cancelled", cancelled_at=0.0)
+
+
+@dataclass(frozen=True)
+class ResumeAllowance:
+    """``resumed.json``: attempts each chunk lost to pauses, given back on top of ``max_attempts``."""
+
+    extra_attempts: dict[str, int] = field(default_factory=dict)
+
+    def to_json(self) -> bytes:
+        return dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> "ResumeAllowance":
+        return _from_dict(cls, json.loads(raw))

@@ -1,12 +1,24 @@
-"""Per-chunk progress, rate and ETA from one observation. Pure: observations in, rows out."""
+"""Per-chunk and run progress, errors, rates and ETA from one observation. Pure: observations in, rows out.
+
+Counts come from part names (records, error lines, tokens: one listing, no reads). Rates are
+what was *committed* over a recent window (``RATE_WINDOW`` seconds; done chunks included), or
+over the whole run once it has finished. What a listing cannot say — error codes, a worker
+starting its engine, why a chunk failed — comes from ``ChunkDetail`` (heartbeats and done
+markers), which callers read for the few chunks that need it (``chunks_needing_detail``).
+"""
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 
-from launcher.observe import ChunkObservation
+from launcher.observe import ChunkDetail, ChunkObservation
 from launcher.reconcile import ChunkState, Decision
 from launcher.spec import PartName, RunSpec
+
+RATE_WINDOW = 60.0  # seconds of commits the current rate is measured over
+TOP_CODES = 3
 
 
 @dataclass(frozen=True)
@@ -14,12 +26,17 @@ class ChunkRow:
     chunk: str
     state: str
     records_done: int
+    ok: int
+    errors: int
     bytes_done: int
     bytes_total: int
     attempts: int
     preemptions: int
     records_per_s: float | None
+    tokens_per_s: float | None
     eta_seconds: float | None
+    phase: str = ""  # e.g. "starting engine"
+    error_codes: dict[str, int] | None = None  # None: not read this time
     reason: str = ""
 
 
@@ -41,68 +58,148 @@ def part_bytes(part: PartName, sizes: list[int]) -> int:
     return (sizes[s0] - o0) + sum(sizes[s0 + 1 : s1]) + o1
 
 
-def _covered_bytes(obs: ChunkObservation, sizes: list[int]) -> int:
-    total, reach = 0, None
-    for part, _ in sorted(obs.parts, key=lambda p: p[0]):
+def _union(parts: list[PartName]) -> list[tuple[PartName, PartName | None]]:
+    """Each part with the part clipped to what earlier parts do not already cover (None: covered)."""
+    out, reach = [], None
+    for part in sorted(parts):
         if reach is not None and part.end <= reach:
+            out.append((part, None))
             continue
         if reach is not None and part.first < reach:
-            clipped = PartName(reach, part.end, part.attempt, part.seq, part.records)
-            total += part_bytes(clipped, sizes)
+            out.append((part, PartName(reach, part.end, part.attempt, part.seq, part.records)))
         else:
-            total += part_bytes(part, sizes)
+            out.append((part, part))
         reach = part.end
-    return total
+    return out
 
 
-def _rates(obs: ChunkObservation, sizes: list[int]) -> tuple[float | None, float | None]:
-    """(records/s, bytes/s) of the latest attempt, from its parts' commit times."""
-    mine = sorted((info.mtime, part) for part, info in obs.parts if part.attempt == obs.attempts)
-    if len(mine) < 2 or mine[-1][0] <= mine[0][0]:
-        return None, None
-    span = mine[-1][0] - mine[0][0]
-    later = [p for _, p in mine[1:]]
-    return sum(p.records for p in later) / span, sum(part_bytes(p, sizes) for p in later) / span
+def _covered_bytes(obs: ChunkObservation, sizes: list[int]) -> int:
+    return sum(part_bytes(clipped, sizes) for _, clipped in _union([p for p, _ in obs.parts]) if clipped is not None)
 
 
-def summarize(spec: RunSpec, observed: dict[str, ChunkObservation], decision: Decision) -> StatusReport:
+def _counts(obs: ChunkObservation) -> tuple[int, int]:
+    """(records, error lines) in the union of committed parts (a zombie's overlap counted once, roughly)."""
+    records = errors = 0
+    for part, clipped in _union([p for p, _ in obs.parts]):
+        if clipped is None:
+            continue
+        share = 1.0 if clipped is part else 0.5  # partial overlap: an estimate, only for display
+        records += round(part.records * share)
+        errors += round(part.errors * share)
+    return records, errors
+
+
+def chunks_needing_detail(observed: dict[str, ChunkObservation], decision: Decision) -> list[str]:
+    """Chunks whose heartbeat or marker says something the listing cannot: error codes (chunks with
+    error lines), why a chunk failed, or whether a running one is still starting its engine."""
+    out = []
+    for chunk, obs in sorted(observed.items()):
+        state = decision.states.get(chunk)
+        if state is ChunkState.FAILED or any(p.errors for p, _ in obs.parts):
+            out.append(chunk)
+        elif state is ChunkState.RUNNING and not any(p.attempt == obs.attempts for p, _ in obs.parts):
+            out.append(chunk)
+    return out
+
+
+def summarize(spec: RunSpec, observed: dict[str, ChunkObservation], decision: Decision, now: float,
+              details: dict[str, ChunkDetail] | None = None) -> StatusReport:
+    """The status of every chunk and of the run at time ``now``."""
+    details = details or {}
     sizes = [p.size for p in spec.inputs]
+    finished = bool(decision.states) and all(s.final for s in decision.states.values())
+    started = datetime.fromisoformat(spec.created_at).timestamp()
+    ends = [info.mtime for o in observed.values() for _, info in o.parts] + \
+           [o.done.mtime for o in observed.values() if o.done is not None]
+    end = max(ends, default=now) if finished else now
+    lo = started if finished else max(started, now - RATE_WINDOW)
+    span = end - lo
+
     rows = []
     for chunk in sorted(observed):
         obs = observed[chunk]
         state = decision.states.get(chunk, ChunkState.PENDING)
+        detail = details.get(chunk)
         done = obs.done is not None
         bytes_done = obs.bytes_total if done else min(obs.bytes_total, _covered_bytes(obs, sizes))
-        rec_rate, byte_rate = (None, None) if done or state is not ChunkState.RUNNING else _rates(obs, sizes)
-        eta = (obs.bytes_total - bytes_done) / byte_rate if byte_rate else (0.0 if done else None)
+        records, errors = _counts(obs)
+        rec_rate = tok_rate = eta = None
+        if state is ChunkState.RUNNING and obs.launched_at is not None:
+            chunk_lo = max(obs.launched_at, now - RATE_WINDOW)
+            recent = [p for p, info in obs.parts if info.mtime > chunk_lo]
+            if recent and now > chunk_lo:
+                rec_rate = sum(p.records for p in recent) / (now - chunk_lo)
+                tok_rate = sum(p.completion_tokens for p in recent) / (now - chunk_lo)
+                byte_rate = sum(part_bytes(p, sizes) for p in recent) / (now - chunk_lo)
+                eta = (obs.bytes_total - bytes_done) / byte_rate if byte_rate else None
+        phase = ""
+        if detail is not None and state is ChunkState.RUNNING and detail.state == "starting":
+            phase = "starting engine"
+        reason = decision.reasons.get(chunk, "")
+        if detail is not None and detail.state == "failed" and detail.reason:
+            reason = f"{detail.reason} ({reason})" if reason else detail.reason
         rows.append(
             ChunkRow(
                 chunk=chunk,
                 state=state.value,
-                records_done=obs.records_committed,
+                records_done=records,
+                ok=records - errors,
+                errors=errors,
                 bytes_done=bytes_done,
                 bytes_total=obs.bytes_total,
                 attempts=obs.attempts,
                 preemptions=obs.job.recoveries if obs.job else 0,
                 records_per_s=round(rec_rate, 2) if rec_rate else None,
+                tokens_per_s=round(tok_rate, 1) if tok_rate else None,
                 eta_seconds=round(eta, 1) if eta is not None else None,
-                reason=decision.reasons.get(chunk, ""),
+                phase=phase,
+                error_codes=dict(detail.error_codes) if detail is not None and errors else ({} if not errors else None),
+                reason=reason,
             )
         )
-    counts: dict[str, int] = {}
+
+    in_window = [p for o in observed.values() for p, info in o.parts if info.mtime > lo]
+    records_per_s = sum(p.records for p in in_window) / span if span > 0 else 0.0
+    tokens_per_s = sum(p.completion_tokens for p in in_window) / span if span > 0 else 0.0
+    byte_rate = sum(part_bytes(p, sizes) for p in in_window) / span if span > 0 else 0.0
+    bytes_done = sum(r.bytes_done for r in rows)
+    bytes_total = sum(r.bytes_total for r in rows)
+    remaining = bytes_total - bytes_done
+    eta = None if finished or not byte_rate or remaining <= 0 else remaining / byte_rate
+
+    records_done = sum(r.records_done for r in rows)
+    errors = sum(r.errors for r in rows)
+    codes: Counter[str] = Counter()
     for r in rows:
-        counts[r.state] = counts.get(r.state, 0) + 1
-    rate = sum(r.records_per_s or 0 for r in rows)
-    etas = [r.eta_seconds for r in rows if r.state not in ("DONE", "FAILED", "CANCELLED")]
+        codes.update(r.error_codes or {})
+    states: dict[str, int] = dict(Counter(r.state for r in rows))
     totals = {
         "chunks": len(rows),
-        "states": counts,
-        "records_done": sum(r.records_done for r in rows),
-        "bytes_done": sum(r.bytes_done for r in rows),
-        "bytes_total": sum(r.bytes_total for r in rows),
-        "records_per_s": round(rate, 2),
-        "eta_seconds": max(etas) if etas and all(e is not None for e in etas) else (0.0 if not etas else None),
+        "states": states,
+        "finished": finished,
+        "records_done": records_done,
+        "ok": records_done - errors,
+        "errors": errors,
+        "error_rate": round(errors / records_done, 4) if records_done else 0.0,
+        "error_codes": dict(codes.most_common()),
+        "error_codes_complete": all(r.error_codes is not None for r in rows),
+        "prompt_tokens": sum(p.prompt_tokens for o in observed.values() for p, _ in o.parts),
+        "completion_tokens": sum(p.completion_tokens for o in observed.values() for p, _ in o.parts),
+        "bytes_done": bytes_done,
+        "bytes_total": bytes_total,
+        "records_per_s": round(records_per_s, 2),
+        "tokens_per_s": round(tokens_per_s, 1),
+        "rate_window_seconds": round(span, 1),
+        "started_at": started,
+        "elapsed_seconds": round(max(0.0, end - started), 1),
+        "eta_seconds": round(eta, 1) if eta is not None else None,
+        "starting_engine": sum(r.phase == "starting engine" for r in rows),
         "attempts": sum(r.attempts for r in rows),
         "preemptions": sum(r.preemptions for r in rows),
     }
     return StatusReport(spec.run_id, rows, totals)
+
+
+def top_codes(codes: dict[str, int], n: int = TOP_CODES) -> str:
+    """``missing_prompt 10, invalid_json 2`` (the ``n`` most frequent)."""
+    return ", ".join(f"{code} {count}" for code, count in Counter(codes).most_common(n))

@@ -15,11 +15,11 @@ from typing import Any
 
 from launcher import __version__
 from launcher.backends import check_backend_name
-from launcher.errors import ConfigError, NotFoundError
-from launcher.inputs import resolve_inputs
+from launcher.errors import ConfigError, NotFoundError, StoreError
+from launcher.inputs import not_jsonl_reason, resolve_inputs
 from launcher.names import validate_run_name
 from launcher.plan import next_line_start, plan_chunks
-from launcher.spec import ChunkManifest, ChunkSummary, InputPin, RunSpec
+from launcher.spec import DEFAULT_MAX_ERROR_RATE, ChunkManifest, ChunkSummary, InputPin, RunSpec
 from launcher.store import open_store, split_object_uri
 
 
@@ -35,8 +35,9 @@ class SubmitOptions:
     max_tokens: int = 256
     temperature: float = 0.0
     run_name: str | None = None
-    parallel: int | None = None  # None: 1 for local, unlimited for sky
+    parallel: int | None = None  # None: what this machine can run for local, unlimited for sky
     max_attempts: int = 3
+    max_error_rate: float = DEFAULT_MAX_ERROR_RATE
     template: str | None = None
     commit_seconds: float = 5.0
     commit_records: int = 256
@@ -48,7 +49,9 @@ class SubmitOptions:
 class Plan:
     spec: RunSpec
     manifests: list[ChunkManifest]
-    probe_bytes: int  # bytes read to align split points: planning reads nothing else
+    probe_bytes: int  # bytes read to look at each input's start and align split points: nothing else is read
+    skipped: list[str] = field(default_factory=list)  # files in input folders/prefixes that are not data
+    warnings: list[str] = field(default_factory=list)  # inputs whose first record is not a JSON object
 
 
 def new_run_id(name: str | None, now: float | None = None) -> str:
@@ -58,32 +61,52 @@ def new_run_id(name: str | None, now: float | None = None) -> str:
     return f"run-{stamp}-{secrets.token_hex(2)}"
 
 
-def model_identity(engine: str, model: str | None) -> tuple[str, str]:
-    """(model as given to the worker, revision pinned in run.json)."""
+def model_identity(engine: str, model: str | None, backend: str = "local") -> tuple[str, str]:
+    """(model as given to the worker, revision pinned in run.json).
+
+    On the sky backend the model must be one a cloud machine can load: a hub id or a
+    folder in object storage, not the bundled model or a folder on this machine.
+    """
     if engine == "echo":
         return model or "echo", "echo-1"
-    from worker.model import DEFAULT_MODEL, model_revision
+    from worker.model import DEFAULT_MODEL, model_kind, model_revision
 
     chosen = model or DEFAULT_MODEL
+    if backend == "sky" and model_kind(chosen) in ("alias", "local"):
+        what = ("the default model (SmolLM2-135M, bundled for local runs)" if model_kind(chosen) == "alias"
+                else f"{chosen} is a folder on this machine, which")
+        raise ConfigError(
+            f"--backend sky: {what} cannot be loaded on a cloud machine. Pass --model with a hub id "
+            "(e.g. --model Qwen/Qwen2.5-7B-Instruct) or a model folder in object storage "
+            "(--model s3://bucket/models/name/)"
+        )
     return chosen, model_revision(chosen)
 
 
 def plan_run(options: SubmitOptions) -> Plan:
     """Resolve, check and plan everything; writes nothing."""
-    from worker.engines import check_engine_name
+    from launcher.backends.local import default_local_parallel
+    from worker.engines import check_engine_name, check_engine_options
 
     if options.chunks < 1:
         raise ConfigError("--chunks must be at least 1")
     if options.max_attempts < 1:
         raise ConfigError("--max-attempts must be at least 1")
+    if not 0 <= options.max_error_rate <= 1:
+        raise ConfigError(f"--max-error-rate must be between 0 and 1, got {options.max_error_rate}")
     check_engine_name(options.engine)
+    engine_options = check_engine_options(options.engine, options.engine_options)
     check_backend_name(options.backend)
     open_store(options.store_uri).check_writable()
     run_id = new_run_id(options.run_name)
-    pins = resolve_inputs(list(options.inputs))
+    model, revision = model_identity(options.engine, options.model, options.backend)
+    resolved = resolve_inputs(list(options.inputs))
+    pins = resolved.pins
+    warnings, sniffed = _sniff(pins)
     manifests, probe_bytes = _plan(pins, options.chunks)
-    model, revision = model_identity(options.engine, options.model)
-    parallel = options.parallel if options.parallel is not None else (1 if options.backend == "local" else 0)
+    parallel = options.parallel
+    if parallel is None:
+        parallel = default_local_parallel(options.engine, len(manifests)) if options.backend == "local" else 0
     sampling = {"max_tokens": options.max_tokens, "temperature": options.temperature}
     spec = RunSpec(
         run_id=run_id,
@@ -102,15 +125,36 @@ def plan_run(options: SubmitOptions) -> Plan:
         template=options.template,
         commit_seconds=options.commit_seconds,
         commit_records=options.commit_records,
-        engine_options=dict(options.engine_options),
+        engine_options=engine_options,
         backend_options=dict(options.backend_options),
+        max_error_rate=options.max_error_rate,
     )
-    return Plan(spec, manifests, probe_bytes)
+    return Plan(spec, manifests, probe_bytes + sniffed, resolved.skipped, warnings)
 
 
 # Probes and manifest writes are independent small requests: on S3 each is a round
 # trip, so they go out from a small pool instead of one after another.
 STORE_CONCURRENCY = 16
+
+
+SNIFF_BYTES = 1024
+
+
+def _sniff(pins: list[InputPin]) -> tuple[list[str], int]:
+    """Warnings for inputs whose first record cannot be a JSON object, and the bytes read to tell."""
+
+    def head(pin: InputPin) -> bytes:
+        store, key = split_object_uri(pin.uri)
+        try:
+            return store.get_range(key, 0, min(pin.size, SNIFF_BYTES))
+        except StoreError:
+            return b""  # unreadable now: the planner's own reads report it
+
+    with ThreadPoolExecutor(STORE_CONCURRENCY, thread_name_prefix="plan-sniff") as pool:
+        heads = list(pool.map(head, pins))
+    warnings = [f"{pin.uri} does not look like JSON Lines: it looks like {reason}; its lines will become error records"
+                for pin, data in zip(pins, heads) if (reason := not_jsonl_reason(data))]
+    return warnings, sum(len(h) for h in heads)
 
 
 def _plan(pins: list[InputPin], chunks: int) -> tuple[list[ChunkManifest], int]:

@@ -20,7 +20,7 @@ from typing import Iterable
 
 from launcher.spec import PartName, RecordKey
 from launcher.store import Store
-from worker.output import is_ok_line, key_of_line
+from worker.output import key_of_line, line_outcome
 
 
 class CommittedSet:
@@ -53,6 +53,10 @@ class Slot:
     line: bytes | None = None  # the output line once answered
     ok: bool = False
     recovered: bool = False  # answered by an earlier life, found in a held object
+    error_code: str | None = None  # set for an error line
+    error_message: str = ""
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
 
 
 BARRIER = None  # marks a record another part already holds: a part must not span it
@@ -66,7 +70,8 @@ class PartBatch:
 
     def name(self, attempt: int, seq: int) -> PartName:
         errors = sum(not s.ok for s in self.slots)
-        return PartName(self.slots[0].key, self.slots[-1].end, attempt, seq, len(self.slots), errors)
+        return PartName(self.slots[0].key, self.slots[-1].end, attempt, seq, len(self.slots), errors,
+                        sum(s.prompt_tokens for s in self.slots), sum(s.completion_tokens for s in self.slots))
 
     def body(self) -> bytes:
         return b"".join(s.line for s in self.slots)  # type: ignore[misc]
@@ -137,7 +142,9 @@ def held_answers(bodies: Iterable[bytes], committed: CommittedSet) -> dict[Recor
 
 
 def recovered_slot(key: RecordKey, end: RecordKey, line: bytes) -> Slot:
-    return Slot(key, end, line=line, ok=is_ok_line(line), recovered=True)
+    outcome = line_outcome(line)
+    return Slot(key, end, line=line, ok=outcome.error_code is None, recovered=True, error_code=outcome.error_code,
+                prompt_tokens=outcome.prompt_tokens, completion_tokens=outcome.completion_tokens)
 
 
 def write_part(store: Store, chunk: str, batch: PartBatch, attempt: int, seq: int) -> int:

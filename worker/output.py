@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from launcher.spec import RecordKey
@@ -35,6 +36,25 @@ def key_of_line(line: bytes) -> RecordKey:
 
 def is_ok_line(line: bytes) -> bool:
     return line.rstrip(b"\r\n").endswith(_OK_SUFFIX)
+
+
+@dataclass(frozen=True)
+class LineOutcome:
+    """What an output line says about its record: its error code (None if answered) and tokens."""
+
+    error_code: str | None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+def line_outcome(line: bytes) -> LineOutcome:
+    """Parse one output line for its outcome (only for the few lines read back: held answers, error parts)."""
+    obj = json.loads(line)
+    error = obj.get("error")
+    if error is not None:
+        return LineOutcome(str(error.get("code") or "error") if isinstance(error, dict) else "error")
+    usage = ((obj.get("response") or {}).get("body") or {}).get("usage") or {}
+    return LineOutcome(None, int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0))
 
 
 def _line(run_id: str, key: RecordKey, custom_id: str, response: Any, error: Any) -> bytes:

@@ -52,7 +52,7 @@ def parse_record(key: RecordKey, line: bytes, defaults: dict[str, Any]) -> Reque
     if isinstance(loaded, RecordError):
         return loaded
     obj, custom_id = loaded
-    if "url" in obj or "method" in obj or "body" in obj:
+    if "url" in obj or "method" in obj:  # a record may well have a field named "body"
         return _parse_batch_line(key, custom_id, obj, defaults)
     return _parse_body(key, custom_id, obj, None, defaults)
 

@@ -17,7 +17,7 @@ import logging
 import signal
 import time
 from array import array
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Iterator
@@ -34,7 +34,7 @@ from worker.commit import (
 )
 from worker.engines import load_engine
 from worker.engines.base import Engine
-from worker.output import ok_line, record_error_line, error_line
+from worker.output import key_of_line, line_outcome, ok_line, record_error_line, error_line
 from worker.reader import iter_chunk_lines
 from worker.records import custom_id_of, is_blank, parse_record
 from worker.requests import Completion, RecordError, Request
@@ -44,6 +44,9 @@ log = logging.getLogger("chunkpilot.worker")
 EXIT_DONE = 0
 EXIT_PREEMPTED = 75  # SkyPilot job_recovery.recover_on_exit_codes
 EXIT_CONFIG = 2
+# A chunk whose first this-many fresh answers are all errors with one code stops (exit 2) instead of
+# paying for a GPU to write the same error line for every record left (off with max_error_rate 1).
+FAIL_FAST_RECORDS = 32
 
 
 @dataclass(frozen=True)
@@ -118,6 +121,9 @@ class ChunkRun:
         self.last_commit = self.started
         self.last_heartbeat = 0.0
         self.bytes_done = 0
+        self.error_codes: Counter[str] = Counter()  # the chunk's committed error lines, by code
+        self.first_fresh: list[Slot] | None = []  # this attempt's first records, in input order (fail fast)
+        self.failure: str | None = None  # why the chunk stopped for good (fail fast)
         self._range_base = self._range_offsets()
 
     # -- positions -------------------------------------------------------------
@@ -142,6 +148,7 @@ class ChunkRun:
         own = [p.seq for p in existing if p.attempt == self.options.attempt]
         self.seq = max(own) + 1 if own else 0
         held = held_answers(self._held_bodies(), committed)
+        self.error_codes.update(self._committed_error_codes(existing))
         log.info("chunk %s attempt %d: %d part(s) already committed, %d held answer(s)",
                  self.chunk, self.options.attempt, len(existing), len(held))
 
@@ -150,7 +157,8 @@ class ChunkRun:
         exhausted = False
         while True:
             if not self.stop.requested:
-                while not exhausted and len(self.in_flight) < self.options.max_in_flight and len(self.pending) < max_pending:
+                while (not exhausted and self.failure is None and len(self.in_flight) < self.options.max_in_flight
+                       and len(self.pending) < max_pending):
                     if not self._feed_one(lines):
                         exhausted = True
             if self.in_flight:
@@ -169,8 +177,16 @@ class ChunkRun:
                 self._commit(min_run=max(1, self.spec.commit_records // 16))
             if now - self.last_heartbeat >= self.options.heartbeat_seconds:
                 self._heartbeat("running")
+            if self.failure is not None:
+                self.engine.abort_all()
+                self.in_flight.clear()
+                break
 
         self._commit(min_run=1)
+        if self.failure is not None:
+            self._heartbeat("failed", reason=self.failure)
+            log.error("chunk %s stopped: %s", self.chunk, self.failure)
+            return EXIT_CONFIG
         if not exhausted or self.pending:
             self._heartbeat("stopped")
             log.warning("chunk %s stopped: %d record(s) committed this attempt", self.chunk, self.counters.committed)
@@ -187,6 +203,27 @@ class ChunkRun:
             if part is not None:
                 parts.append(part)
         return parts
+
+    def _committed_error_codes(self, parts: list[PartName]) -> Counter[str]:
+        """Codes of the error lines earlier parts hold (only parts with errors are read; overlaps counted once)."""
+        codes: Counter[str] = Counter()
+        seen: set[RecordKey] = set()
+        for part in parts:
+            if not part.errors:
+                continue
+            try:
+                body = self._retry(lambda p=part: self.store.get(f"out/{self.chunk}/{p.filename}"))
+            except NotFoundError:
+                continue
+            for line in body.splitlines():
+                try:
+                    key, outcome = key_of_line(line), line_outcome(line)
+                except (ValueError, TypeError, AttributeError):
+                    continue
+                if outcome.error_code is not None and key not in seen:
+                    seen.add(key)
+                    codes[outcome.error_code] += 1
+        return codes
 
     def _held_bodies(self) -> Iterator[bytes]:
         for obj in self._retry(lambda: list(self.store.list(f"held/{self.chunk}/"))):
@@ -229,10 +266,15 @@ class ChunkRun:
             return True
         slot = Slot(key, end)
         self.pending.append(slot)
+        if self.first_fresh is not None and len(self.first_fresh) < FAIL_FAST_RECORDS:
+            self.first_fresh.append(slot)
         if isinstance(parsed, RecordError):
             slot.line = record_error_line(self.spec.run_id, parsed)
+            slot.error_code = parsed.code
+            slot.error_message = parsed.message
             self.counters.errors += 1
             self.unsaved += 1
+            self._check_fail_fast()
             return True
         request_id = f"{key[0]}:{key[1]}"
         rejected = self.engine.add(request_id, parsed)
@@ -251,15 +293,33 @@ class ChunkRun:
         if completion.error:
             code, message = completion.error
             slot.line = error_line(self.spec.run_id, request.key, request.custom_id, code, message)
+            slot.error_code, slot.error_message = code, message
             self.counters.errors += 1
         else:
             slot.line = ok_line(
                 self.spec.run_id, request, completion, self.engine.model_name, self.engine.model_revision
             )
             slot.ok = True
+            slot.prompt_tokens, slot.completion_tokens = completion.prompt_tokens, completion.completion_tokens
             self.counters.ok += 1
             self.counters.prompt_tokens += completion.prompt_tokens
             self.counters.completion_tokens += completion.completion_tokens
+        self._check_fail_fast()
+
+    def _check_fail_fast(self) -> None:
+        """Once this attempt's first FAIL_FAST_RECORDS records (in input order) are answered: if all
+        are errors with one code, the rest would most likely fail the same way — stop the chunk."""
+        first = self.first_fresh
+        if first is None or len(first) < FAIL_FAST_RECORDS or any(s.line is None for s in first):
+            return
+        self.first_fresh = None  # judged once
+        codes = {s.error_code for s in first}
+        if self.spec.max_error_rate >= 1 or len(codes) != 1 or None in codes:
+            return
+        (code,) = codes
+        self.failure = (f"the first {FAIL_FAST_RECORDS} records all failed with {code} (e.g. {first[0].error_message}); "
+                        "stopped early. Fix the input or options and submit again "
+                        "(--max-error-rate 1 turns this check off)")
 
     # -- committing -------------------------------------------------------------
     def _commit(self, *, min_run: int) -> None:
@@ -269,6 +329,7 @@ class ChunkRun:
         for batch in batches:
             self.seq = self._retry(lambda b=batch: write_part(self.store, self.chunk, b, self.options.attempt, self.seq))
             self.counters.committed += sum(not s.recovered for s in batch.slots)
+            self.error_codes.update(s.error_code for s in batch.slots if s.error_code is not None)
             self.bytes_done = max(self.bytes_done, self.chunk_position(batch.slots[-1].end))
         self.pending = deque(remaining)
         held = held_slots(remaining)
@@ -284,7 +345,7 @@ class ChunkRun:
         for obj in self._retry(lambda: list(self.store.list(f"held/{self.chunk}/"))):
             self._retry(lambda k=obj.key: self.store.delete(k))
 
-    def _heartbeat(self, state: str) -> None:
+    def _heartbeat(self, state: str, reason: str = "") -> None:
         self.last_heartbeat = time.monotonic()
         elapsed = max(self.last_heartbeat - self.started, 1e-6)
         progress = Progress(
@@ -296,11 +357,10 @@ class ChunkRun:
             bytes_total=self.manifest.bytes,
             tokens_per_s=round(self.counters.completion_tokens / elapsed, 2),
             updated_at=time.time(),
+            error_codes=dict(self.error_codes),
+            reason=reason,
         )
-        try:
-            self.store.put(f"progress/{self.chunk}.json", progress.to_json())
-        except StoreError as exc:  # a missed heartbeat is not worth stopping for
-            log.warning("heartbeat not written: %s", exc)
+        write_heartbeat(self.store, progress)
 
     def _write_success(self) -> None:
         marker = SuccessMarker(
@@ -317,6 +377,7 @@ class ChunkRun:
             seconds=round(time.monotonic() - self.started, 3),
             finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             custom_id_hashes=encode_hashes(self.custom_id_hashes),
+            error_codes=dict(self.error_codes),
         )
         wrote = self._retry(lambda: self.store.put_if_absent(f"out/{self.chunk}/_SUCCESS", marker.to_json()))
         log.info(
@@ -340,6 +401,18 @@ class ChunkRun:
                 log.warning("store error, retrying in %.1fs: %s", delay, exc)
                 time.sleep(delay)
                 delay = min(delay * 2, 10.0)
+
+
+def write_heartbeat(store: Store, progress: Progress) -> None:
+    try:
+        store.put(f"progress/{progress.chunk}.json", progress.to_json())
+    except StoreError as exc:  # a missed heartbeat is not worth stopping for
+        log.warning("heartbeat not written: %s", exc)
+
+
+def _state_only(store: Store, chunk: str, attempt: int, state: str, reason: str = "") -> None:
+    """A heartbeat before the loop runs: the engine is starting, or the chunk cannot run (``reason``)."""
+    write_heartbeat(store, Progress(chunk, attempt, state, 0, 0, 0, 0.0, time.time(), reason=reason))
 
 
 def _exit_on_stop_signal() -> None:
@@ -372,6 +445,7 @@ def run_chunk(chunk_uri: str, options: WorkerOptions) -> int:
             check_pin(spec.inputs[source])
     except InputError as exc:
         log.error("%s", exc)
+        _state_only(store, chunk, options.attempt, "failed", str(exc))
         return EXIT_CONFIG
     except StoreError as exc:
         log.error("cannot check inputs: %s", exc)
@@ -379,10 +453,13 @@ def run_chunk(chunk_uri: str, options: WorkerOptions) -> int:
     _exit_on_stop_signal()  # until the loop can stop gracefully, a stop means exit now: nothing to commit yet
     engine_options = dict(spec.engine_options)
     max_in_flight = int(engine_options.pop("max_in_flight", options.max_in_flight))
+    _state_only(store, chunk, options.attempt, "starting")
+    log.info("starting the %s engine (%s)", spec.engine, spec.model)
     try:
         engine = load_engine(spec.engine, spec.model, engine_options)
     except ConfigError as exc:
         log.error("%s", exc)
+        _state_only(store, chunk, options.attempt, "failed", str(exc))
         return EXIT_CONFIG
     heartbeat = min(options.heartbeat_seconds, spec.commit_seconds)  # watch's stuck check relies on it
     options = dataclasses.replace(options, max_in_flight=max_in_flight, heartbeat_seconds=heartbeat)
@@ -395,6 +472,7 @@ def run_chunk(chunk_uri: str, options: WorkerOptions) -> int:
         return EXIT_PREEMPTED
     except InputError as exc:
         log.error("%s", exc)
+        _state_only(store, chunk, options.attempt, "failed", str(exc))
         return EXIT_CONFIG
     finally:
         engine.close()

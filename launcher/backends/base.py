@@ -68,3 +68,9 @@ class Backend(Protocol):
     def cancel(self, run_id: str, names: list[str]) -> None:
         """Ask the named jobs to stop; idempotent."""
         ...
+
+    def wait(self, seconds: float) -> None:
+        """Sleep until the next poll is due: ``seconds``, or less when a job may have changed
+        state meanwhile (the local backend wakes when a worker exits, so a freed slot is
+        filled at once)."""
+        ...

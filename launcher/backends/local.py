@@ -15,9 +15,43 @@ import time
 from pathlib import Path
 
 from launcher.backends.base import JobState, JobStatus, LaunchRequest
+from launcher.proc import process_alive
 
 EXIT_PREEMPTED = 75
 EXIT_CONFIG = 2
+# What one in-process vLLM CPU worker holds (measured with the bundled model: ~2.7 GB RSS with its
+# 1 GiB KV cache): how many fit decides the default ``--parallel`` together with the cores.
+VLLM_WORKER_BYTES = 3 << 30
+
+
+def machine_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def available_memory() -> int | None:
+    """MemAvailable from /proc/meminfo, in bytes (None where there is no such file)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def default_local_parallel(engine: str, chunks: int) -> int:
+    """How many chunks this machine runs at once by default: one per core, as many vLLM workers as
+    memory holds, never more than there are chunks."""
+    slots = machine_cores()
+    if engine == "vllm":
+        memory = available_memory()
+        if memory is not None:
+            slots = min(slots, max(1, memory // VLLM_WORKER_BYTES))
+    return max(1, min(slots, chunks))
 
 
 def default_jobs_dir(store_uri: str, run_id: str) -> Path:
@@ -39,7 +73,7 @@ class LocalBackend:
         self.python = python
         # Concurrent engines each spinning up one thread per core fight over the cores (measured:
         # 4 vLLM chunks, 2 at a time on 2 cores, took 2.6x longer than with one thread each).
-        self.threads_per_job = max(1, (os.cpu_count() or 1) // parallel) if parallel else None
+        self.threads_per_job = max(1, machine_cores() // parallel) if parallel else None
         self._children: list[subprocess.Popen] = []
 
     def launch(self, requests: list[LaunchRequest]) -> list[str | None]:
@@ -65,6 +99,23 @@ class LocalBackend:
     def _file(self, name: str, suffix: str) -> Path:
         return self.jobs_dir / f"{name}.{suffix}"
 
+    def wait(self, seconds: float) -> None:
+        """Sleep ``seconds``, waking as soon as a job of this run exits (a new ``.exit`` file,
+        whoever launched it), so the next chunk starts in a freed slot at once."""
+        deadline = time.monotonic() + seconds
+        before = self._exit_count()
+        while (left := deadline - time.monotonic()) > 0:
+            time.sleep(min(0.05, left))
+            if self._exit_count() != before:
+                return
+
+    def _exit_count(self) -> int:
+        try:
+            with os.scandir(self.jobs_dir) as entries:
+                return sum(entry.name.endswith(".exit") for entry in entries)
+        except FileNotFoundError:
+            return 0
+
     def poll(self, run_id: str, names: list[str]) -> dict[str, JobState]:
         self._children = [c for c in self._children if c.poll() is None]  # reap finished job parents
         return {name: self._state(name) for name in names}
@@ -82,17 +133,17 @@ class LocalBackend:
             if cancelled:
                 return JobState(JobStatus.CANCELLED, f"cancelled (exit {code})")
             if code == EXIT_CONFIG:
-                return JobState(JobStatus.FAILED_CONFIG, "worker exited 2 (configuration error): see its log")
+                return JobState(JobStatus.FAILED_CONFIG, f"worker exited 2 (configuration error): see {self._file(name, 'log')}")
             if code == EXIT_PREEMPTED:
                 return JobState(JobStatus.FAILED, "worker stopped (exit 75)")
             if code < 0:
                 return JobState(JobStatus.FAILED, f"worker killed by signal {-code}")
-            return JobState(JobStatus.FAILED, f"worker exited {code}")
+            return JobState(JobStatus.FAILED, f"worker exited {code}: see {self._file(name, 'log')}")
         pid_file = self._file(name, "pid")
         if not pid_file.exists():
             return JobState(JobStatus.MISSING if not self._file(name, "log").exists() else JobStatus.PENDING)
         pid = int(pid_file.read_text().strip() or 0)
-        if _alive(pid):
+        if process_alive(pid):
             if cancelled:
                 self._escalate(name, pid)
                 return JobState(JobStatus.CANCELLING)
@@ -103,11 +154,14 @@ class LocalBackend:
     def cancel(self, run_id: str, names: list[str]) -> None:
         for name in names:
             pid_file = self._file(name, "pid")
-            if self._file(name, "exit").exists() or not pid_file.exists():
+            if self._file(name, "exit").exists():
                 continue
             marker = self._file(name, "cancelled")
-            if not marker.exists():
+            if not marker.exists():  # a job whose worker has not started yet sees it and never starts it
+                self.jobs_dir.mkdir(parents=True, exist_ok=True)
                 marker.write_text(f"{time.time()}\n")
+            if not pid_file.exists():
+                continue
             pid = int(pid_file.read_text().strip() or 0)
             _signal(pid, signal.SIGTERM)
             _signal(pid, signal.SIGCONT)  # a stopped process must wake up to see SIGTERM
@@ -128,20 +182,3 @@ def _signal(pid: int, signum: int) -> None:
         os.kill(pid, signum)
     except ProcessLookupError:
         pass
-
-
-def _alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            state = f.read().rsplit(")", 1)[1].split()[0]
-        return state not in ("Z", "X")
-    except (FileNotFoundError, IndexError):
-        try:
-            os.kill(pid, 0)
-            return True
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True

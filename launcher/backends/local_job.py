@@ -26,11 +26,17 @@ def main(argv: list[str]) -> int:
     if command[:1] == ["--"]:
         command = command[1:]
     log_path = os.path.join(jobs_dir, f"{name}.log")
+    cancelled = os.path.join(jobs_dir, f"{name}.cancelled")
+    if os.path.exists(cancelled):  # cancelled before it could start
+        _write_atomic(os.path.join(jobs_dir, f"{name}.exit"), f"{-signal.SIGTERM}\n")
+        return 0
     with open(log_path, "ab", buffering=0) as log:
         child = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         _write_atomic(os.path.join(jobs_dir, f"{name}.pid"), f"{child.pid}\n")
         signal.signal(signal.SIGTERM, lambda signum, frame: child.send_signal(signal.SIGTERM))
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        if os.path.exists(cancelled):  # cancelled while starting: the canceller found no pid to signal
+            child.send_signal(signal.SIGTERM)
         code = child.wait()
     _write_atomic(os.path.join(jobs_dir, f"{name}.exit"), f"{code}\n")
     return 0

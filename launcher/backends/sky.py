@@ -423,6 +423,7 @@ def dry_run_report(spec: RunSpec, manifests: list[ChunkManifest], store_uri: str
     lines = [
         f"SkyPilot plan for run {spec.run_id}: {len(plan.names)} managed job(s), one per chunk",
         f"  template     {plan.tasks.template.source}",
+        f"  model        {spec.engine}:{spec.model} (revision {spec.model_revision})",
         f"  use_spot     {str(resources.get('use_spot', False)).lower()}",
         f"  gpus         {accelerators}",
         f"  infra        {resources.get('infra') or resources.get('cloud') or 'any enabled cloud (see `sky check`)'}",
@@ -589,6 +590,9 @@ class SkyBackend:
                 error = self._launch_errors.get(name)
                 out[name] = JobState(JobStatus.MISSING, f"launch got no answer: {error}" if error else "")
         return out
+
+    def wait(self, seconds: float) -> None:
+        time.sleep(seconds)  # SkyPilot has no cheap "tell me when a job changes": poll
 
     def cancel(self, run_id: str, names: list[str]) -> None:
         newest = self._newest_by_name(run_id, names)

@@ -7,6 +7,7 @@ knows which kind of store it talks to.
 from __future__ import annotations
 
 import os
+import re
 
 from launcher.errors import ConfigError
 from launcher.store.base import ObjectInfo, Store, join_key
@@ -20,17 +21,51 @@ def default_store_uri() -> str:
     return os.environ.get("CHUNKPILOT_STORE") or DEFAULT_STORE
 
 
+# S3's bucket naming rules (also R2's, MinIO's and GCS interop's): 3-63 lowercase letters, digits,
+# dots and hyphens, starting and ending with a letter or digit.
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+# Something that starts like a URI ("s3:/x", "gs://x", "http:x"), which a local path never needs to.
+_SCHEME_LIKE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
+
+
+def check_store_uri(uri: str) -> str:
+    """``uri`` if it is ``s3://bucket[/prefix]``, ``file:///path`` or a local path; else ConfigError.
+
+    Strict on purpose: ``s3:/bucket`` (one slash) is a typo, not a folder named ``s3:``.
+    """
+    if not isinstance(uri, str) or not uri.strip():
+        raise ConfigError("empty store URI: use a local folder or s3://bucket/prefix")
+    if uri.startswith("s3://"):
+        bucket, _, prefix = uri[len("s3://") :].partition("/")
+        if not _BUCKET.match(bucket) or ".." in bucket:
+            raise ConfigError(
+                f"invalid bucket name {bucket!r} in {uri!r}: S3 bucket names are 3-63 lowercase letters, "
+                "digits, '.' and '-' (s3://bucket/prefix)"
+            )
+        if "//" in prefix or any(part in (".", "..") for part in prefix.split("/")):
+            raise ConfigError(f"invalid prefix in {uri!r}: no empty, '.' or '..' path segments")
+        return uri
+    if uri.startswith("file://"):
+        if not uri[len("file://") :]:
+            raise ConfigError(f"{uri!r} names no folder: use file:///absolute/path")
+        return uri
+    m = _SCHEME_LIKE.match(uri)
+    if m and len(m.group(1)) > 1:  # one letter would be a Windows drive (C:\...)
+        scheme = m.group(1)
+        hint = "did you mean s3://bucket/prefix?" if scheme.lower() == "s3" else "use a local path or s3://bucket/prefix"
+        raise ConfigError(f"unsupported store URI {uri!r}: {hint}")
+    return uri
+
+
 def open_store(uri: str) -> Store:
-    """The store at ``uri``. Raises ConfigError for a scheme chunkpilot cannot talk to."""
+    """The store at ``uri`` (checked by ``check_store_uri``): ConfigError for anything else."""
+    check_store_uri(uri)
     if uri.startswith("s3://"):
         from launcher.store.s3 import S3Store
 
         return S3Store.from_uri(uri)
     if uri.startswith("file://"):
         return LocalStore(uri[len("file://") :])
-    if "://" in uri:
-        scheme = uri.split("://", 1)[0]
-        raise ConfigError(f"unsupported store scheme {scheme!r} in {uri!r}: use a local path or s3://bucket/prefix")
     return LocalStore(uri)
 
 
@@ -45,4 +80,4 @@ def split_object_uri(uri: str) -> tuple[Store, str]:
     return LocalStore(parent), name
 
 
-__all__ = ["ObjectInfo", "Store", "LocalStore", "open_store", "split_object_uri", "join_key", "default_store_uri"]
+__all__ = ["ObjectInfo", "Store", "LocalStore", "open_store", "check_store_uri", "split_object_uri", "join_key", "default_store_uri"]

@@ -163,6 +163,22 @@ class LocalStore:
             _silent_unlink(tmp)
             raise StoreError(f"cannot write {self.uri}/{key}: {exc.strerror}") from exc
 
+    def put_file(self, key: str, path: str) -> None:
+        target = self._path(key)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, dir=target.parent)
+            try:
+                with os.fdopen(fd, "wb") as out, open(path, "rb") as src:
+                    copy_into(src.fileno(), out.fileno(), 0)
+                    os.fsync(out.fileno())
+                os.replace(tmp, target)
+            except BaseException:
+                _silent_unlink(tmp)
+                raise
+        except OSError as exc:
+            raise StoreError(f"cannot write {self.uri}/{key}: {exc.strerror or exc}") from exc
+
     def put_if_absent(self, key: str, data: bytes) -> bool:
         path = self._path(key)
         tmp = self._write_tmp(path, data)

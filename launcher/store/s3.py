@@ -434,6 +434,19 @@ class S3Store:
     def put(self, key: str, data: bytes) -> None:
         self._put_object(key, data)
 
+    def put_file(self, key: str, path: str) -> None:
+        """boto3's managed transfer: multipart, parallel and retried part by part for big files;
+        S3 makes the object visible only once every part is in (atomic)."""
+        from boto3.exceptions import S3UploadFailedError
+
+        try:
+            with _boto_errors("write", self._where(key)):
+                self._client.upload_file(path, self.bucket, self._object_key(key))
+        except S3UploadFailedError as exc:
+            raise StoreError(f"cannot write {self._where(key)}: {exc}") from exc
+        except OSError as exc:
+            raise StoreError(f"cannot read {path} to upload it: {exc.strerror or exc}") from exc
+
     def put_if_absent(self, key: str, data: bytes) -> bool:
         for attempt in range(_CONFLICT_RETRIES):
             try:

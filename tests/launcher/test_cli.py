@@ -63,7 +63,7 @@ def test_local_run_end_to_end_with_hostile_input(tmp_path, store_uri, cli, promp
 
 
 def test_collect_refuses_incomplete_run_unless_partial(tmp_path, store_uri, cli, prompts):
-    cli("submit", prompts, "--chunks", 3, "--engine", "echo", "--store", store_uri, "--run-name", "half")
+    cli("submit", prompts, "--chunks", 3, "--engine", "echo", "--store", store_uri, "--run-name", "half", "--parallel", 1)
     # Without --watch only the first chunk (parallel 1) is launched; wait for it alone.
     run = open_run(store_uri, "half")
     import time
@@ -88,7 +88,12 @@ def test_collect_refuses_incomplete_run_unless_partial(tmp_path, store_uri, cli,
         (["ok.jsonl", "--engine", "nope"], "unknown engine 'nope'"),
         (["ok.jsonl", "--run-name", "Bad/Name"], "invalid run name"),
         (["ok.jsonl", "--run-name", "../up"], "invalid run name"),
-        (["ok.jsonl", "--store", "ftp://host/x"], "unsupported store scheme"),
+        (["ok.jsonl", "--store", "ftp://host/x"], "unsupported store URI 'ftp://host/x'"),
+        (["ok.jsonl", "--store", "s3:/bad"], "did you mean s3://bucket/prefix?"),
+        (["ok.jsonl", "--store", "s3://Bad_Bucket/x"], "invalid bucket name"),
+        (["ok.jsonl", "--engine-option", "delayy=1"], "did you mean delay?"),
+        (["ok.jsonl", "--engine-option", "batch=many"], "engine option batch must be a whole number, got 'many'"),
+        (["ok.jsonl", "--max-error-rate", "2"], "--max-error-rate"),
         (["ok.jsonl", "--store", "not_a_dir/sub"], "not writable"),
     ],
 )
@@ -142,19 +147,26 @@ def test_expired_lease_is_taken_over(tmp_path, make_run):
     fresh.release()
 
 
-def test_cancel_stops_jobs_and_watch(tmp_path, store_uri, cli, make_run):
-    path = write_jsonl(tmp_path / "a.jsonl", [{"prompt": f"x {i}"} for i in range(2000)])
-    run = make_run([path], chunks=2, engine_options={"delay": 0.05, "batch": 1})
+def test_cancel_pauses_and_watch_resumes(tmp_path, store_uri, cli, make_run):
+    path = write_jsonl(tmp_path / "a.jsonl", [{"prompt": f"x {i}"} for i in range(600)])
+    run = make_run([path], chunks=2, parallel=1, max_attempts=1, commit_records=20,
+                   engine_options={"delay": 0.01, "batch": 1})
     from launcher.backends import make_backend
     from launcher.watch import WatchOptions, reconcile_once
 
     reconcile_once(run, make_backend(run.spec, store_uri), WatchOptions(), set())
     result = cli("cancel", run.spec.run_id, "--store", store_uri)
-    assert "asked 1 job(s) to stop" in result.output
-    result = cli("watch", run.spec.run_id, "--store", store_uri, expect=1)
-    assert "cancelled" in result.output
+    assert "asked 1 job(s) to stop" in result.output and "Resume with `launcher watch" in result.output
     status = json.loads(cli("status", run.spec.run_id, "--store", store_uri, "--json").output)
     assert status["totals"]["states"] == {"CANCELLED": 2}
+    assert status["paused"]["reason"] == "cancelled by `launcher cancel`"
+    # The cancelled attempt does not count against --max-attempts 1: watch resumes and finishes.
+    result = cli("watch", run.spec.run_id, "--store", store_uri)
+    assert "resuming paused run" in result.output and "all 2 chunk(s) done" in result.output
+    status = json.loads(cli("status", run.spec.run_id, "--store", store_uri, "--json").output)
+    assert status["totals"]["states"] == {"DONE": 2} and status["paused"] is None
+    assert [c["attempts"] for c in status["chunks"]] == [2, 1]
+    assert status["totals"]["records_done"] == 600
 
 
 def test_failed_worker_is_relaunched_then_given_up(tmp_path, store_uri, cli, make_run, monkeypatch):

@@ -52,8 +52,9 @@ def test_worker_runs_a_chunk_to_done(tmp_path, make_run):
     assert len(committed_parts(run)) >= 5  # echo answers 64 per step; a commit follows every >= 50
     assert [r["custom_id"] for r in merged(run)] == [f"r{i}" for i in range(300)]
     # Running it again does nothing: the marker says done.
+    parts_before = sorted(committed_parts(run))
     again = start_worker(run, attempt=2)
-    assert again.wait(30) == 0 and len(committed_parts(run)) == len(committed_parts(run))
+    assert again.wait(30) == 0 and sorted(committed_parts(run)) == parts_before
 
 
 def test_sigkill_loses_at_most_one_commit_window(tmp_path, make_run):
@@ -158,3 +159,56 @@ def test_bad_chunk_uri_is_a_config_error(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "worker", "--chunk", str(tmp_path / "nope.json")], cwd=ROOT,
                           capture_output=True)
     assert proc.returncode == 2 and b"--chunk must be" in proc.stderr
+
+
+def _records_without_prompt(path, n):
+    from tests.conftest import write_jsonl
+
+    return write_jsonl(path, [{"id": i, "text": "no prompt"} if i % 4 else {"id": i, "prompt": f"ok {i}"} for i in range(n)])
+
+
+def test_error_codes_are_counted_across_attempts_in_heartbeat_and_marker(tmp_path, make_run):
+    import json
+
+    run = make_run([_records_without_prompt(tmp_path / "in.jsonl", 400)], commit_records=10,
+                   engine_options={"delay": 0.01, "batch": 2})
+    proc = start_worker(run)
+    wait_for_parts(run, 4)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    assert start_worker(run, attempt=2).wait(60) == 0
+    marker = SuccessMarker.from_json(run.run_store.get("out/0000/_SUCCESS"))
+    assert marker.error_codes == {"missing_prompt": 300}, "the first attempt's committed errors are counted once"
+    beat = json.loads(run.run_store.get("progress/0000.json"))
+    assert beat["state"] == "done" and beat["error_codes"] == {"missing_prompt": 300}
+    assert sum(p.errors for p in committed_parts(run)) >= 300
+
+
+def test_a_chunk_whose_first_records_all_fail_alike_stops_early_with_exit_2(tmp_path, make_run):
+    import json
+
+    from tests.conftest import write_jsonl
+
+    path = write_jsonl(tmp_path / "in.jsonl", [{"text": f"no prompt {i}"} for i in range(500)])
+    run = make_run([path], commit_records=50)
+    proc = start_worker(run)
+    assert proc.wait(30) == 2
+    beat = json.loads(run.run_store.get("progress/0000.json"))
+    assert beat["state"] == "failed" and "the first 32 records all failed with missing_prompt" in beat["reason"]
+    assert 32 <= sum(p.records for p in committed_parts(run)) < 500, "it stopped early, keeping what it wrote"
+    # With the budget off (--max-error-rate 1), the same input runs to the end.
+    run = make_run([path], max_error_rate=1.0)
+    assert start_worker(run).wait(30) == 0
+    assert SuccessMarker.from_json(run.run_store.get("out/0000/_SUCCESS")).errors == 500
+
+
+def test_a_worker_that_cannot_start_its_engine_says_why_in_its_heartbeat(tmp_path, make_run):
+    import json
+
+    run = make_run([big_prompts(tmp_path / "in.jsonl", 10)])
+    spec = json.loads(run.run_store.get("run.json"))
+    spec["engine"] = "no-such-engine"
+    run.run_store.put("run.json", json.dumps(spec).encode())
+    assert start_worker(run).wait(30) == 2
+    beat = json.loads(run.run_store.get("progress/0000.json"))
+    assert beat["state"] == "failed" and "unknown engine 'no-such-engine'" in beat["reason"]

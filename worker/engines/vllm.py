@@ -7,8 +7,8 @@ with ``LLMEngine.add_request``; ``step()`` runs one ``LLMEngine.step()`` and ret
 the requests that finished in it. Nothing is batched up front, so a slow request
 never idles the others.
 
-Options (engine options of the run; unknown ones are ignored):
-``max_model_len`` (CPU default 2048), ``gpu_memory_utilization``, ``tensor_parallel_size``,
+Options (engine options of the run; ``submit`` refuses any other key):
+``max_model_len`` (CPU default 2048), ``gpu_memory_utilization``, ``tensor_parallel_size``, ``pipeline_parallel_size``,
 ``dtype`` (CPU default float32), ``seed``, ``max_num_seqs``,
 ``max_num_batched_tokens``, ``enforce_eager`` (always on for CPU), ``kv_cache_gb``
 (``VLLM_CPU_KVCACHE_SPACE`` on CPU, default 1; ``kv_cache_memory_bytes`` on GPU).
@@ -242,7 +242,8 @@ class VllmEngine:
         if not resolved.local:
             kwargs["revision"] = resolved.revision
             kwargs["tokenizer_revision"] = resolved.revision
-        for key in ("max_model_len", "tensor_parallel_size", "seed", "max_num_seqs", "max_num_batched_tokens"):
+        for key in ("max_model_len", "tensor_parallel_size", "pipeline_parallel_size", "seed", "max_num_seqs",
+                    "max_num_batched_tokens"):
             if key in options:
                 kwargs[key] = number(key, int)
         if "gpu_memory_utilization" in options:

@@ -494,5 +494,13 @@ def test_cancel_stops_the_runs_jobs_in_one_request(sky, tmp_path, fake_sky):
     wait_for(lambda: all(j.status.value == "CANCELLED" for j in fake_sky.all_jobs), what="jobs cancelled")
     rows = status_of(tmp_path, run)
     assert {r["state"] for r in rows.values()} == {"CANCELLED"}
-    watched = cli("watch", run, "--store", str(tmp_path / "runs"), "--interval", "0.2")
-    assert watched.exit_code == 1 and len(fake_sky.all_jobs) == 2  # nothing relaunched
+    # A cancel pauses: resuming gives the cancelled attempts back and launches the next ones.
+    from launcher.backends import make_backend
+    from launcher.runs import open_run
+    from launcher.watch import WatchOptions, reconcile_once, resume
+
+    paused = open_run(str(tmp_path / "runs"), run)
+    assert resume(paused).reason == "cancelled by `launcher cancel`" and not paused.cancelled
+    reconcile_once(paused, make_backend(paused.spec, str(tmp_path / "runs")), WatchOptions(max_attempts=1), set())
+    assert sorted(j.name for j in fake_sky.all_jobs) == [f"{run}-0000-a1", f"{run}-0000-a2", f"{run}-0001-a1", f"{run}-0001-a2"]
+    assert cli("cancel", run, "--store", str(tmp_path / "runs")).exit_code == 0
