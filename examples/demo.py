@@ -32,7 +32,7 @@ def sh(*args: str) -> str:
 def main() -> None:
     os.environ.setdefault("CHUNKPILOT_POLL_SECONDS", "1")
     started = time.monotonic()
-    run_id = sh("submit", str(INPUT), "--chunks", "4", "--parallel", "2", "--max-tokens", "32",
+    run_id = sh("submit", str(INPUT), "--chunks", "4", "--max-tokens", "32",
                 "--store", str(STORE), "--watch").strip().splitlines()[-1]
     sh("status", run_id, "--store", str(STORE))
     sh("collect", run_id, "--store", str(STORE), "-o", str(OUTPUT))

@@ -315,6 +315,19 @@ def ensure_downloaded(uri: str, expected_revision: str | None = None) -> tuple[P
     return target, revision
 
 
+def check_pinned(model: str | None, pinned: str) -> None:
+    """ConfigError unless ``model`` is still what the run pinned at submit (hub ids are pinned by
+    the revision vLLM is asked to load, so there is nothing to compare here)."""
+    kind, where, _ = _parse(model)
+    if kind == "hub":
+        return
+    current = model_revision(model)
+    if current != pinned:
+        what = {"alias": "the bundled model", "local": f"model folder {where}", "store": f"model folder {where}"}[kind]
+        raise ConfigError(f"{what} changed since the run was submitted (pinned {pinned}, now {current}): "
+                          "refusing to answer with other weights; submit a new run to use them")
+
+
 def resolve_model(model: str | None) -> ResolvedModel:
     """Name, loadable path or hub id, and revision; converts the bundled model on first use."""
     kind, where, revision = _parse(model)

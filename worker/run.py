@@ -32,7 +32,8 @@ from launcher.store import Store, open_store
 from worker.commit import (
     BARRIER, CommittedSet, Slot, held_answers, held_slots, recovered_slot, take_finished, write_part,
 )
-from worker.engines import load_engine
+from worker.engines import load_engine, loads_model
+from worker.model import check_pinned
 from worker.engines.base import Engine
 from worker.output import key_of_line, line_outcome, ok_line, record_error_line, error_line
 from worker.reader import iter_chunk_lines
@@ -456,6 +457,8 @@ def run_chunk(chunk_uri: str, options: WorkerOptions) -> int:
     _state_only(store, chunk, options.attempt, "starting")
     log.info("starting the %s engine (%s)", spec.engine, spec.model)
     try:
+        if loads_model(spec.engine):
+            check_pinned(spec.model, spec.model_revision)
         engine = load_engine(spec.engine, spec.model, engine_options)
     except ConfigError as exc:
         log.error("%s", exc)

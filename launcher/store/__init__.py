@@ -42,7 +42,8 @@ def check_store_uri(uri: str) -> str:
                 f"invalid bucket name {bucket!r} in {uri!r}: S3 bucket names are 3-63 lowercase letters, "
                 "digits, '.' and '-' (s3://bucket/prefix)"
             )
-        if "//" in prefix or any(part in (".", "..") for part in prefix.split("/")):
+        segments = prefix.rstrip("/").split("/") if prefix.rstrip("/") else []
+        if any(part in ("", ".", "..") for part in segments):
             raise ConfigError(f"invalid prefix in {uri!r}: no empty, '.' or '..' path segments")
         return uri
     if uri.startswith("file://"):

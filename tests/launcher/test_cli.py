@@ -27,9 +27,11 @@ HOSTILE = [
 ]
 
 
-def test_help_on_every_command(cli):
-    for cmd in ([], ["submit"], ["status"], ["watch"], ["collect"], ["cancel"], ["runs"]):
-        assert "Usage" in cli(*cmd, "--help").output
+def test_help_on_every_command_with_examples(cli):
+    assert "Usage" in cli("--help").output
+    for cmd in ("submit", "status", "watch", "collect", "cancel", "runs"):
+        out = cli(cmd, "--help").output
+        assert "Usage" in out and "Examples:" in out and f"launcher {cmd} " in out, cmd
 
 
 def test_local_run_end_to_end_with_hostile_input(tmp_path, store_uri, cli, prompts):

@@ -121,3 +121,17 @@ def test_markers_carry_one_custom_id_hash_per_record(make_run, mixed_input):
 
     markers = [SuccessMarker.from_json(run.run_store.get(f"out/{c}/_SUCCESS")) for c in run.spec.chunk_ids]
     assert sum(len(decode_hashes(m.custom_id_hashes)) for m in markers) == sum(m.records for m in markers) == 90
+
+
+def test_collect_writes_to_an_s3_destination(tmp_path, make_run, mixed_input, s3_bucket, s3_admin_client):
+    from launcher.collect import collect_to
+
+    run = make_run([mixed_input], chunks=3)
+    finish(run, ["0000", "0001", "0002"])
+    local = tmp_path / "local.jsonl"
+    collect(run, str(local))
+    report = collect_to(run, f"s3://{s3_bucket}/results/run.jsonl")
+    body = s3_admin_client.get_object(Bucket=s3_bucket, Key="results/run.jsonl")["Body"].read()
+    assert body == local.read_bytes() and report.records == 90
+    with pytest.raises(OutputError, match="name the object to write"):
+        collect_to(run, f"s3://{s3_bucket}/results/")

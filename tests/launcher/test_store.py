@@ -4,6 +4,7 @@ then S3-only tests that push boto3 through a fault-injecting proxy."""
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 from pathlib import Path
@@ -35,6 +36,14 @@ def keys(store: Store, prefix: str = "") -> list[str]:
 
 
 # -- the contract ------------------------------------------------------------------
+def test_put_file_stores_a_local_file_whole(store: Store, tmp_path: Path) -> None:
+    source = tmp_path / "big.bin"
+    source.write_bytes(BINARY * 3000)  # ~3 MB: several multipart parts? no, but a streamed upload
+    store.put_file("results/out.jsonl", str(source))
+    assert store.get("results/out.jsonl") == BINARY * 3000
+    assert [k for k in keys(store) if k.startswith("results/")] == ["results/out.jsonl"]
+
+
 def test_put_then_get_returns_the_same_bytes(store: Store) -> None:
     store.put("run.json", BINARY)
     assert store.get("run.json") == BINARY
@@ -362,3 +371,33 @@ def test_s3_errors_never_carry_credentials(s3_server: str, monkeypatch: pytest.M
     for exc in failures:
         text = f"{exc} {exc.__cause__}"
         assert "sEcReT" not in text and "AKIDLEAKCHECK" not in text
+
+
+@pytest.mark.parametrize("uri", ["runs", "./runs", "/abs/runs", "file:///abs/runs", "s3://my-bucket", "s3://my-bucket/a/b/",
+                                 "C:/windows/path", "r2.store/x"])
+def test_store_uris_that_are_accepted(uri: str) -> None:
+    from launcher.store import check_store_uri
+
+    assert check_store_uri(uri) == uri
+
+
+@pytest.mark.parametrize("uri, message", [
+    ("s3:/bad", "did you mean s3://bucket/prefix?"),
+    ("s3:bad", "did you mean s3://bucket/prefix?"),
+    ("S3://bucket/x", "did you mean s3://bucket/prefix?"),
+    ("s3://", "invalid bucket name ''"),
+    ("s3://Bad_Bucket", "invalid bucket name 'Bad_Bucket'"),
+    ("s3://ab", "invalid bucket name 'ab'"),
+    ("s3://bucket//x", "invalid prefix"),
+    ("s3://bucket/../x", "invalid prefix"),
+    ("gs://bucket/x", "unsupported store URI 'gs://bucket/x'"),
+    ("http:foo", "unsupported store URI"),
+    ("file://", "names no folder"),
+    ("", "empty store URI"),
+])
+def test_store_uris_that_are_refused(uri: str, message: str) -> None:
+    from launcher.errors import ConfigError
+    from launcher.store import check_store_uri
+
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        check_store_uri(uri)

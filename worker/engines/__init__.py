@@ -22,20 +22,26 @@ class EngineEntry:
     factory: str
     install_hint: str
     options: dict[str, type] = field(default_factory=dict)  # ``--engine-option`` keys it reads, with their types
+    loads_model: bool = True  # False: ``--model`` is only a label (echo)
 
 
 _REGISTRY: dict[str, EngineEntry] = {}
 
 
 def register_engine(name: str, module: str, factory: str, install_hint: str,
-                    options: dict[str, type] | None = None) -> None:
+                    options: dict[str, type] | None = None, loads_model: bool = True) -> None:
     """Make ``name`` available to ``--engine``; the module is imported only when used.
 
     ``options`` are the engine options it honours, with their types (int, float, str, bool):
     ``check_engine_options`` refuses any other key, or a value of the wrong type, at submit —
     a typo never reaches a job as a silently ignored setting.
     """
-    _REGISTRY[name] = EngineEntry(module, factory, install_hint, dict(options or {}))
+    _REGISTRY[name] = EngineEntry(module, factory, install_hint, dict(options or {}), loads_model)
+
+
+def loads_model(name: str) -> bool:
+    """Whether engine ``name`` loads the run's ``--model`` (whose pin the worker then checks)."""
+    return _REGISTRY[check_engine_name(name)].loads_model
 
 
 def engine_names() -> list[str]:
@@ -93,7 +99,8 @@ def load_engine(name: str, model: str | None, options: dict[str, Any] | None = N
 
 
 register_engine("echo", "worker.engines.echo", "EchoEngine", "it has no dependencies",
-                options={"delay": float, "batch": int, "straggle_every": int, "straggle_steps": int, "trace": str})
+                options={"delay": float, "batch": int, "straggle_every": int, "straggle_steps": int, "trace": str},
+                loads_model=False)
 register_engine(
     "vllm",
     "worker.engines.vllm",

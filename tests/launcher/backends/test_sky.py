@@ -254,6 +254,30 @@ def test_dry_run_prints_the_plan_and_the_rendered_task_without_secrets(sky, sky_
     assert "use_spot: false" in out and "accelerators: L4:1" in out and "infra: aws" in out and "H100" not in out
 
 
+@pytest.mark.parametrize("model, refused", [(None, "the default model (SmolLM2-135M, bundled for local runs)"),
+                                            ("LOCAL", "is a folder on this machine")])
+def test_a_model_a_cloud_machine_cannot_load_is_refused_before_anything_runs(sky, tmp_path, model, refused):
+    write_input(tmp_path / "in.jsonl", 10)
+    if model == "LOCAL":
+        model = tmp_path / "my-model"
+        model.mkdir()
+        (model / "config.json").write_text("{}")
+    args = ["submit", str(tmp_path / "in.jsonl"), "--chunks", "1", "--backend", "sky", "--store", str(tmp_path / "runs"), "--dry-run"]
+    result = cli(*args, *(["--model", str(model)] if model else []))
+    assert result.exit_code == 1 and refused in flat(result.stderr)
+    assert "--model Qwen/Qwen2.5-7B-Instruct" in result.stderr and "s3://bucket/models/name/" in result.stderr
+
+
+def test_a_hub_model_or_a_model_folder_in_object_storage_is_accepted(sky, tmp_path, s3_bucket, s3_admin_client):
+    write_input(tmp_path / "in.jsonl", 10)
+    s3_admin_client.put_object(Bucket=s3_bucket, Key="models/m/config.json", Body=b"{}")
+    for model in ("Qwen/Qwen2.5-7B-Instruct@main", f"s3://{s3_bucket}/models/m/"):
+        result = cli("submit", str(tmp_path / "in.jsonl"), "--chunks", "1", "--backend", "sky", "--store",
+                     str(tmp_path / "runs"), "--model", model, "--dry-run")
+        assert result.exit_code == 0, result.stderr
+        assert f"model vllm:{model.rstrip('/')}" in flat(result.stdout)
+
+
 def test_the_tensor_parallel_template_checks_the_gpu_count(sky, tmp_path):
     from launcher.backends.sky import plan_tasks
 
