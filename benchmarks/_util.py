@@ -243,7 +243,7 @@ def s3_server(max_keys: int | None = None) -> Iterator[tuple[Any, str]]:
     Yields ``(proxy, direct_endpoint)``; while inside, ``AWS_ENDPOINT_URL`` points
     at the proxy so every chunkpilot store call is counted in ``proxy.requests``.
     """
-    from launcher.store.s3 import reset_clients
+    from chunkpilot.store.s3 import reset_clients
     from tests.s3server import FaultProxy, MotoServer
 
     saved = dict(os.environ)

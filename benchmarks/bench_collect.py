@@ -1,7 +1,7 @@
 """Benchmark 4 — collect: merging committed parts into one file vs ``cat`` of the same parts.
 
 Synthesizes a run store with N output records in valid part files (names from
-``PartName``, lines made by ``worker.output.ok_line``/``error_line``, 256 records per
+``PartName``, lines made by ``chunkpilot.output.ok_line``/``error_line``, 256 records per
 part as the worker commits them, a ``_SUCCESS`` marker per chunk, ~0.1% of records
 sharing a custom_id and ~1% error lines), then times, interleaved (collect, cat; cat, collect; ...):
 
@@ -32,9 +32,9 @@ from _util import MB, PYTHON, median, print_machine, run_measured, scratch_dir, 
 
 from array import array
 
-from launcher.spec import ChunkSummary, InputPin, PartName, RunSpec, SuccessMarker, custom_id_hash, encode_hashes
-from worker.output import error_line, ok_line
-from worker.requests import Completion, Request
+from chunkpilot.spec import ChunkSummary, InputPin, PartName, RunSpec, SuccessMarker, custom_id_hash, encode_hashes
+from chunkpilot.output import error_line, ok_line
+from chunkpilot.requests import Completion, Request
 
 RUN = "bench-collect"
 STRIDE = 100  # bytes of (imaginary) input per record: positions only need to be increasing
@@ -44,7 +44,7 @@ WORDS = ("the a of to and in is it you that he was for on are with as his they b
 
 
 def _ok_line_maker(run: str):
-    """A fast equivalent of ``worker.output.ok_line`` for plain-ASCII ids and texts (checked against it)."""
+    """A fast equivalent of ``chunkpilot.output.ok_line`` for plain-ASCII ids and texts (checked against it)."""
     model, revision = "HuggingFaceTB/SmolLM2-135M-Instruct", "gguf-sha256:b179c9523d0e"
 
     def fast(key, custom_id: str, text: str, completion_tokens: int, created: int) -> bytes:

@@ -30,8 +30,8 @@ from concurrent.futures import ThreadPoolExecutor
 from _util import PYTHON, admin_client, median, print_machine, run_measured, s3_server, spread, table, write_json
 
 from launcher.backends.base import JobState, JobStatus
-from launcher.names import chunk_id, job_name
-from launcher.spec import (
+from chunkpilot.names import chunk_id, job_name
+from chunkpilot.spec import (
     AttemptRecord, ByteRange, ChunkManifest, ChunkSummary, InputPin, PartName, Progress, RunSpec, SuccessMarker, attempt_key,
     held_key,
 )
@@ -150,7 +150,7 @@ def main() -> None:
 
         def per_chunk_poll():
             """HEAD each done marker; GET heartbeat and attempt record of each chunk not done."""
-            from launcher.errors import NotFoundError
+            from chunkpilot.errors import NotFoundError
 
             store, states = run.run_store, {}
             for c in run.spec.chunk_ids:

@@ -80,7 +80,7 @@ def engine_env() -> dict[str, str]:
 def run_chunkpilot(work: Path, prompts: Path, model_folder: str, i: int) -> dict:
     from launcher.collect import collect
     from launcher.runs import open_run
-    from launcher.spec import PartName, SuccessMarker
+    from chunkpilot.spec import PartName, SuccessMarker
     from launcher.submit import SubmitOptions, plan_run, write_run
 
     store = work / f"store-{i}"
@@ -162,7 +162,7 @@ def main() -> None:
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
 
-    from worker.model import resolve_model
+    from chunkpilot.model import resolve_model
     import vllm
 
     model_folder = resolve_model(None).path_or_id

@@ -1,3 +1,5 @@
 """chunkpilot's launcher: plans chunks, launches one job per chunk, tracks, relaunches, collects."""
 
-__version__ = "0.1.0"
+from chunkpilot import __version__
+
+__all__ = ["__version__"]

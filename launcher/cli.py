@@ -17,11 +17,11 @@ import click
 from rich.console import Console
 from rich.markup import escape
 
-from launcher import __version__
+from chunkpilot import __version__
 from launcher.backends import BACKENDS, make_backend
-from launcher.errors import ChunkpilotError, IncompleteRunError
-from launcher.spec import DEFAULT_MAX_ERROR_RATE
-from launcher.store import default_store_uri
+from chunkpilot.errors import ChunkpilotError, IncompleteRunError
+from chunkpilot.spec import DEFAULT_MAX_ERROR_RATE
+from chunkpilot.store import default_store_uri
 
 
 def _console(stderr: bool) -> Console:

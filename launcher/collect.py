@@ -35,13 +35,13 @@ from dataclasses import dataclass, field
 from itertools import groupby
 from typing import Iterator
 
-from launcher.errors import IncompleteRunError, OutputError, StoreError
+from chunkpilot.errors import IncompleteRunError, OutputError, StoreError
 from launcher.runs import OpenRun
 from launcher.dupcount import CounterProcess
-from launcher.spec import PartName, SuccessMarker, custom_id_hash, encode_hashes
-from launcher.store import ObjectInfo, Store
-from launcher.store.base import pwrite_all
-from worker.output import is_ok_line, key_of_line
+from chunkpilot.spec import PartName, SuccessMarker, custom_id_hash, encode_hashes
+from chunkpilot.store import ObjectInfo, Store
+from chunkpilot.store.base import pwrite_all
+from chunkpilot.output import is_ok_line, key_of_line
 
 
 @dataclass
@@ -118,7 +118,7 @@ def collect_to(run: OpenRun, output: str, allow_partial: bool = False) -> Collec
         return collect(run, output, allow_partial)
     import tempfile
 
-    from launcher.store import split_object_uri
+    from chunkpilot.store import split_object_uri
 
     store, key = split_object_uri(output)
     if not key or key.endswith("/"):

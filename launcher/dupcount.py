@@ -23,7 +23,7 @@ import tempfile
 import threading
 from array import array
 
-from launcher.errors import CounterError
+from chunkpilot.errors import CounterError
 
 ID_BUDGET = 1 << 20  # custom_id hashes held in memory (8-16 bytes each) before spilling to disk
 _FRAME = struct.Struct("<QQ")
@@ -341,7 +341,7 @@ def _numpy():
     return _NUMPY[0]
 
 def main(argv: list[str] | None = None) -> int:
-    from launcher.spec import decode_hashes
+    from chunkpilot.spec import decode_hashes
 
     (examples,) = (int(a) for a in (argv if argv is not None else sys.argv[1:]))
     stream = sys.stdin.buffer

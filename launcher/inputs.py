@@ -12,9 +12,9 @@ import glob
 import os
 from dataclasses import dataclass, field
 
-from launcher.errors import InputError, NotFoundError, StoreError
-from launcher.spec import InputPin
-from launcher.store import open_store, split_object_uri
+from chunkpilot.errors import InputError, NotFoundError, StoreError
+from chunkpilot.spec import InputPin
+from chunkpilot.store import open_store, split_object_uri
 
 _WILDCARDS = "*?["
 # What a folder or prefix contributes: the file name suffixes of the formats chunkpilot reads.
@@ -131,20 +131,6 @@ def _data_objects(objects) -> tuple[list, list[str]]:
         else:
             skipped.append(o.key)
     return data, skipped
-
-
-def check_pin(pin: InputPin) -> None:
-    """Raise InputError if the input no longer matches what was planned."""
-    store, key = split_object_uri(pin.uri)
-    try:
-        info = store.head(key)
-    except NotFoundError as exc:
-        raise InputError(f"input {pin.uri} was removed after the run was planned") from exc
-    if info.size != pin.size or info.etag != pin.etag:
-        raise InputError(
-            f"input {pin.uri} changed after the run was planned (size {pin.size} -> {info.size}); "
-            "record positions would no longer match: submit a new run"
-        )
 
 
 _BOM = b"\xef\xbb\xbf"

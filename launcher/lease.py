@@ -16,9 +16,9 @@ import time
 import uuid
 from dataclasses import asdict, dataclass
 
-from launcher.errors import LeaseHeldError, NotFoundError
+from chunkpilot.errors import LeaseHeldError, NotFoundError
 from launcher.proc import process_alive, process_start_ticks
-from launcher.store import Store
+from chunkpilot.store import Store
 
 LEASE_KEY = "lease.json"
 

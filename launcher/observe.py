@@ -16,11 +16,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from launcher.backends.base import Backend, JobState
-from launcher.names import job_name
+from chunkpilot.names import job_name
 from launcher.reconcile import ChunkView
-from launcher.errors import NotFoundError, StoreError
-from launcher.spec import PartName, Progress, RunSpec, SuccessMarker, parse_attempt_key
-from launcher.store import ObjectInfo, Store
+from chunkpilot.errors import NotFoundError, StoreError
+from chunkpilot.spec import PartName, Progress, RunSpec, SuccessMarker, parse_attempt_key
+from chunkpilot.store import ObjectInfo, Store
 
 # At most this many heartbeats/markers are read per look (status, a watch cycle), in parallel.
 DETAIL_READS = 64

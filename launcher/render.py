@@ -8,7 +8,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from launcher.collect import CollectReport
-from launcher.spec import ChunkManifest, RunSpec
+from chunkpilot.spec import ChunkManifest, RunSpec
 
 if TYPE_CHECKING:  # not imported for `collect`, whose start-up is part of its benchmarked time
     from rich.table import Table

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from launcher.errors import ChunkpilotError, NotFoundError, RunNotFoundError
-from launcher.names import validate_run_name
-from launcher.spec import CANCEL_KEY, RESUMED_KEY, CancelMarker, ResumeAllowance, RunSpec
-from launcher.store import Store, open_store
+from chunkpilot.errors import ChunkpilotError, NotFoundError, RunNotFoundError
+from chunkpilot.names import validate_run_name
+from chunkpilot.spec import CANCEL_KEY, RESUMED_KEY, CancelMarker, ResumeAllowance, RunSpec
+from chunkpilot.store import Store, open_store
 
 
 @dataclass(frozen=True)

@@ -33,8 +33,8 @@ from typing import Any, Iterable, Mapping
 
 import yaml
 
-from launcher.errors import ConfigError
-from launcher.spec import RunSpec
+from chunkpilot.errors import ConfigError
+from chunkpilot.spec import RunSpec
 
 DEFAULT_TEMPLATE = "vllm-spot.yaml"
 

@@ -15,7 +15,7 @@ from datetime import datetime
 
 from launcher.observe import ChunkDetail, ChunkObservation
 from launcher.reconcile import ChunkState, Decision
-from launcher.spec import PartName, RunSpec
+from chunkpilot.spec import PartName, RunSpec
 
 RATE_WINDOW = 60.0  # seconds of commits the current rate is measured over
 TOP_CODES = 3

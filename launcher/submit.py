@@ -13,14 +13,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from launcher import __version__
+from chunkpilot import __version__
 from launcher.backends import check_backend_name
-from launcher.errors import ConfigError, NotFoundError, StoreError
+from chunkpilot.errors import ConfigError, NotFoundError, StoreError
 from launcher.inputs import not_jsonl_reason, resolve_inputs
-from launcher.names import validate_run_name
-from launcher.plan import next_line_start, plan_chunks
-from launcher.spec import DEFAULT_MAX_ERROR_RATE, ChunkManifest, ChunkSummary, InputPin, RunSpec
-from launcher.store import open_store, split_object_uri
+from chunkpilot.names import validate_run_name
+from chunkpilot.plan import next_line_start, plan_chunks
+from chunkpilot.spec import DEFAULT_MAX_ERROR_RATE, ChunkManifest, ChunkSummary, InputPin, RunSpec
+from chunkpilot.store import open_store, split_object_uri
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,7 @@ def model_identity(engine: str, model: str | None, backend: str = "local") -> tu
     """
     if engine == "echo":
         return model or "echo", "echo-1"
-    from worker.model import DEFAULT_MODEL, model_kind, model_revision
+    from chunkpilot.model import DEFAULT_MODEL, model_kind, model_revision
 
     chosen = model or DEFAULT_MODEL
     if backend == "sky" and model_kind(chosen) in ("alias", "local"):
@@ -86,7 +86,7 @@ def model_identity(engine: str, model: str | None, backend: str = "local") -> tu
 def plan_run(options: SubmitOptions) -> Plan:
     """Resolve, check and plan everything; writes nothing."""
     from launcher.backends.local import default_local_parallel
-    from worker.engines import check_engine_name, check_engine_options
+    from chunkpilot.engines import check_engine_name, check_engine_options
 
     if options.chunks < 1:
         raise ConfigError("--chunks must be at least 1")

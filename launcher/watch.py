@@ -19,13 +19,13 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from launcher.backends.base import Backend, LaunchRequest
-from launcher.errors import BackendError, NotFoundError, StoreError
+from chunkpilot.errors import BackendError, NotFoundError, StoreError
 from launcher.lease import Lease
-from launcher.names import job_name
+from chunkpilot.names import job_name
 from launcher.observe import ChunkDetail, ChunkObservation, list_attempts, observe, read_details
 from launcher.reconcile import Decision, Policy, decide, error_budget_exceeded
 from launcher.runs import OpenRun
-from launcher.spec import CANCEL_KEY, RESUMED_KEY, AttemptRecord, CancelMarker, ResumeAllowance, attempt_key
+from chunkpilot.spec import CANCEL_KEY, RESUMED_KEY, AttemptRecord, CancelMarker, ResumeAllowance, attempt_key
 from launcher.status import StatusReport, chunks_needing_detail, summarize, top_codes
 
 log = logging.getLogger("chunkpilot.watch")

@@ -24,10 +24,10 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from launcher import __version__
+from chunkpilot import __version__
 
 DIST_NAME = "chunkpilot"
-PACKAGES = ("launcher", "worker")
+PACKAGES = ("chunkpilot", "launcher", "worker")
 # Used when the running code is not an installed distribution (a bare checkout on sys.path).
 FALLBACK_REQUIRES = ("click>=8.1", "rich>=13", "pyyaml>=6", "boto3>=1.35")
 _SKIP_DIRS = {"__pycache__"}

@@ -14,7 +14,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from launcher.store.s3 import reset_clients
+from chunkpilot.store.s3 import reset_clients
 from tests.s3server import FaultProxy, MotoServer
 
 # Variables that would point boto3 at a real account or another endpoint.

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from launcher.store.s3 import reset_clients
+from chunkpilot.store.s3 import reset_clients
 
 SECRETS = {
     "AWS_SECRET_ACCESS_KEY": "SECRETawsKEY0123456789abcdef",

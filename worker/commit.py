@@ -18,9 +18,9 @@ from bisect import bisect_right
 from dataclasses import dataclass, field
 from typing import Iterable
 
-from launcher.spec import PartName, RecordKey
-from launcher.store import Store
-from worker.output import key_of_line, line_outcome
+from chunkpilot.spec import PartName, RecordKey
+from chunkpilot.store import Store
+from chunkpilot.output import key_of_line, line_outcome
 
 
 class CommittedSet:

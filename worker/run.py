@@ -22,23 +22,24 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Iterator
 
-from launcher.errors import ChunkpilotError, ConfigError, InputError, NotFoundError, StoreError
-from launcher.inputs import check_pin
-from launcher.names import validate_chunk_id
-from launcher.spec import (
+from chunkpilot.errors import ChunkpilotError, ConfigError, InputError, NotFoundError, StoreError
+from chunkpilot.inputs import check_pin
+from chunkpilot.names import validate_chunk_id
+from chunkpilot.spec import (
     ChunkManifest, PartName, Progress, RecordKey, RunSpec, SuccessMarker, custom_id_hash, encode_hashes, held_key,
 )
-from launcher.store import Store, open_store
+from chunkpilot.store import Store, open_store
 from worker.commit import (
     BARRIER, CommittedSet, Slot, held_answers, held_slots, recovered_slot, take_finished, write_part,
 )
-from worker.engines import load_engine, loads_model
-from worker.model import check_pinned
+from chunkpilot.engines import loads_model
+from worker.engines import load_engine
+from chunkpilot.model import check_pinned
 from worker.engines.base import Engine
-from worker.output import key_of_line, line_outcome, ok_line, record_error_line, error_line
-from worker.reader import iter_chunk_lines
-from worker.records import custom_id_of, is_blank, parse_record
-from worker.requests import Completion, RecordError, Request
+from chunkpilot.output import key_of_line, line_outcome, ok_line, record_error_line, error_line
+from chunkpilot.reader import iter_chunk_lines
+from chunkpilot.records import custom_id_of, is_blank, parse_record
+from chunkpilot.requests import Completion, RecordError, Request
 
 log = logging.getLogger("chunkpilot.worker")
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from launcher.backends.base import Backend, JobState, JobStatus, LaunchRequest
-from launcher.errors import ConfigError
-from launcher.spec import RunSpec
+from chunkpilot.errors import ConfigError
+from chunkpilot.spec import RunSpec
 
 BACKENDS = ("local", "sky")
 

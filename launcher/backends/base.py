@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Protocol
 
-from launcher.spec import RunSpec
+from chunkpilot.spec import RunSpec
 
 
 class JobStatus(str, Enum):

@@ -39,8 +39,8 @@ from typing import Any, Iterable, Mapping
 import yaml
 
 from launcher.backends.base import JobState, JobStatus, LaunchRequest
-from launcher.errors import BackendError, ChunkpilotError, ConfigError, NotFoundError
-from launcher.names import job_name
+from chunkpilot.errors import BackendError, ChunkpilotError, ConfigError, NotFoundError
+from chunkpilot.names import job_name
 from launcher.skytask import (
     ENV_ATTEMPT,
     ENV_CHUNK,
@@ -63,7 +63,7 @@ from launcher.skytask import (
     redact,
     resolve_secrets,
 )
-from launcher.spec import ChunkManifest, RunSpec
+from chunkpilot.spec import ChunkManifest, RunSpec
 
 log = logging.getLogger("chunkpilot.sky")
 
@@ -264,7 +264,7 @@ def _check_reachable(spec: RunSpec, run_uri: str, sdk: Any) -> None:
 
 
 def run_uri_of(store_uri: str, run_id: str) -> str:
-    from launcher.store import open_store
+    from chunkpilot.store import open_store
 
     return open_store(store_uri).child(run_id).uri
 
@@ -485,7 +485,7 @@ class SkyBackend:
     def _run_tasks(self, run_uri: str) -> RunTasks:
         """The run's tasks, from its pinned template copy in the store (written at first launch)."""
         if self._tasks is None:
-            from launcher.store import open_store
+            from chunkpilot.store import open_store
 
             run_store = open_store(run_uri)
             try:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from launcher.lease import Lease
-from launcher.errors import LeaseHeldError
+from chunkpilot.errors import LeaseHeldError
 from launcher.runs import open_run
 from tests.conftest import read_jsonl, write_jsonl
 

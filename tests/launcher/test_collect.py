@@ -7,8 +7,8 @@ import json
 import pytest
 
 from launcher.collect import collect
-from launcher.errors import OutputError, StoreError
-from launcher.spec import PartName, SuccessMarker
+from chunkpilot.errors import OutputError, StoreError
+from chunkpilot.spec import PartName, SuccessMarker
 from tests.conftest import write_jsonl
 from worker.run import WorkerOptions, run_chunk
 
@@ -117,7 +117,7 @@ def test_a_corrupt_marker_fails_cleanly_without_hanging_or_leaving_a_file(tmp_pa
 def test_markers_carry_one_custom_id_hash_per_record(make_run, mixed_input):
     run = make_run([mixed_input], chunks=2)
     finish(run, run.spec.chunk_ids)
-    from launcher.spec import decode_hashes
+    from chunkpilot.spec import decode_hashes
 
     markers = [SuccessMarker.from_json(run.run_store.get(f"out/{c}/_SUCCESS")) for c in run.spec.chunk_ids]
     assert sum(len(decode_hashes(m.custom_id_hashes)) for m in markers) == sum(m.records for m in markers) == 90

@@ -13,8 +13,8 @@ import pytest
 
 import launcher
 from launcher.dupcount import CounterProcess, DuplicateCounter, _child_env, _isin_sorted
-from launcher.errors import CounterError
-from launcher.spec import encode_hashes
+from chunkpilot.errors import CounterError
+from chunkpilot.spec import encode_hashes
 
 
 @pytest.mark.parametrize("with_numpy", [True, False])

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from launcher.errors import InputError
+from chunkpilot.errors import InputError
 from launcher.inputs import not_jsonl_reason, resolve_inputs
 
 

@@ -7,10 +7,10 @@ import json
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from launcher.plan import next_line_start, plan_chunks, split_points
-from launcher.spec import InputPin
-from launcher.store import split_object_uri
-from worker.reader import iter_chunk_lines
+from chunkpilot.plan import next_line_start, plan_chunks, split_points
+from chunkpilot.spec import InputPin
+from chunkpilot.store import split_object_uri
+from chunkpilot.reader import iter_chunk_lines
 
 # Lines chosen to stress the cut points: CRLF, BOM, multi-byte characters, U+2028
 # inside a JSON string (a line separator for str.splitlines, not for us), blanks.

@@ -7,9 +7,9 @@ from datetime import datetime, timezone
 from launcher.backends.base import JobState, JobStatus
 from launcher.observe import ChunkDetail, ChunkObservation
 from launcher.reconcile import ChunkState, Decision
-from launcher.spec import ChunkSummary, InputPin, PartName, RunSpec
+from chunkpilot.spec import ChunkSummary, InputPin, PartName, RunSpec
 from launcher.status import chunks_needing_detail, summarize
-from launcher.store import ObjectInfo
+from chunkpilot.store import ObjectInfo
 
 T0 = 1_800_000_000.0
 

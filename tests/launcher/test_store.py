@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from launcher.errors import NotFoundError, StoreError
-from launcher.store import LocalStore, Store, open_store
-from launcher.store.s3 import S3Store, reset_clients
+from chunkpilot.errors import NotFoundError, StoreError
+from chunkpilot.store import LocalStore, Store, open_store
+from chunkpilot.store.s3 import S3Store, reset_clients
 from tests.s3server import CUT, INTERNAL, LOST_WRITE, RESET, SLOWDOWN, FaultProxy, closed_loopback_port
 
 BINARY = bytes(range(256)) * 4
@@ -226,7 +226,7 @@ def test_check_writable_passes_on_a_usable_store(store: Store) -> None:
 def test_s3_timestamps_parse_like_botocore(value) -> None:
     from botocore.utils import parse_timestamp
 
-    from launcher.store.s3 import _parse_timestamp
+    from chunkpilot.store.s3 import _parse_timestamp
 
     assert _parse_timestamp(value) == parse_timestamp(value)
     assert _parse_timestamp(value).tzinfo is not None
@@ -376,7 +376,7 @@ def test_s3_errors_never_carry_credentials(s3_server: str, monkeypatch: pytest.M
 @pytest.mark.parametrize("uri", ["runs", "./runs", "/abs/runs", "file:///abs/runs", "s3://my-bucket", "s3://my-bucket/a/b/",
                                  "C:/windows/path", "r2.store/x"])
 def test_store_uris_that_are_accepted(uri: str) -> None:
-    from launcher.store import check_store_uri
+    from chunkpilot.store import check_store_uri
 
     assert check_store_uri(uri) == uri
 
@@ -396,8 +396,8 @@ def test_store_uris_that_are_accepted(uri: str) -> None:
     ("", "empty store URI"),
 ])
 def test_store_uris_that_are_refused(uri: str, message: str) -> None:
-    from launcher.errors import ConfigError
-    from launcher.store import check_store_uri
+    from chunkpilot.errors import ConfigError
+    from chunkpilot.store import check_store_uri
 
     with pytest.raises(ConfigError, match=re.escape(message)):
         check_store_uri(uri)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from launcher.backends import make_backend
 from launcher.backends.local import LocalBackend
-from launcher.spec import AttemptRecord
+from chunkpilot.spec import AttemptRecord
 from launcher.watch import WatchOptions, reconcile_once
 from tests.conftest import big_prompts, read_jsonl
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from launcher.spec import PartName
+from chunkpilot.spec import PartName
 from worker.commit import BARRIER, CommittedSet, Slot, held_answers, held_slots, take_finished
-from worker.output import error_line
+from chunkpilot.output import error_line
 
 
 def slot(offset: int, done: bool = True) -> Slot:

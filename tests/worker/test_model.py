@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-import worker.model as wm
-from launcher.errors import ConfigError
+import chunkpilot.model as wm
+from chunkpilot.errors import ConfigError
 
 FILES = {"config.json": b'{"model_type": "llama"}', "model.safetensors": b"\0" * 1000, "tokenizer.json": b"{}"}
 

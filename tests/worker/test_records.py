@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from worker.records import is_blank, parse_record
-from worker.requests import RecordError, Request
+from chunkpilot.records import is_blank, parse_record
+from chunkpilot.requests import RecordError, Request
 
 KEY = (0, 10)
 DEFAULTS = {"max_tokens": 32, "temperature": 0.0}

@@ -11,9 +11,9 @@ from pathlib import Path
 
 
 from launcher.collect import collect
-from launcher.spec import PartName, SuccessMarker
+from chunkpilot.spec import PartName, SuccessMarker
 from worker.commit import CommittedSet
-from worker.output import key_of_line
+from chunkpilot.output import key_of_line
 from tests.conftest import big_prompts
 
 ROOT = Path(__file__).resolve().parents[2]

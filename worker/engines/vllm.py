@@ -24,9 +24,9 @@ import logging
 import os
 from typing import Any
 
-from launcher.errors import ConfigError
-from worker.model import resolve_model
-from worker.requests import Completion, Request
+from chunkpilot.errors import ConfigError
+from chunkpilot.model import resolve_model
+from chunkpilot.requests import Completion, Request
 
 log = logging.getLogger("chunkpilot.vllm")
 

@@ -22,7 +22,7 @@ import yaml
 from click.testing import CliRunner
 
 from launcher.backends.base import JobState, JobStatus, LaunchRequest
-from launcher.errors import ConfigError
+from chunkpilot.errors import ConfigError
 from launcher.submit import SubmitOptions, plan_run
 
 SECRET = "hf_SECRETVALUE123"

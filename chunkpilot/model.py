@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from launcher.errors import ConfigError
+from chunkpilot.errors import ConfigError
 
 log = logging.getLogger("chunkpilot.model")
 
@@ -207,7 +207,7 @@ def _parse(model: str | None) -> tuple[str, str, str | None]:
     if not text:
         raise ConfigError("empty --model")
     if text.startswith("s3://"):
-        from launcher.store import check_store_uri
+        from chunkpilot.store import check_store_uri
 
         check_store_uri(text)
         return "store", text.rstrip("/"), None
@@ -249,8 +249,8 @@ def model_revision(model: str | None) -> str:
 
 def _store_listing(uri: str) -> list:
     """The model folder's objects (``ObjectInfo``), sorted by key; ConfigError if it is no model folder."""
-    from launcher.errors import StoreError
-    from launcher.store import open_store
+    from chunkpilot.errors import StoreError
+    from chunkpilot.store import open_store
 
     try:
         objects = [o for o in open_store(uri).list("") if not o.key.rsplit("/", 1)[-1].startswith(".")]
@@ -274,7 +274,7 @@ def ensure_downloaded(uri: str, expected_revision: str | None = None) -> tuple[P
 
     ConfigError if its listing no longer matches ``expected_revision`` (the pin taken at submit).
     """
-    from launcher.store import open_store
+    from chunkpilot.store import open_store
 
     objects = _store_listing(uri)
     revision = store_revision(objects)
@@ -429,7 +429,7 @@ def run_conversion(gguf: Path, out: Path) -> None:
                TOKENIZERS_PARALLELISM="false")
     env["PYTHONPATH"] = os.pathsep.join([package_root] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
     proc = subprocess.run(
-        [sys.executable, "-m", "worker.model", "convert", str(gguf), str(out)],
+        [sys.executable, "-m", "chunkpilot.model", "convert", str(gguf), str(out)],
         env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )
     if proc.returncode != 0:
@@ -522,7 +522,7 @@ def _main(argv: list[str]) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return 2
         return 0
-    print("usage: python -m worker.model resolve|revision [MODEL] | convert GGUF OUT_DIR", file=sys.stderr)
+    print("usage: python -m chunkpilot.model resolve|revision [MODEL] | convert GGUF OUT_DIR", file=sys.stderr)
     return 2
 
 

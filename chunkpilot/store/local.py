@@ -15,8 +15,8 @@ import tempfile
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
-from launcher.errors import NotFoundError, StoreError
-from launcher.store.base import ObjectInfo, join_key, pwrite_all
+from chunkpilot.errors import NotFoundError, StoreError
+from chunkpilot.store.base import ObjectInfo, join_key, pwrite_all
 
 _TMP_PREFIX = ".tmp-"
 

@@ -14,8 +14,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from launcher.spec import RecordKey
-from worker.requests import Completion, RecordError, Request
+from chunkpilot.spec import RecordKey
+from chunkpilot.requests import Completion, RecordError, Request
 
 _ID_PREFIX = b'{"id": "batch_req_'
 _OK_SUFFIX = b'"error": null}'

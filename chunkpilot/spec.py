@@ -30,7 +30,7 @@ from array import array
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
-from launcher.errors import ConfigError
+from chunkpilot.errors import ConfigError
 
 SPEC_VERSION = 2  # 2: part names carry error counts, _SUCCESS carries custom_id hashes
 # Past this share of error records, ``watch`` pauses the run and exits non-zero (``--max-error-rate``).

@@ -9,9 +9,9 @@ from __future__ import annotations
 import os
 import re
 
-from launcher.errors import ConfigError
-from launcher.store.base import ObjectInfo, Store, join_key
-from launcher.store.local import LocalStore
+from chunkpilot.errors import ConfigError
+from chunkpilot.store.base import ObjectInfo, Store, join_key
+from chunkpilot.store.local import LocalStore
 
 DEFAULT_STORE = "./runs"
 
@@ -62,7 +62,7 @@ def open_store(uri: str) -> Store:
     """The store at ``uri`` (checked by ``check_store_uri``): ConfigError for anything else."""
     check_store_uri(uri)
     if uri.startswith("s3://"):
-        from launcher.store.s3 import S3Store
+        from chunkpilot.store.s3 import S3Store
 
         return S3Store.from_uri(uri)
     if uri.startswith("file://"):

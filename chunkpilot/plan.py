@@ -15,8 +15,8 @@ from __future__ import annotations
 from bisect import bisect_right
 from typing import Callable, Iterable, Iterator, Sequence
 
-from launcher.names import chunk_id
-from launcher.spec import ByteRange, ChunkManifest
+from chunkpilot.names import chunk_id
+from chunkpilot.spec import ByteRange, ChunkManifest
 
 # probe(source, offset) -> the first line start >= offset in that source (or its size).
 Probe = Callable[[int, int], int]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from launcher.spec import RecordKey
+from chunkpilot.spec import RecordKey
 
 
 @dataclass(frozen=True)

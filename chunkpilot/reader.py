@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Iterator
 
-from launcher.errors import InputError
-from launcher.spec import ByteRange, InputPin, RecordKey
-from launcher.store import Store, split_object_uri
+from chunkpilot.errors import InputError
+from chunkpilot.spec import ByteRange, InputPin, RecordKey
+from chunkpilot.store import Store, split_object_uri
 
 BLOCK = 4 * 1024 * 1024
 

@@ -16,8 +16,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from launcher.spec import RecordKey
-from worker.requests import RecordError, Request
+from chunkpilot.spec import RecordKey
+from chunkpilot.requests import RecordError, Request
 
 # Sampling fields a record may set; anything else in a body (``model``, ``stream``…) is ignored.
 SAMPLING_FIELDS = {

@@ -27,8 +27,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, BinaryIO, Iterator
 from urllib.parse import urlparse
 
-from launcher.errors import ConfigError, NotFoundError, StoreError
-from launcher.store.base import ObjectInfo, join_key, pwrite_all
+from chunkpilot.errors import ConfigError, NotFoundError, StoreError
+from chunkpilot.store.base import ObjectInfo, join_key, pwrite_all
 
 if TYPE_CHECKING:  # boto3 is imported lazily: `launcher --help` must not pay for it.
     from botocore.client import BaseClient

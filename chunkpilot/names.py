@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from launcher.errors import ConfigError
+from chunkpilot.errors import ConfigError
 
 _NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?$")
 _CHUNK = re.compile(r"^[0-9]{4,8}$")
