@@ -32,9 +32,10 @@ from _util import MB, PYTHON, median, print_machine, run_measured, scratch_dir, 
 
 from array import array
 
-from chunkpilot.spec import ChunkSummary, InputPin, PartName, RunSpec, SuccessMarker, custom_id_hash, encode_hashes
+from chunkpilot.spec import ChunkSummary, InputPin, RunSpec, SuccessMarker, custom_id_hash, encode_hashes
+from chunkpilot.layout import PartName
 from chunkpilot.output import error_line, ok_line
-from chunkpilot.requests import Completion, Request
+from chunkpilot.requests import Result, Request
 
 RUN = "bench-collect"
 STRIDE = 100  # bytes of (imaginary) input per record: positions only need to be increasing
@@ -57,7 +58,7 @@ def _ok_line_maker(run: str):
 
     def real(key, custom_id: str, text: str, completion_tokens: int) -> bytes:
         req = Request(key, custom_id, "chat", {"max_tokens": 64}, messages=({"role": "user", "content": "hi"},))
-        comp = Completion(f"{key[0]}:{key[1]}", text=text, finish_reason="stop", prompt_tokens=30, completion_tokens=completion_tokens)
+        comp = Result(f"{key[0]}:{key[1]}", text=text, finish_reason="stop", prompt_tokens=30, completion_tokens=completion_tokens)
         return ok_line(run, req, comp, model, revision)
 
     sample = real((0, 12345), "req-1", "hello there world", 3)
@@ -107,8 +108,8 @@ def synthesize(root: Path, records: int, per_chunk: int, per_part: int, dup_ever
             path.write_bytes(b"".join(lines))
             parts_in_order.append(path)
             seq += 1
-        marker = SuccessMarker(chunk, 1, n_chunk, 0, n_chunk * STRIDE, ok, errors, 0, 30 * ok, 0, 1.0, "2025-01-01T00:00:00+00:00",
-                               encode_hashes(hashes))
+        marker = SuccessMarker(chunk, 1, n_chunk, 0, ok, errors, 0, 30 * ok, 0, 1.0, "2025-01-01T00:00:00+00:00",
+                               encode_hashes(hashes), units=n_chunk * STRIDE)
         (out / "_SUCCESS").write_bytes(marker.to_json())
         i += n_chunk
     spec = RunSpec(

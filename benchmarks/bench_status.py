@@ -31,10 +31,9 @@ from _util import PYTHON, admin_client, median, print_machine, run_measured, s3_
 
 from launcher.backends.base import JobState, JobStatus
 from chunkpilot.names import chunk_id, job_name
-from chunkpilot.spec import (
-    AttemptRecord, ByteRange, ChunkManifest, ChunkSummary, InputPin, PartName, Progress, RunSpec, SuccessMarker, attempt_key,
-    held_key,
-)
+from chunkpilot.spec import AttemptRecord, SourceRange, ChunkManifest, ChunkSummary, InputPin, Progress, RunSpec, SuccessMarker
+from chunkpilot.layout import PartName
+from chunkpilot import layout
 
 BUCKET, RUN = "bench-status", "bench-status-run"
 CHUNK_BYTES = 1_000_000
@@ -68,26 +67,27 @@ def synthesize(client, chunks: int, done_share: float) -> dict[str, int]:
     now = time.time()
     for i, c in enumerate(ids):
         base = i * CHUNK_BYTES
-        objects[f"runs/{RUN}/chunks/{c}.json"] = ChunkManifest(c, (ByteRange(0, base, base + CHUNK_BYTES),)).to_json()
+        objects[f"runs/{RUN}/chunks/{c}.json"] = ChunkManifest(c, (SourceRange(0, base, base + CHUNK_BYTES),)).to_json()
         done = i < chunks * done_share
         attempts = 2 if (not done and i % 5 == 0) else 1
         for a in range(1, attempts + 1):
             rec = AttemptRecord(c, a, "local", job_name(RUN, c, a), launched_at=now - 600, job_id=str(i * 10 + a), state="LAUNCHED")
-            objects[f"runs/{RUN}/{attempt_key(c, a)}"] = rec.to_json()
+            objects[f"runs/{RUN}/{layout.attempt_record(c, a)}"] = rec.to_json()
         n_parts = 4 if done else 2
         step = CHUNK_BYTES // 4
         for p in range(n_parts):
             part = PartName((0, base + p * step), (0, base + (p + 1) * step), attempts, p, 256)
-            objects[f"runs/{RUN}/out/{c}/{part.filename}"] = b'{"id": "x"}\n' * 4  # contents are never read
+            objects[f"runs/{RUN}/{layout.part(c, part)}"] = b'{"id": "x"}\n' * 4  # contents are never read
             counts["parts"] += 1
-        objects[f"runs/{RUN}/progress/{c}.json"] = Progress(c, attempts, "done" if done else "running", n_parts * 256,
-                                                            n_parts * step, CHUNK_BYTES, 150.0, now).to_json()
+        objects[f"runs/{RUN}/{layout.progress(c)}"] = Progress(
+            c, attempts, "done" if done else "running", records_done=n_parts * 256, units_done=n_parts * step,
+            units_total=CHUNK_BYTES, tokens_per_s=150.0, updated_at=now).to_json()
         if done:
-            objects[f"runs/{RUN}/out/{c}/_SUCCESS"] = SuccessMarker(c, attempts, 1024, 0, CHUNK_BYTES, 1024, 0, 0, 0, 0, 1.0,
-                                                                    "2025-01-01T00:00:00+00:00").to_json()
+            objects[f"runs/{RUN}/{layout.done_marker(c)}"] = SuccessMarker(
+                c, attempts, 1024, 0, 1024, 0, 0, 0, 0, 1.0, "2025-01-01T00:00:00+00:00", units=CHUNK_BYTES).to_json()
             counts["done"] += 1
         else:  # answers finished behind a slower one: not listed by a look, but in the bucket
-            objects[f"runs/{RUN}/{held_key(c, attempts)}"] = b'{"id": "x"}\n' * 8
+            objects[f"runs/{RUN}/{layout.held(c, attempts)}"] = b'{"id": "x"}\n' * 8
             counts["running"] += 1
     with ThreadPoolExecutor(16) as pool:
         list(pool.map(lambda kv: client.put_object(Bucket=BUCKET, Key=kv[0], Body=kv[1]), objects.items()))
@@ -164,11 +164,11 @@ def main() -> None:
                 attempt = 1
                 while True:  # the latest attempt record
                     try:
-                        store.head(attempt_key(c, attempt + 1))
+                        store.head(layout.attempt_record(c, attempt + 1))
                         attempt += 1
                     except NotFoundError:
                         break
-                AttemptRecord.from_json(store.get(attempt_key(c, attempt)))
+                AttemptRecord.from_json(store.get(layout.attempt_record(c, attempt)))
                 states[c] = "RUNNING"
             return states
 

@@ -80,8 +80,8 @@ def engine_env() -> dict[str, str]:
 def run_chunkpilot(work: Path, prompts: Path, model_folder: str, i: int) -> dict:
     from launcher.collect import collect
     from launcher.runs import open_run
-    from chunkpilot.spec import PartName, SuccessMarker
-    from launcher.submit import SubmitOptions, plan_run, write_run
+    from chunkpilot.spec import SuccessMarker     from launcher.submit import SubmitOptions, plan_run, write_run
+from chunkpilot.layout import PartName
 
     store = work / f"store-{i}"
     options = SubmitOptions(inputs=(str(prompts),), chunks=1, store_uri=str(store), engine="vllm", model=None,

@@ -2,9 +2,9 @@
 
 ``{"id", "custom_id", "response": {"status_code", "request_id", "body"}, "error"}``
 
-The ``id`` carries the record's position (``batch_req_<run>_<source>_<offset>``):
-collect reads it back to dedupe and order without parsing the whole line, so
-``id`` is always the first field and ``error`` always the last.
+The ``id`` carries the record's position (``batch_req_<run>_<source>_<offset>``); reading a
+line back (``position_of_line``, ``line_outcome``) parses it as JSON, so nothing depends on the
+byte layout of a line. The body is the request kind's (``chunkpilot.requests``).
 """
 
 from __future__ import annotations
@@ -14,28 +14,33 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from chunkpilot.spec import RecordKey
-from chunkpilot.requests import Completion, RecordError, Request
+from chunkpilot.requests import RecordError, Request, Result, get_kind
+from chunkpilot.spec import Position
 
-_ID_PREFIX = b'{"id": "batch_req_'
-_OK_SUFFIX = b'"error": null}'
-
-
-def output_id(run_id: str, key: RecordKey) -> str:
-    return f"batch_req_{run_id}_{key[0]}_{key[1]}"
+_ID_PREFIX = "batch_req_"
 
 
-def key_of_line(line: bytes) -> RecordKey:
-    """The record key of an output line written by ``ok_line``/``error_line``."""
-    if not line.startswith(_ID_PREFIX):
+def output_id(run_id: str, position: Position) -> str:
+    return f"{_ID_PREFIX}{run_id}_{position[0]}_{position[1]}"
+
+
+def position_of_id(output_line_id: Any) -> Position:
+    """The position an output line's ``id`` carries; ValueError if it is not one of ours."""
+    if not isinstance(output_line_id, str) or not output_line_id.startswith(_ID_PREFIX):
         raise ValueError("not a chunkpilot output line")
-    end = line.index(b'"', len(_ID_PREFIX))
-    _, source, offset = line[len(_ID_PREFIX) : end].rsplit(b"_", 2)
+    _, source, offset = output_line_id.rsplit("_", 2)
     return int(source), int(offset)
 
 
-def is_ok_line(line: bytes) -> bool:
-    return line.rstrip(b"\r\n").endswith(_OK_SUFFIX)
+def position_of_line(line: bytes) -> Position:
+    """The position of the record an output line answers; ValueError if it is not one of ours."""
+    try:
+        obj = json.loads(line)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValueError(f"not a chunkpilot output line: {exc}") from exc
+    if not isinstance(obj, dict):
+        raise ValueError("not a chunkpilot output line")
+    return position_of_id(obj.get("id"))
 
 
 @dataclass(frozen=True)
@@ -57,52 +62,21 @@ def line_outcome(line: bytes) -> LineOutcome:
     return LineOutcome(None, int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0))
 
 
-def _line(run_id: str, key: RecordKey, custom_id: str, response: Any, error: Any) -> bytes:
-    obj = {"id": output_id(run_id, key), "custom_id": custom_id, "response": response, "error": error}
+def _line(run_id: str, position: Position, custom_id: str, response: Any, error: Any) -> bytes:
+    obj = {"id": output_id(run_id, position), "custom_id": custom_id, "response": response, "error": error}
     return json.dumps(obj, ensure_ascii=False).encode() + b"\n"
 
 
-def ok_line(run_id: str, request: Request, completion: Completion, model: str, revision: str) -> bytes:
-    created = int(time.time())
-    usage = {
-        "prompt_tokens": completion.prompt_tokens,
-        "completion_tokens": completion.completion_tokens,
-        "total_tokens": completion.prompt_tokens + completion.completion_tokens,
-    }
-    request_id = f"{run_id}-{request.key[0]}-{request.key[1]}"
-    if request.kind == "chat":
-        body = {
-            "id": f"chatcmpl-{request_id}",
-            "object": "chat.completion",
-            "created": created,
-            "model": model,
-            "model_revision": revision,
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": completion.text},
-                    "finish_reason": completion.finish_reason,
-                }
-            ],
-            "usage": usage,
-        }
-    else:
-        body = {
-            "id": f"cmpl-{request_id}",
-            "object": "text_completion",
-            "created": created,
-            "model": model,
-            "model_revision": revision,
-            "choices": [{"index": 0, "text": completion.text, "finish_reason": completion.finish_reason}],
-            "usage": usage,
-        }
-    response = {"status_code": 200, "request_id": request_id, "body": body}
-    return _line(run_id, request.key, request.custom_id, response, None)
+def ok_line(run_id: str, request: Request, result: Result, model: str, revision: str) -> bytes:
+    response_id = f"{run_id}-{request.position[0]}-{request.position[1]}"
+    body = get_kind(request.kind).render(request, result, model, revision, response_id, int(time.time()))
+    response = {"status_code": 200, "request_id": response_id, "body": body}
+    return _line(run_id, request.position, request.custom_id, response, None)
 
 
-def error_line(run_id: str, key: RecordKey, custom_id: str, code: str, message: str) -> bytes:
-    return _line(run_id, key, custom_id, None, {"code": code, "message": message})
+def error_line(run_id: str, position: Position, custom_id: str, code: str, message: str) -> bytes:
+    return _line(run_id, position, custom_id, None, {"code": code, "message": message})
 
 
 def record_error_line(run_id: str, error: RecordError) -> bytes:
-    return error_line(run_id, error.key, error.custom_id, error.code, error.message)
+    return error_line(run_id, error.position, error.custom_id, error.code, error.message)

@@ -1,22 +1,7 @@
 """The JSON documents in the store: the contract between launcher, worker and users' scripts.
 
-Each is a small frozen dataclass with ``to_json``/``from_json``; tests pin the JSON.
-
-Store layout of one run (``<store>/<run_id>/``)::
-
-    run.json                        RunSpec (immutable)
-    chunks/<chunk>.json             ChunkManifest
-    out/<chunk>/<part>.jsonl        committed result parts, immutable; name = PartName
-    out/<chunk>/_SUCCESS            SuccessMarker, written once (put-if-absent)
-    held/<chunk>/a<attempt>.jsonl   answers finished but not yet in a part (a slower record comes
-                                    before them); rewritten every commit, deleted when the chunk is done
-    progress/<chunk>.json           Progress heartbeat
-    jobs/<chunk>/a<attempt>.json    AttemptRecord, one object per launch
-    lease.json                      the watch lease
-    CANCELLED                       CancelMarker: the run is paused (``launcher cancel``, or its error
-                                    budget ran out); ``launcher watch`` removes it and resumes
-    resumed.json                    ResumeAllowance: attempts a pause cost each chunk, given back
-    logs/                           local backend only: each job's log, pid and exit files
+Each is a small frozen dataclass with ``to_json``/``from_json``; tests pin the JSON. Where
+each lives in the store is ``chunkpilot.layout``'s business.
 """
 
 from __future__ import annotations
@@ -24,7 +9,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import re
 import sys
 from array import array
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -36,8 +20,10 @@ SPEC_VERSION = 2  # 2: part names carry error counts, _SUCCESS carries custom_id
 # Past this share of error records, ``watch`` pauses the run and exits non-zero (``--max-error-rate``).
 DEFAULT_MAX_ERROR_RATE = 0.1
 
-# A record's identity is its position: (source index, byte offset of its line).
-RecordKey = tuple[int, int]
+# A record's identity: (input index, where it is in that input). What the second number means
+# is the input format's business (a byte offset for JSONL, a row for Parquet); everything else
+# only orders, compares and stores positions.
+Position = tuple[int, int]
 
 
 def dumps(obj: Any) -> bytes:
@@ -52,19 +38,27 @@ def _from_dict(cls, data: dict[str, Any]):
 
 @dataclass(frozen=True)
 class InputPin:
-    """One input object as it was when the run was planned."""
+    """One input object as it was when the run was planned: its size in bytes and etag pin it;
+    ``units`` is its size in the format's unit when that is not bytes (rows of a Parquet file)."""
 
     uri: str
     size: int
     etag: str
+    units: int | None = None
+
+    @property
+    def length(self) -> int:
+        """Its size in the format's unit."""
+        return self.size if self.units is None else self.units
 
 
 @dataclass(frozen=True)
 class ChunkSummary:
-    """A chunk as listed in run.json, so status needs no per-chunk read."""
+    """A chunk as listed in run.json, so status needs no per-chunk read. ``size`` is in the
+    run's format's unit (bytes for JSONL), written under that unit's name."""
 
     id: str
-    bytes: int
+    size: int
 
 
 @dataclass(frozen=True)
@@ -92,18 +86,24 @@ class RunSpec:
     backend_options: dict[str, Any] = field(default_factory=dict)
     # Share of error records past which watch pauses the run; 1 turns the budget and fail-fast off.
     max_error_rate: float = DEFAULT_MAX_ERROR_RATE
+    input_format: str = "jsonl"  # every input is read by this format (chunkpilot.formats)
+    unit: str = "bytes"  # what the input format measures progress in
     version: int = SPEC_VERSION
 
     def to_json(self) -> bytes:
-        return dumps(asdict(self))
+        data = asdict(self)
+        data["chunks"] = [{"id": c.id, self.unit: c.size} for c in self.chunks]
+        data["inputs"] = [{k: v for k, v in i.items() if v is not None} for i in data["inputs"]]
+        return dumps(data)
 
     @classmethod
     def from_json(cls, raw: bytes) -> "RunSpec":
         data = json.loads(raw)
         if data.get("version") != SPEC_VERSION:
             raise ConfigError(f"run.json has spec version {data.get('version')}, this chunkpilot reads {SPEC_VERSION}")
-        data["inputs"] = tuple(InputPin(**i) for i in data["inputs"])
-        data["chunks"] = tuple(ChunkSummary(**c) for c in data["chunks"])
+        unit = data.get("unit", "bytes")
+        data["inputs"] = tuple(_from_dict(InputPin, i) for i in data["inputs"])
+        data["chunks"] = tuple(ChunkSummary(c["id"], c[unit]) for c in data["chunks"])
         return _from_dict(cls, data)
 
     @property
@@ -115,8 +115,9 @@ class RunSpec:
 
 
 @dataclass(frozen=True)
-class ByteRange:
-    """Bytes ``[start, end)`` of input ``source`` (an index into RunSpec.inputs)."""
+class SourceRange:
+    """Positions ``[start, end)`` of input ``source`` (an index into RunSpec.inputs), in the
+    format's unit: bytes of a JSONL file, rows of a Parquet file."""
 
     source: int
     start: int
@@ -125,65 +126,24 @@ class ByteRange:
 
 @dataclass(frozen=True)
 class ChunkManifest:
-    """The byte ranges one job processes, in input order."""
+    """The ranges one job processes, in input order; ``unit`` names what the ranges count."""
 
     chunk: str
-    ranges: tuple[ByteRange, ...]
+    ranges: tuple[SourceRange, ...]
+    unit: str = "bytes"
 
     @property
-    def bytes(self) -> int:
+    def size(self) -> int:
         return sum(r.end - r.start for r in self.ranges)
 
     def to_json(self) -> bytes:
-        return dumps({"chunk": self.chunk, "ranges": [asdict(r) for r in self.ranges], "bytes": self.bytes})
+        return dumps({"chunk": self.chunk, "ranges": [asdict(r) for r in self.ranges], self.unit: self.size})
 
     @classmethod
     def from_json(cls, raw: bytes) -> "ChunkManifest":
         data = json.loads(raw)
-        return cls(chunk=data["chunk"], ranges=tuple(ByteRange(**r) for r in data["ranges"]))
-
-
-_PART = re.compile(r"^a(\d+)-(\d+)_(\d+)\.(\d+)_(\d+)\.(\d+)_(\d+)_(\d+)(?:_(\d+)\.(\d+))?\.jsonl$")
-
-
-@dataclass(frozen=True, order=True)
-class PartName:
-    """A committed part: every record with ``first <= key < end`` of its chunk, sorted by key.
-
-    ``a<attempt>-<seq>_<first>_<end>_<records>_<errors>_<prompt tokens>.<completion tokens>.jsonl``:
-    the name carries the interval, the record and error-line counts and the tokens its
-    answers used, so resume, status and collect learn what is committed, and how fast,
-    from one listing, without reading parts. ``end`` is the byte position just past the
-    part's last line. Parts from different attempts (or a zombie) may overlap; each is
-    complete for its interval. Names without tokens (written before they were added) parse
-    with zero tokens.
-    """
-
-    first: RecordKey
-    end: RecordKey
-    attempt: int
-    seq: int
-    records: int
-    errors: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-
-    @property
-    def filename(self) -> str:
-        return (
-            f"a{self.attempt}-{self.seq:05d}_{self.first[0]}.{self.first[1]}"
-            f"_{self.end[0]}.{self.end[1]}_{self.records}_{self.errors}"
-            f"_{self.prompt_tokens}.{self.completion_tokens}.jsonl"
-        )
-
-    @classmethod
-    def parse(cls, filename: str) -> "PartName | None":
-        m = _PART.match(filename)
-        if not m:
-            return None
-        a, seq, s0, o0, s1, o1, n, e = map(int, m.groups()[:8])
-        pt, ct = (int(m.group(9)), int(m.group(10))) if m.group(9) is not None else (0, 0)
-        return cls((s0, o0), (s1, o1), a, seq, n, e, pt, ct)
+        unit = "rows" if "rows" in data else "bytes"
+        return cls(chunk=data["chunk"], ranges=tuple(SourceRange(**r) for r in data["ranges"]), unit=unit)
 
 
 def custom_id_hash(custom_id: str) -> int:
@@ -211,19 +171,19 @@ def decode_hashes(text: str) -> array:
 class SuccessMarker:
     """``out/<chunk>/_SUCCESS``: written once, last, by the worker that finished the chunk.
 
-    ``records``, ``skipped_blank`` and ``bytes`` cover the whole chunk; ``ok``,
-    ``errors``, tokens and ``seconds`` cover the finishing attempt's own work, and
-    ``resumed_records`` says how many records it found already answered (in parts or
-    held). ``custom_id_hashes`` holds ``custom_id_hash`` of every record's custom_id,
-    in input order (``encode_hashes``): collect counts duplicate custom_ids from these
-    without reading the output.
+    ``records``, ``skipped_blank`` and ``units`` (the chunk's size in its format's unit) cover
+    the whole chunk; ``ok``, ``errors``, tokens and ``seconds`` cover the finishing attempt's
+    own work, and ``resumed_records`` says how many records it found already answered (in
+    parts or held). ``error_codes`` counts the whole chunk's error lines by code.
+    ``custom_id_hashes`` holds ``custom_id_hash`` of every record's custom_id, in input order
+    (``encode_hashes``): collect counts duplicate custom_ids from these without reading the
+    output.
     """
 
     chunk: str
     attempt: int
     records: int
     skipped_blank: int
-    bytes: int
     ok: int
     errors: int
     resumed_records: int
@@ -232,14 +192,18 @@ class SuccessMarker:
     seconds: float
     finished_at: str
     custom_id_hashes: str = ""
-    error_codes: dict[str, int] = field(default_factory=dict)  # the whole chunk's error lines, by code
+    error_codes: dict[str, int] = field(default_factory=dict)
+    units: int = 0
 
     def to_json(self) -> bytes:
         return dumps(asdict(self))
 
     @classmethod
     def from_json(cls, raw: bytes) -> "SuccessMarker":
-        return _from_dict(cls, json.loads(raw))
+        data = json.loads(raw)
+        if "units" not in data and "bytes" in data:  # written before formats other than JSONL
+            data["units"] = data["bytes"]
+        return _from_dict(cls, data)
 
 
 @dataclass(frozen=True)
@@ -248,17 +212,18 @@ class Progress:
 
     ``state``: ``starting`` (loading the engine), ``running``, ``stopped`` (exit 75: resumable),
     ``failed`` (exit 2: ``reason`` says why; not retried) or ``done``. ``error_codes`` counts the
-    chunk's error lines so far by code, earlier attempts' included.
+    chunk's error lines so far by code, earlier attempts' included. ``units_done`` of
+    ``units_total`` is how far the chunk has come, in its format's unit.
     """
 
     chunk: str
     attempt: int
     state: str
-    records_done: int
-    bytes_done: int
-    bytes_total: int
-    tokens_per_s: float
-    updated_at: float
+    records_done: int = 0
+    units_done: int = 0
+    units_total: int = 0
+    tokens_per_s: float = 0.0
+    updated_at: float = 0.0
     error_codes: dict[str, int] = field(default_factory=dict)
     reason: str = ""
 
@@ -298,24 +263,6 @@ class AttemptRecord:
 
     def with_(self, **changes: Any) -> "AttemptRecord":
         return replace(self, **changes)
-
-
-def attempt_key(chunk: str, attempt: int) -> str:
-    return f"jobs/{chunk}/a{attempt}.json"
-
-
-def held_key(chunk: str, attempt: int) -> str:
-    return f"held/{chunk}/a{attempt}.jsonl"
-
-
-def parse_attempt_key(key: str) -> tuple[str, int] | None:
-    """``jobs/0003/a2.json`` -> ("0003", 2)."""
-    m = re.match(r"^jobs/([0-9]+)/a([0-9]+)\.json$", key)
-    return (m.group(1), int(m.group(2))) if m else None
-
-
-CANCEL_KEY = "CANCELLED"
-RESUMED_KEY = "resumed.json"
 
 
 @dataclass(frozen=True)

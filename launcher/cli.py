@@ -150,12 +150,14 @@ def submit(inputs, chunks, use_spot, backend, engine, store_uri, model, max_toke
     for warning in plan.warnings:
         err.print(f"[yellow]warning[/]: {escape(warning)}")
     if backend == "sky":
-        from launcher.backends.sky import dry_run_report, validate_run
+        from launcher.backends.sky import validate_run
+        from launcher.backends.sky_sdk import sky_version
+        from launcher.render import sky_dry_run
 
-        validate_run(spec, plan.manifests, store_uri, launching=not dry_run)
+        sky_plan = validate_run(spec, plan.manifests, store_uri, launching=not dry_run)
         if dry_run:
             console.print(dry_run_listing(spec, plan.manifests), markup=False)
-            console.print(dry_run_report(spec, plan.manifests, store_uri))
+            console.print(sky_dry_run(spec, plan.manifests, sky_plan, sky_version()), markup=False)
             return
     if dry_run:
         console.print(dry_run_listing(spec, plan.manifests), markup=False)

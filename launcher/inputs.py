@@ -1,7 +1,7 @@
 """Resolve what the user named (files, folders, prefixes, globs; local or s3://) into pinned inputs.
 
 A file named directly, or matched by a glob the user wrote, is taken whatever its name. A folder
-or an ``s3://`` prefix contributes only files of the formats chunkpilot reads (``DATA_SUFFIXES``);
+or an ``s3://`` prefix contributes only files of the formats chunkpilot reads (``chunkpilot.formats``);
 the others are reported as skipped, never silently planned as records.
 """
 
@@ -13,12 +13,11 @@ import os
 from dataclasses import dataclass, field
 
 from chunkpilot.errors import InputError, NotFoundError, StoreError
+from chunkpilot.formats import InputFormat, data_suffixes, format_of, get_format
 from chunkpilot.spec import InputPin
 from chunkpilot.store import open_store, split_object_uri
 
 _WILDCARDS = "*?["
-# What a folder or prefix contributes: the file name suffixes of the formats chunkpilot reads.
-DATA_SUFFIXES = (".jsonl", ".json", ".ndjson")
 
 
 def _hidden(name: str) -> bool:
@@ -27,7 +26,8 @@ def _hidden(name: str) -> bool:
 
 
 def is_data_file(name: str) -> bool:
-    return name.lower().endswith(DATA_SUFFIXES)
+    """A file a folder or prefix contributes: one of a format chunkpilot reads."""
+    return format_of(name) is not None
 
 
 @dataclass
@@ -52,7 +52,7 @@ def resolve_inputs(specs: list[str]) -> ResolvedInputs:
         found, passed_over = _resolve_s3(spec) if spec.startswith("s3://") else _resolve_local(spec)
         skipped.extend(passed_over)
         if not found:
-            detail = (f": it holds {len(passed_over)} file(s) but none named {'/'.join('*' + s for s in DATA_SUFFIXES)}"
+            detail = (f": it holds {len(passed_over)} file(s) but none named {'/'.join('*' + s for s in data_suffixes())}"
                       f" (e.g. {passed_over[0]})" if passed_over else "")
             raise InputError(f"input {spec!r} matches no files{detail}")
         pins.extend(found)
@@ -133,36 +133,12 @@ def _data_objects(objects) -> tuple[list, list[str]]:
     return data, skipped
 
 
-_BOM = b"\xef\xbb\xbf"
-_MAGIC = (
-    (b"PAR1", "a Parquet file"),
-    (b"\x1f\x8b", "gzip-compressed data"),
-    (b"PK\x03\x04", "a zip archive"),
-    (b"BZh", "bzip2-compressed data"),
-    (b"\x28\xb5\x2f\xfd", "zstd-compressed data"),
-)
-
-
-def not_jsonl_reason(head: bytes) -> str | None:
-    """What the first bytes of a file look like when its first record cannot be a JSON object;
-    None when it may be one. Pure: planning reads these few bytes of each input, no more."""
-    for magic, what in _MAGIC:
-        if head.startswith(magic):
-            return what
-    if b"\0" in head:
-        return "binary data"
-    first = next((line.strip() for line in head.removeprefix(_BOM).split(b"\n") if line.strip()), b"")
-    if not first or first.startswith(b"{"):
-        return None
-    try:
-        text = first.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        if exc.start < len(first) - 4:  # not merely a character cut by the end of the sample
-            return "binary data (not UTF-8)"
-        text = first[: exc.start].decode("utf-8")
-    shown = text if len(text) <= 60 else text[:57] + "..."
-    if text.startswith("["):
-        return f"JSON that is not one object per line (first line: {shown!r})"
-    if "," in text or "\t" in text:
-        return f"CSV/TSV (first line: {shown!r})"
-    return f"plain text (first line: {shown!r})"
+def choose_format(pins: list[InputPin]) -> InputFormat:
+    """The one input format of the run: the format every input's name says (JSON Lines for names
+    no format claims). InputError if the inputs mix formats: one run reads one format."""
+    named = {pin.uri: fmt.name for pin in pins if (fmt := format_of(pin.uri.rsplit("/", 1)[-1])) is not None}
+    found = sorted(set(named.values()))
+    if len(found) > 1:
+        examples = ", ".join(f"{next(u for u, f in named.items() if f == name)} ({name})" for name in found)
+        raise InputError(f"inputs mix formats ({examples}): submit one run per format")
+    return get_format(found[0] if found else "jsonl")

@@ -16,11 +16,12 @@ import time
 import uuid
 from dataclasses import asdict, dataclass
 
+from chunkpilot import layout
 from chunkpilot.errors import LeaseHeldError, NotFoundError
 from launcher.proc import process_alive, process_start_ticks
 from chunkpilot.store import Store
 
-LEASE_KEY = "lease.json"
+LEASE_KEY = layout.LEASE
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,9 @@ from launcher.backends.base import Backend, JobState
 from chunkpilot.names import job_name
 from launcher.reconcile import ChunkView
 from chunkpilot.errors import NotFoundError, StoreError
-from chunkpilot.spec import PartName, Progress, RunSpec, SuccessMarker, parse_attempt_key
+from chunkpilot import layout
+from chunkpilot.layout import PartName
+from chunkpilot.spec import Progress, RunSpec, SuccessMarker
 from chunkpilot.store import ObjectInfo, Store
 
 # At most this many heartbeats/markers are read per look (status, a watch cycle), in parallel.
@@ -29,7 +31,7 @@ DETAIL_READS = 64
 @dataclass
 class ChunkObservation:
     chunk: str
-    bytes_total: int
+    size: int  # in the run's format's unit
     attempts: int = 0
     launched_at: float | None = None
     job: JobState | None = None
@@ -52,8 +54,8 @@ class ChunkObservation:
 def list_attempts(run_store: Store) -> dict[str, tuple[int, float]]:
     """chunk -> (latest attempt number, its record's mtime) from one listing of ``jobs/``."""
     latest: dict[str, tuple[int, float]] = {}
-    for obj in run_store.list("jobs/"):
-        parsed = parse_attempt_key(obj.key)
+    for obj in run_store.list(layout.JOBS):
+        parsed = layout.parse_attempt_record(obj.key)
         if parsed and parsed[1] >= latest.get(parsed[0], (0, 0.0))[0]:
             latest[parsed[0]] = (parsed[1], obj.mtime)
     return latest
@@ -61,17 +63,17 @@ def list_attempts(run_store: Store) -> dict[str, tuple[int, float]]:
 
 def observe(run_store: Store, spec: RunSpec, backend: Backend | None, skip_poll: set[str] = frozenset()) -> dict[str, ChunkObservation]:
     """Observe every chunk of ``spec``. ``skip_poll``: chunks known done, not worth polling."""
-    chunks = {c.id: ChunkObservation(c.id, c.bytes) for c in spec.chunks}
+    chunks = {c.id: ChunkObservation(c.id, c.size) for c in spec.chunks}
     with ThreadPoolExecutor(1, thread_name_prefix="observe") as pool:
-        heartbeats = pool.submit(_listed, run_store, "progress/")
+        heartbeats = pool.submit(_listed, run_store, layout.PROGRESS)
         for chunk, (attempt, mtime) in list_attempts(run_store).items():
             if chunk in chunks:
                 chunks[chunk].attempts, chunks[chunk].launched_at = attempt, mtime
         if backend is not None:
             _poll(backend, spec.run_id, chunks, skip_poll)
-        _add_outputs(chunks, _listed(run_store, "out/"))
+        _add_outputs(chunks, _listed(run_store, layout.OUTPUTS))
         for obj in heartbeats.result():
-            chunk = obj.key.rsplit("/", 1)[-1].removesuffix(".json")
+            chunk = layout.parse_progress(obj.key)
             if chunk in chunks:
                 chunks[chunk].heartbeat_at = obj.mtime
     return chunks
@@ -92,10 +94,10 @@ def _poll(backend: Backend, run_id: str, chunks: dict[str, ChunkObservation], sk
 def _add_outputs(chunks: dict[str, ChunkObservation], listing: list[ObjectInfo]) -> None:
     parts: dict[str, list] = defaultdict(list)
     for obj in listing:
-        _, chunk, filename = (obj.key.split("/", 2) + ["", ""])[:3]
+        chunk, filename = layout.parse_output(obj.key)
         if chunk not in chunks:
             continue
-        if filename == "_SUCCESS":
+        if filename == layout.DONE_NAME:
             chunks[chunk].done = obj
         else:
             part = PartName.parse(filename)
@@ -125,9 +127,9 @@ def read_details(run_store: Store, chunks: list[str], observed: dict[str, ChunkO
     def read(chunk: str) -> ChunkDetail | None:
         try:
             if observed[chunk].done is not None:
-                marker = SuccessMarker.from_json(run_store.get(f"out/{chunk}/_SUCCESS"))
+                marker = SuccessMarker.from_json(run_store.get(layout.done_marker(chunk)))
                 return ChunkDetail("done", "", dict(marker.error_codes))
-            beat = Progress.from_json(run_store.get(f"progress/{chunk}.json"))
+            beat = Progress.from_json(run_store.get(layout.progress(chunk)))
             return ChunkDetail(beat.state, beat.reason, dict(beat.error_codes))
         except (NotFoundError, StoreError, ValueError, TypeError, KeyError):
             return None

@@ -13,6 +13,7 @@ from chunkpilot.spec import ChunkManifest, RunSpec
 if TYPE_CHECKING:  # not imported for `collect`, whose start-up is part of its benchmarked time
     from rich.table import Table
 
+    from launcher.backends.sky import SkyPlan
     from launcher.status import StatusReport
 
 _STATE_STYLE = {"DONE": "green", "RUNNING": "cyan", "PENDING": "dim", "RETRYING": "yellow", "FAILED": "red bold", "CANCELLED": "magenta"}
@@ -24,6 +25,11 @@ def human_bytes(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n:.1f} TB"
+
+
+def human_units(n: float, unit: str) -> str:
+    """``12.0 KB`` for bytes, ``1,200 rows`` for anything else."""
+    return human_bytes(n) if unit == "bytes" else f"{int(n):,} {unit}"
 
 
 def human_seconds(s: float | None) -> str:
@@ -52,7 +58,7 @@ def status_table(report: StatusReport, spec: RunSpec) -> Table:
                          ("tok/s", "right"), ("ETA", "right"), ("note", "left")):
         t.add_column(col, justify=justify)
     for r in report.rows:
-        pct = 100.0 * r.bytes_done / r.bytes_total if r.bytes_total else 100.0
+        pct = 100.0 * r.done / r.total if r.total else 100.0
         note = escape("; ".join(x for x in (r.phase, _codes(r.error_codes), r.reason) if x))
         t.add_row(
             r.chunk,
@@ -75,14 +81,14 @@ def status_table(report: StatusReport, spec: RunSpec) -> Table:
 def run_summary(report: StatusReport) -> str:
     """One line: chunks by state, records and errors (top codes), rates, elapsed, ETA, attempts."""
     tot = report.totals
-    pct = 100.0 * tot["bytes_done"] / tot["bytes_total"] if tot["bytes_total"] else 100.0
+    pct = 100.0 * tot["done"] / tot["total"] if tot["total"] else 100.0
     states = ", ".join(f"{n} {s.lower()}" for s, n in sorted(tot["states"].items()))
     errors = f"{tot['errors']} errors" + (f" ({_codes(tot['error_codes'])})" if tot["error_codes"] else "")
     rate = "average" if tot["finished"] else f"last {human_seconds(tot['rate_window_seconds'])}"
     eta = "" if tot["finished"] else f" · ETA {human_seconds(tot['eta_seconds'])}"
     return (
         f"{tot['chunks']} chunks ({states}) · {tot['records_done']} records, {tot['ok']} ok, {errors} · {pct:.1f}% of "
-        f"{human_bytes(tot['bytes_total'])} · {tot['records_per_s']:.1f} rec/s, {tot['tokens_per_s']:.0f} tok/s ({rate}) · "
+        f"{human_units(tot['total'], report.unit)} · {tot['records_per_s']:.1f} rec/s, {tot['tokens_per_s']:.0f} tok/s ({rate}) · "
         f"elapsed {human_seconds(tot['elapsed_seconds'])}{eta} · {tot['attempts']} attempts · {tot['preemptions']} preemptions"
     )
 
@@ -95,7 +101,7 @@ def progress_line(report: StatusReport) -> str:
     states = ", ".join(f"{n} {s.lower()}" for s, n in sorted(tot["states"].items()))
     starting = f" ({tot['starting_engine']} starting engine)" if tot["starting_engine"] else ""
     return (f"{tot['records_done']} rec{errors} · {tot['records_per_s']:.1f} rec/s · {tot['tokens_per_s']:.0f} tok/s · "
-            f"{human_bytes(tot['bytes_done'])}/{human_bytes(tot['bytes_total'])}{eta} · {states}{starting}")
+            f"{human_units(tot['done'], report.unit)}/{human_units(tot['total'], report.unit)}{eta} · {states}{starting}")
 
 
 def dry_run_listing(spec: RunSpec, manifests: list[ChunkManifest]) -> str:
@@ -105,7 +111,7 @@ def dry_run_listing(spec: RunSpec, manifests: list[ChunkManifest]) -> str:
     lines.append(f"chunks ({len(manifests)}):")
     for m in manifests:
         ranges = ", ".join(f"{r.source}:[{r.start},{r.end})" for r in m.ranges)
-        lines.append(f"  {m.chunk}: {human_bytes(m.bytes)}  {ranges}")
+        lines.append(f"  {m.chunk}: {human_units(m.size, m.unit)}  {ranges}")
     return "\n".join(lines)
 
 
@@ -126,3 +132,44 @@ def collect_summary(console: Console, report: CollectReport, path: str) -> None:
         console.print(f"[yellow]partial[/]: {len(report.incomplete_chunks)} chunk(s) incomplete: {', '.join(report.incomplete_chunks[:10])}")
     if report.mismatched_chunks:
         console.print(f"[red]mismatch[/]: output count differs from the done marker in chunk(s) {', '.join(report.mismatched_chunks)}")
+
+
+def sky_dry_run(spec: RunSpec, manifests: list[ChunkManifest], plan: SkyPlan, sky_version: str) -> str:
+    """What ``submit --backend sky`` would launch: the plan, then the first chunk's task YAML, secrets redacted."""
+    import json
+
+    import yaml
+
+    from launcher.skytask import BlockDumper, accelerator_choices, display_config, redact, worker_lines
+
+    cfg, envs, secrets = plan.first
+    resources = cfg.get("resources") or {}
+    accelerators = ", ".join(f"{n}:{c:g}" for n, c in accelerator_choices(cfg).items()) or "none (CPU only)"
+    recovery = resources.get("job_recovery")
+    sizes = {m.chunk: m.size for m in manifests}
+    lines = [
+        f"SkyPilot plan for run {spec.run_id}: {len(plan.names)} managed job(s), one per chunk",
+        f"  template     {plan.tasks.template.source}",
+        f"  model        {spec.engine}:{spec.model} (revision {spec.model_revision})",
+        f"  use_spot     {str(resources.get('use_spot', False)).lower()}",
+        f"  gpus         {accelerators}",
+        f"  infra        {resources.get('infra') or resources.get('cloud') or 'any enabled cloud (see `sky check`)'}",
+        f"  recovery     {json.dumps(recovery) if recovery is not None else 'SkyPilot default'}",
+        f"  chunkpilot   {spec.chunkpilot_version}, shipped as a wheel built at launch in {plan.dist}",
+        "  secrets      " + (", ".join(f"{n} (from ${n})" for n in secrets.passed) or "none")
+        + (f"; not set here, left out: {', '.join(secrets.left_out)}" if secrets.left_out else ""),
+        "  jobs",
+    ]
+    lines += [f"    {name}  {human_units(sizes.get(m.chunk, 0), spec.unit)}" for name, m in zip(plan.names, manifests)]
+    raw, expanded = worker_lines(cfg, envs)
+    if raw:
+        lines.append(f"  worker       {raw[0]}")
+        lines.append(f"               first job: {expanded[0]}")
+    lines += [f"  warning      {note}" for note in plan.notes]
+    lines.append(f"--- rendered task for chunk {manifests[0].chunk} ({plan.names[0]}), secrets redacted ---")
+    lines.append(yaml.dump(display_config(cfg, envs, secrets), Dumper=BlockDumper, sort_keys=False,
+                           default_flow_style=False, width=10_000).rstrip())
+    lines.append("---")
+    lines.append(f"validated {len(plan.names)} task(s) offline with SkyPilot {sky_version} "
+                 f"({plan.shapes} distinct); dry run: nothing launched, nothing written")
+    return redact("\n".join(lines), secrets)

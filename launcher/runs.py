@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 from chunkpilot.errors import ChunkpilotError, NotFoundError, RunNotFoundError
 from chunkpilot.names import validate_run_name
-from chunkpilot.spec import CANCEL_KEY, RESUMED_KEY, CancelMarker, ResumeAllowance, RunSpec
+from chunkpilot import layout
+from chunkpilot.spec import CancelMarker, ResumeAllowance, RunSpec
 from chunkpilot.store import Store, open_store
 
 
@@ -23,7 +24,7 @@ class OpenRun:
     @property
     def cancelled(self) -> bool:
         try:
-            self.run_store.head(CANCEL_KEY)
+            self.run_store.head(layout.CANCELLED)
             return True
         except NotFoundError:
             return False
@@ -31,13 +32,13 @@ class OpenRun:
     def cancel_marker(self) -> CancelMarker | None:
         """Why the run is paused, or None if it is not."""
         try:
-            return CancelMarker.from_json(self.run_store.get(CANCEL_KEY))
+            return CancelMarker.from_json(self.run_store.get(layout.CANCELLED))
         except NotFoundError:
             return None
 
     def allowance(self) -> ResumeAllowance:
         try:
-            return ResumeAllowance.from_json(self.run_store.get(RESUMED_KEY))
+            return ResumeAllowance.from_json(self.run_store.get(layout.RESUMED))
         except (NotFoundError, ValueError, TypeError):
             return ResumeAllowance()
 
@@ -46,7 +47,7 @@ def open_run(store_uri: str, run_id: str) -> OpenRun:
     validate_run_name(run_id)
     run_store = open_store(store_uri).child(run_id)
     try:
-        spec = RunSpec.from_json(run_store.get("run.json"))
+        spec = RunSpec.from_json(run_store.get(layout.RUN_SPEC))
     except NotFoundError:
         raise RunNotFoundError(f"no run {run_id!r} in {store_uri} (see `launcher runs --store {store_uri}`)") from None
     return OpenRun(store_uri, run_store, spec)
@@ -74,17 +75,17 @@ def list_runs(store_uri: str) -> list[RunEntry]:
     done: dict[str, int] = {}
     paused: set[str] = set()
     for key in store.keys(""):
-        parts = key.split("/")
-        if len(parts) == 2 and parts[1] == "run.json":
-            runs.append(parts[0])
-        elif len(parts) == 2 and parts[1] == CANCEL_KEY:
-            paused.add(parts[0])
-        elif len(parts) == 4 and parts[1] == "out" and parts[3] == "_SUCCESS":
-            done[parts[0]] = done.get(parts[0], 0) + 1
+        run_id, run_key = layout.split_run_key(key)
+        if run_key == layout.RUN_SPEC:
+            runs.append(run_id)
+        elif run_key == layout.CANCELLED:
+            paused.add(run_id)
+        elif run_key.startswith(layout.OUTPUTS) and layout.parse_output(run_key)[1] == layout.DONE_NAME:
+            done[run_id] = done.get(run_id, 0) + 1
     entries = []
     for run_id in runs:
         try:
-            spec = RunSpec.from_json(store.get(f"{run_id}/run.json"))
+            spec = RunSpec.from_json(store.get(layout.run_key(run_id, layout.RUN_SPEC)))
         except (ValueError, KeyError, TypeError, ChunkpilotError):
             continue
         entries.append(RunEntry(spec, done.get(run_id, 0), run_id in paused))

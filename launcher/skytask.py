@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import json
 import os
 import re
 import site
@@ -33,7 +34,9 @@ from typing import Any, Iterable, Mapping
 
 import yaml
 
+from chunkpilot import layout
 from chunkpilot.errors import ConfigError
+from chunkpilot.names import job_name
 from chunkpilot.spec import RunSpec
 
 DEFAULT_TEMPLATE = "vllm-spot.yaml"
@@ -162,7 +165,7 @@ class TaskOptions:
         )
 
 
-def _resource_variants(resources: dict) -> list[dict]:
+def resource_variants(resources: dict) -> list[dict]:
     """The top-level resources and each ``any_of`` / ``ordered`` alternative."""
     out = [resources]
     for key in ("any_of", "ordered"):
@@ -227,7 +230,7 @@ def parse_accelerators(value: Any) -> dict[str, float]:
 def accelerator_choices(cfg: dict) -> dict[str, float]:
     resources = cfg.get("resources") if isinstance(cfg.get("resources"), dict) else {}
     out: dict[str, float] = {}
-    for r in _resource_variants(resources):
+    for r in resource_variants(resources):
         out.update(parse_accelerators(r.get("accelerators")))
     return out
 
@@ -303,7 +306,7 @@ def resolve_secrets(cfg: dict, names: Iterable[str], environ: Mapping[str, str])
     return Secrets(tuple(overrides.items()), tuple(sorted({*overrides, *inline})), tuple(left_out), tuple(inline.values()))
 
 
-def _uses_s3(spec: RunSpec, run_uri: str) -> bool:
+def uses_s3(spec: RunSpec, run_uri: str) -> bool:
     return (run_uri.startswith("s3://") or spec.model.startswith("s3://")
             or any(p.uri.startswith("s3://") for p in spec.inputs))
 
@@ -312,13 +315,13 @@ def job_envs(spec: RunSpec, options: TaskOptions, run_uri: str, chunk: str, atte
              environ: Mapping[str, str]) -> list[tuple[str, str]]:
     """``env_overrides`` for one job: the worker's inputs, S3 settings, then the user's ``--env``."""
     envs = [
-        (ENV_CHUNK_URI, f"{run_uri}/chunks/{chunk}.json"),
+        (ENV_CHUNK_URI, f"{run_uri}/{layout.manifest(chunk)}"),
         (ENV_ATTEMPT, str(attempt)),
         (ENV_DIST, dist),
         (ENV_RUN_ID, spec.run_id),
         (ENV_CHUNK, chunk),
     ]
-    if _uses_s3(spec, run_uri):
+    if uses_s3(spec, run_uri):
         envs += [(k, environ[k]) for k in PASS_THROUGH_ENVS if environ.get(k)]
     envs += sorted(options.envs.items())
     return envs
@@ -334,10 +337,70 @@ def check_user_envs(options: TaskOptions, declared_secrets: Iterable[str]) -> No
                 f"pass it with --secret {key} (the value is read from ${key} at launch, never stored)"
             )
 
+def is_local(uri: str) -> bool:
+    return "://" not in uri or uri.startswith("file://")
+
+
+def check_reachable(spec: RunSpec, run_uri: str, local_paths_reachable: bool = False) -> None:
+    """ConfigError if the jobs would need a path on this machine (unless jobs run here)."""
+    if local_paths_reachable:
+        return
+    for uri in [run_uri, *(p.uri for p in spec.inputs)]:
+        if is_local(uri):
+            raise ConfigError(
+                f"{uri} is a path on this machine, which SkyPilot jobs in the cloud cannot read: "
+                "put the inputs in object storage and use --store s3://bucket/prefix"
+            )
+
+
+@dataclass
+class RunTasks:
+    """Renders the tasks of one run: template + overrides + per-job envs + secrets."""
+
+    spec: RunSpec
+    run_uri: str
+    template: Template
+    options: TaskOptions
+    environ: Mapping[str, str]
+
+    @classmethod
+    def for_spec(cls, spec: RunSpec, run_uri: str, template: Template | None = None,
+                 environ: Mapping[str, str] | None = None) -> "RunTasks":
+        options = TaskOptions.from_spec(spec)
+        template = template or Template.load(options.template)
+        declared = template.config.get("secrets")
+        check_user_envs(options, declared if isinstance(declared, dict) else ())
+        return cls(spec, run_uri, template, options, os.environ if environ is None else environ)
+
+    def render(self, chunk: str, attempt: int, dist: str) -> tuple[dict, list[tuple[str, str]], Secrets]:
+        """(task config, ``env_overrides``, secrets) of one job."""
+        name = job_name(self.spec.run_id, chunk, attempt)
+        try:
+            cfg = apply_overrides(self.template.config, self.options, name)
+        except ConfigError as exc:
+            raise ConfigError(f"task template {self.template.source}: {exc}") from exc
+        secrets = resolve_secrets(cfg, self.options.secrets, self.environ)
+        envs = job_envs(self.spec, self.options, self.run_uri, chunk, attempt, dist, self.environ)
+        return cfg, envs, secrets
+
+    @property
+    def source(self) -> str:
+        extra = [f"--{k} {v}" for k, v in (("gpus", self.options.gpus), ("infra", self.options.infra)) if v]
+        return self.template.source + (f" (with {' '.join(extra)})" if extra else "")
+
+
+def task_shape(cfg: dict, envs: list[tuple[str, str]]) -> str:
+    """What SkyPilot validates, minus the per-job values it does not interpret."""
+    per_job = {ENV_CHUNK_URI, ENV_ATTEMPT, ENV_RUN_ID, ENV_CHUNK}
+    shape = copy.deepcopy(cfg)
+    shape.pop("name", None)
+    return json.dumps([shape, [(k, "" if k in per_job else v) for k, v in envs]], sort_keys=True, default=str)
+
+
 # -- the dry run (formatting only) ---------------------------------------------------
 
 
-class _BlockDumper(yaml.SafeDumper):
+class BlockDumper(yaml.SafeDumper):
     pass
 
 
@@ -346,7 +409,7 @@ def _str_block(dumper: yaml.SafeDumper, value: str):
     return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
 
 
-_BlockDumper.add_representer(str, _str_block)
+BlockDumper.add_representer(str, _str_block)
 
 REDACTED = "<redacted>"
 
@@ -370,7 +433,7 @@ def redact(text: str, secrets: Secrets) -> str:
     return text
 
 
-def _worker_lines(cfg: dict, envs: list[tuple[str, str]]) -> tuple[list[str], list[str]]:
+def worker_lines(cfg: dict, envs: list[tuple[str, str]]) -> tuple[list[str], list[str]]:
     run = cfg.get("run") or ""
     lines = [line.strip() for line in run.splitlines() if "worker" in line and not line.strip().startswith("#")]
     values = {**{k: str(v) for k, v in (cfg.get("envs") or {}).items() if v is not None}, **dict(envs)}
@@ -383,4 +446,5 @@ __all__ = [
     "PASS_THROUGH_ENVS", "KNOWN_ACCELERATORS", "REDACTED", "template_dirs", "shipped_templates", "find_template",
     "Template", "TaskOptions", "apply_overrides", "parse_accelerators", "accelerator_choices", "known_accelerators",
     "check_accelerators", "Secrets", "resolve_secrets", "job_envs", "check_user_envs", "display_config", "redact",
+    "BlockDumper", "resource_variants", "uses_s3", "worker_lines", "is_local", "check_reachable", "RunTasks", "task_shape",
 ]

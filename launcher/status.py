@@ -13,9 +13,11 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 
+from chunkpilot.formats import units_between
+from chunkpilot.layout import PartName
+from chunkpilot.spec import RunSpec
 from launcher.observe import ChunkDetail, ChunkObservation
 from launcher.reconcile import ChunkState, Decision
-from chunkpilot.spec import PartName, RunSpec
 
 RATE_WINDOW = 60.0  # seconds of commits the current rate is measured over
 TOP_CODES = 3
@@ -28,8 +30,8 @@ class ChunkRow:
     records_done: int
     ok: int
     errors: int
-    bytes_done: int
-    bytes_total: int
+    done: int  # of the chunk's size, in the run's format's unit
+    total: int
     attempts: int
     preemptions: int
     records_per_s: float | None
@@ -42,20 +44,25 @@ class ChunkRow:
 
 @dataclass
 class StatusReport:
+    """``totals`` and each row's ``done``/``total`` count the run's unit (``bytes`` for JSONL);
+    the JSON names them after it (``bytes_done``, ``rows_total``…)."""
+
     run_id: str
     rows: list[ChunkRow]
     totals: dict = field(default_factory=dict)
+    unit: str = "bytes"
 
     def to_dict(self) -> dict:
-        return {"run_id": self.run_id, "totals": self.totals, "chunks": [asdict(r) for r in self.rows]}
+        return {"run_id": self.run_id, "unit": self.unit, "totals": self._named(self.totals),
+                "chunks": [self._named(asdict(r)) for r in self.rows]}
+
+    def _named(self, data: dict) -> dict:
+        return {(f"{self.unit}_{k}" if k in ("done", "total") else k): v for k, v in data.items()}
 
 
-def part_bytes(part: PartName, sizes: list[int]) -> int:
-    """Input bytes spanned by a part's interval."""
-    (s0, o0), (s1, o1) = part.first, part.end
-    if s0 == s1:
-        return max(0, o1 - o0)
-    return (sizes[s0] - o0) + sum(sizes[s0 + 1 : s1]) + o1
+def part_units(part: PartName, sizes: list[int]) -> int:
+    """Units of input spanned by a part's interval."""
+    return units_between(part.first, part.end, sizes)
 
 
 def _union(parts: list[PartName]) -> list[tuple[PartName, PartName | None]]:
@@ -73,8 +80,8 @@ def _union(parts: list[PartName]) -> list[tuple[PartName, PartName | None]]:
     return out
 
 
-def _covered_bytes(obs: ChunkObservation, sizes: list[int]) -> int:
-    return sum(part_bytes(clipped, sizes) for _, clipped in _union([p for p, _ in obs.parts]) if clipped is not None)
+def _covered(obs: ChunkObservation, sizes: list[int]) -> int:
+    return sum(part_units(clipped, sizes) for _, clipped in _union([p for p, _ in obs.parts]) if clipped is not None)
 
 
 def _counts(obs: ChunkObservation) -> tuple[int, int]:
@@ -106,7 +113,7 @@ def summarize(spec: RunSpec, observed: dict[str, ChunkObservation], decision: De
               details: dict[str, ChunkDetail] | None = None) -> StatusReport:
     """The status of every chunk and of the run at time ``now``."""
     details = details or {}
-    sizes = [p.size for p in spec.inputs]
+    sizes = [p.length for p in spec.inputs]
     finished = bool(decision.states) and all(s.final for s in decision.states.values())
     started = datetime.fromisoformat(spec.created_at).timestamp()
     ends = [info.mtime for o in observed.values() for _, info in o.parts] + \
@@ -121,7 +128,7 @@ def summarize(spec: RunSpec, observed: dict[str, ChunkObservation], decision: De
         state = decision.states.get(chunk, ChunkState.PENDING)
         detail = details.get(chunk)
         done = obs.done is not None
-        bytes_done = obs.bytes_total if done else min(obs.bytes_total, _covered_bytes(obs, sizes))
+        units_done = obs.size if done else min(obs.size, _covered(obs, sizes))
         records, errors = _counts(obs)
         rec_rate = tok_rate = eta = None
         if state is ChunkState.RUNNING and obs.launched_at is not None:
@@ -130,8 +137,8 @@ def summarize(spec: RunSpec, observed: dict[str, ChunkObservation], decision: De
             if recent and now > chunk_lo:
                 rec_rate = sum(p.records for p in recent) / (now - chunk_lo)
                 tok_rate = sum(p.completion_tokens for p in recent) / (now - chunk_lo)
-                byte_rate = sum(part_bytes(p, sizes) for p in recent) / (now - chunk_lo)
-                eta = (obs.bytes_total - bytes_done) / byte_rate if byte_rate else None
+                unit_rate = sum(part_units(p, sizes) for p in recent) / (now - chunk_lo)
+                eta = (obs.size - units_done) / unit_rate if unit_rate else None
         phase = ""
         if detail is not None and state is ChunkState.RUNNING and detail.state == "starting":
             phase = "starting engine"
@@ -145,8 +152,8 @@ def summarize(spec: RunSpec, observed: dict[str, ChunkObservation], decision: De
                 records_done=records,
                 ok=records - errors,
                 errors=errors,
-                bytes_done=bytes_done,
-                bytes_total=obs.bytes_total,
+                done=units_done,
+                total=obs.size,
                 attempts=obs.attempts,
                 preemptions=obs.job.recoveries if obs.job else 0,
                 records_per_s=round(rec_rate, 2) if rec_rate else None,
@@ -161,11 +168,11 @@ def summarize(spec: RunSpec, observed: dict[str, ChunkObservation], decision: De
     in_window = [p for o in observed.values() for p, info in o.parts if info.mtime > lo]
     records_per_s = sum(p.records for p in in_window) / span if span > 0 else 0.0
     tokens_per_s = sum(p.completion_tokens for p in in_window) / span if span > 0 else 0.0
-    byte_rate = sum(part_bytes(p, sizes) for p in in_window) / span if span > 0 else 0.0
-    bytes_done = sum(r.bytes_done for r in rows)
-    bytes_total = sum(r.bytes_total for r in rows)
-    remaining = bytes_total - bytes_done
-    eta = None if finished or not byte_rate or remaining <= 0 else remaining / byte_rate
+    unit_rate = sum(part_units(p, sizes) for p in in_window) / span if span > 0 else 0.0
+    units_done = sum(r.done for r in rows)
+    units_total = sum(r.total for r in rows)
+    remaining = units_total - units_done
+    eta = None if finished or not unit_rate or remaining <= 0 else remaining / unit_rate
 
     records_done = sum(r.records_done for r in rows)
     errors = sum(r.errors for r in rows)
@@ -185,8 +192,8 @@ def summarize(spec: RunSpec, observed: dict[str, ChunkObservation], decision: De
         "error_codes_complete": all(r.error_codes is not None for r in rows),
         "prompt_tokens": sum(p.prompt_tokens for o in observed.values() for p, _ in o.parts),
         "completion_tokens": sum(p.completion_tokens for o in observed.values() for p, _ in o.parts),
-        "bytes_done": bytes_done,
-        "bytes_total": bytes_total,
+        "done": units_done,
+        "total": units_total,
         "records_per_s": round(records_per_s, 2),
         "tokens_per_s": round(tokens_per_s, 1),
         "rate_window_seconds": round(span, 1),
@@ -197,7 +204,7 @@ def summarize(spec: RunSpec, observed: dict[str, ChunkObservation], decision: De
         "attempts": sum(r.attempts for r in rows),
         "preemptions": sum(r.preemptions for r in rows),
     }
-    return StatusReport(spec.run_id, rows, totals)
+    return StatusReport(spec.run_id, rows, totals, spec.unit)
 
 
 def top_codes(codes: dict[str, int], n: int = TOP_CODES) -> str:

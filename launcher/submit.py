@@ -13,14 +13,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from chunkpilot import __version__
-from launcher.backends import check_backend_name
+from chunkpilot import __version__, layout
 from chunkpilot.errors import ConfigError, NotFoundError, StoreError
-from launcher.inputs import not_jsonl_reason, resolve_inputs
+from chunkpilot.formats import InputFormat
 from chunkpilot.names import validate_run_name
-from chunkpilot.plan import next_line_start, plan_chunks
 from chunkpilot.spec import DEFAULT_MAX_ERROR_RATE, ChunkManifest, ChunkSummary, InputPin, RunSpec
 from chunkpilot.store import open_store, split_object_uri
+from launcher.backends import check_backend_name
+from launcher.inputs import choose_format, resolve_inputs
 
 
 @dataclass(frozen=True)
@@ -102,8 +102,10 @@ def plan_run(options: SubmitOptions) -> Plan:
     model, revision = model_identity(options.engine, options.model, options.backend)
     resolved = resolve_inputs(list(options.inputs))
     pins = resolved.pins
-    warnings, sniffed = _sniff(pins)
-    manifests, probe_bytes = _plan(pins, options.chunks)
+    fmt = choose_format(pins)
+    warnings, sniffed = _sniff(pins, fmt)
+    planned = fmt.plan(pins, options.chunks)
+    manifests = planned.manifests
     parallel = options.parallel
     if parallel is None:
         parallel = default_local_parallel(options.engine, len(manifests)) if options.backend == "local" else 0
@@ -112,7 +114,7 @@ def plan_run(options: SubmitOptions) -> Plan:
         run_id=run_id,
         created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         inputs=tuple(pins),
-        chunks=tuple(ChunkSummary(m.chunk, m.bytes) for m in manifests),
+        chunks=tuple(ChunkSummary(m.chunk, m.size) for m in manifests),
         engine=options.engine,
         model=model,
         model_revision=revision,
@@ -128,52 +130,33 @@ def plan_run(options: SubmitOptions) -> Plan:
         engine_options=engine_options,
         backend_options=dict(options.backend_options),
         max_error_rate=options.max_error_rate,
+        input_format=fmt.name,
+        unit=fmt.unit,
     )
-    return Plan(spec, manifests, probe_bytes + sniffed, resolved.skipped, warnings)
+    return Plan(spec, manifests, planned.bytes_read + sniffed, resolved.skipped, warnings)
 
 
-# Probes and manifest writes are independent small requests: on S3 each is a round
-# trip, so they go out from a small pool instead of one after another.
+# Reads and manifest writes are independent small requests: on S3 each is a round trip, so
+# they go out from a small pool instead of one after another.
 STORE_CONCURRENCY = 16
-
-
 SNIFF_BYTES = 1024
 
 
-def _sniff(pins: list[InputPin]) -> tuple[list[str], int]:
-    """Warnings for inputs whose first record cannot be a JSON object, and the bytes read to tell."""
+def _sniff(pins: list[InputPin], fmt: InputFormat) -> tuple[list[str], int]:
+    """Warnings for inputs whose first bytes cannot start ``fmt``, and the bytes read to tell."""
 
     def head(pin: InputPin) -> bytes:
         store, key = split_object_uri(pin.uri)
         try:
             return store.get_range(key, 0, min(pin.size, SNIFF_BYTES))
         except StoreError:
-            return b""  # unreadable now: the planner's own reads report it
+            return b""  # unreadable now: planning's own reads report it
 
     with ThreadPoolExecutor(STORE_CONCURRENCY, thread_name_prefix="plan-sniff") as pool:
         heads = list(pool.map(head, pins))
-    warnings = [f"{pin.uri} does not look like JSON Lines: it looks like {reason}; its lines will become error records"
-                for pin, data in zip(pins, heads) if (reason := not_jsonl_reason(data))]
+    warnings = [f"{pin.uri} does not look like {fmt.title}: it looks like {reason}; its lines will become error records"
+                for pin, data in zip(pins, heads) if (reason := fmt.not_this_format(data))]
     return warnings, sum(len(h) for h in heads)
-
-
-def _plan(pins: list[InputPin], chunks: int) -> tuple[list[ChunkManifest], int]:
-    read_sizes: list[int] = []  # list.append is thread-safe
-    stores = [split_object_uri(p.uri) for p in pins]
-
-    def probe(source: int, offset: int) -> int:
-        store, key = stores[source]
-
-        def read(start: int, end: int) -> bytes:
-            data = store.get_range(key, start, end)
-            read_sizes.append(len(data))
-            return data
-
-        return next_line_start(read, pins[source].size, offset)
-
-    with ThreadPoolExecutor(STORE_CONCURRENCY, thread_name_prefix="plan-probe") as pool:
-        manifests = plan_chunks([p.size for p in pins], chunks, probe, pool.map)
-    return manifests, sum(read_sizes)
 
 
 def write_run(plan: Plan, store_uri: str) -> str:
@@ -182,12 +165,12 @@ def write_run(plan: Plan, store_uri: str) -> str:
     store.check_writable()
     run_store = store.child(plan.spec.run_id)
     try:
-        run_store.head("run.json")
+        run_store.head(layout.RUN_SPEC)
         raise ConfigError(f"a run named {plan.spec.run_id!r} already exists in {store_uri}: choose another --run-name")
     except NotFoundError:
         pass
     with ThreadPoolExecutor(STORE_CONCURRENCY, thread_name_prefix="plan-write") as pool:
-        list(pool.map(lambda m: run_store.put(f"chunks/{m.chunk}.json", m.to_json()), plan.manifests))
-    if not run_store.put_if_absent("run.json", plan.spec.to_json()):
+        list(pool.map(lambda m: run_store.put(layout.manifest(m.chunk), m.to_json()), plan.manifests))
+    if not run_store.put_if_absent(layout.RUN_SPEC, plan.spec.to_json()):
         raise ConfigError(f"a run named {plan.spec.run_id!r} was just created by someone else: choose another --run-name")
     return run_store.uri

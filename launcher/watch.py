@@ -25,7 +25,8 @@ from chunkpilot.names import job_name
 from launcher.observe import ChunkDetail, ChunkObservation, list_attempts, observe, read_details
 from launcher.reconcile import Decision, Policy, decide, error_budget_exceeded
 from launcher.runs import OpenRun
-from chunkpilot.spec import CANCEL_KEY, RESUMED_KEY, AttemptRecord, CancelMarker, ResumeAllowance, attempt_key
+from chunkpilot import layout
+from chunkpilot.spec import AttemptRecord, CancelMarker, ResumeAllowance
 from launcher.status import StatusReport, chunks_needing_detail, summarize, top_codes
 
 log = logging.getLogger("chunkpilot.watch")
@@ -78,7 +79,7 @@ def launch(run: OpenRun, backend: Backend, decision: Decision) -> None:
     for item in decision.launches:
         name = job_name(run.spec.run_id, item.chunk, item.attempt)
         record = AttemptRecord(item.chunk, item.attempt, backend.name, name, launched_at=time.time())
-        if not run.run_store.put_if_absent(attempt_key(item.chunk, item.attempt), record.to_json()):
+        if not run.run_store.put_if_absent(layout.attempt_record(item.chunk, item.attempt), record.to_json()):
             log.warning("attempt %s was already claimed by another launcher; not launching it", name)
             continue
         requests.append(LaunchRequest(run.spec, run.run_uri, item.chunk, item.attempt, name))
@@ -92,7 +93,7 @@ def launch(run: OpenRun, backend: Backend, decision: Decision) -> None:
 
 
 def _update_record(run: OpenRun, chunk: str, attempt: int, only_if_open: bool = False, **changes) -> None:
-    key = attempt_key(chunk, attempt)
+    key = layout.attempt_record(chunk, attempt)
     try:
         record = AttemptRecord.from_json(run.run_store.get(key))
     except NotFoundError:
@@ -111,7 +112,7 @@ def pause(run: OpenRun, backend: Backend, reason: str) -> int:
     Returns how many jobs were asked to stop.
     """
     attempts = {chunk: attempt for chunk, (attempt, _) in list_attempts(run.run_store).items()}
-    run.run_store.put(CANCEL_KEY, CancelMarker(reason, time.time(), attempts).to_json())
+    run.run_store.put(layout.CANCELLED, CancelMarker(reason, time.time(), attempts).to_json())
     names = [job_name(run.spec.run_id, chunk, attempt) for chunk, attempt in sorted(attempts.items())]
     backend.cancel(run.spec.run_id, names)
     return len(names)
@@ -125,8 +126,8 @@ def resume(run: OpenRun) -> CancelMarker | None:
         return None
     extra = Counter(run.allowance().extra_attempts)
     extra.update(marker.attempts.keys())
-    run.run_store.put(RESUMED_KEY, ResumeAllowance(dict(extra)).to_json())
-    run.run_store.delete(CANCEL_KEY)
+    run.run_store.put(layout.RESUMED, ResumeAllowance(dict(extra)).to_json())
+    run.run_store.delete(layout.CANCELLED)
     return marker
 
 

@@ -72,7 +72,19 @@ def s3_admin_client(s3_server: str) -> Any:
 
 
 @pytest.fixture
-def s3_bucket(s3_admin_client: Any) -> str:
+def s3_env(s3_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The test's environment points boto3 at the session server with its test credentials, even
+    if a session fixture that started later (the SkyPilot sandbox) dropped them."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_server)
+    reset_clients()
+    return s3_server
+
+
+@pytest.fixture
+def s3_bucket(s3_env: str, s3_admin_client: Any) -> str:
     """A fresh, uniquely named, empty bucket."""
     name = f"cp-test-{uuid.uuid4().hex[:12]}"
     s3_admin_client.create_bucket(Bucket=name)
@@ -102,7 +114,7 @@ def _fast_retry_backoff(mp: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def fault_proxy(s3_server: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[FaultProxy]:
+def fault_proxy(s3_env: str, s3_server: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[FaultProxy]:
     """A FaultProxy in front of the session server; AWS_ENDPOINT_URL points at the proxy
     for the test, and S3 clients are rebuilt so they pick that endpoint up."""
     _fast_retry_backoff(monkeypatch)

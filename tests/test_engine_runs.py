@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from chunkpilot.spec import PartName
+from chunkpilot.layout import PartName
 from tests.conftest import read_jsonl
 
 pytestmark = pytest.mark.engine

@@ -1,12 +1,11 @@
 """What is committed, and how new results become parts. Pure except ``write_part``.
 
-A part holds every record whose key is in ``[first, end)`` of its chunk, sorted by
-key. ``CommittedSet`` rebuilds the union of those intervals from part names alone,
+A part holds every record whose position is in ``[first, end)`` of its chunk, in order. ``CommittedSet`` rebuilds the union of those intervals from part names alone,
 so resuming costs one listing, whatever the chunk size.
 
 Answers arrive in completion order, so some finish while a record before them is
 still generating; they cannot join a part yet. Each commit saves them to the
-attempt's *held* object (``held_key``), rewritten whole, so a kill loses only what
+attempt's *held* object (``layout.held``), rewritten whole, so a kill loses only what
 finished since the last commit. Resume puts held answers back in place
 (``held_answers``) and they reach parts like any other; once every record of the
 chunk is in a part the held objects are deleted.
@@ -18,16 +17,18 @@ from bisect import bisect_right
 from dataclasses import dataclass, field
 from typing import Iterable
 
-from chunkpilot.spec import PartName, RecordKey
+from chunkpilot import layout
+from chunkpilot.layout import PartName
+from chunkpilot.output import line_outcome, position_of_line
+from chunkpilot.spec import Position
 from chunkpilot.store import Store
-from chunkpilot.output import key_of_line, line_outcome
 
 
 class CommittedSet:
     """The union of committed part intervals; membership by binary search."""
 
     def __init__(self, parts: Iterable[PartName]):
-        merged: list[list[RecordKey]] = []
+        merged: list[list[Position]] = []
         for part in sorted(parts):
             if merged and part.first <= merged[-1][1]:
                 merged[-1][1] = max(merged[-1][1], part.end)
@@ -36,9 +37,9 @@ class CommittedSet:
         self._starts = [m[0] for m in merged]
         self._ends = [m[1] for m in merged]
 
-    def __contains__(self, key: RecordKey) -> bool:
-        i = bisect_right(self._starts, key) - 1
-        return i >= 0 and key < self._ends[i]
+    def __contains__(self, position: Position) -> bool:
+        i = bisect_right(self._starts, position) - 1
+        return i >= 0 and position < self._ends[i]
 
     def __len__(self) -> int:
         return len(self._starts)
@@ -48,8 +49,8 @@ class CommittedSet:
 class Slot:
     """One record of the chunk in flight or finished, in input order."""
 
-    key: RecordKey
-    end: RecordKey  # position just past its line
+    position: Position
+    end: Position  # just past the record
     line: bytes | None = None  # the output line once answered
     ok: bool = False
     recovered: bool = False  # answered by an earlier life, found in a held object
@@ -70,7 +71,7 @@ class PartBatch:
 
     def name(self, attempt: int, seq: int) -> PartName:
         errors = sum(not s.ok for s in self.slots)
-        return PartName(self.slots[0].key, self.slots[-1].end, attempt, seq, len(self.slots), errors,
+        return PartName(self.slots[0].position, self.slots[-1].end, attempt, seq, len(self.slots), errors,
                         sum(s.prompt_tokens for s in self.slots), sum(s.completion_tokens for s in self.slots))
 
     def body(self) -> bytes:
@@ -124,26 +125,28 @@ def held_slots(pending: Iterable[Slot | None]) -> list[Slot]:
     return [s for s in pending if s is not BARRIER and s.line is not None]
 
 
-def held_answers(bodies: Iterable[bytes], committed: CommittedSet) -> dict[RecordKey, bytes]:
-    """Output lines of held objects, by record key, except those a part already holds.
+def held_answers(bodies: Iterable[bytes], committed: CommittedSet) -> dict[Position, bytes]:
+    """Output lines of held objects, by record position, except those a part already holds.
 
     Two held objects (two attempts) may both hold a record; either line is an answer to it.
     """
-    answers: dict[RecordKey, bytes] = {}
+    answers: dict[Position, bytes] = {}
     for body in bodies:
         for line in body.splitlines(keepends=True):
-            try:
-                key = key_of_line(line)
-            except ValueError:  # not one of our lines: a cut-off or foreign object is no answer
+            if not line.endswith(b"\n"):  # cut off: no answer
                 continue
-            if key not in committed and line.endswith(b"\n"):
-                answers[key] = line
+            try:
+                position = position_of_line(line)
+            except ValueError:  # not one of our lines: a foreign object is no answer
+                continue
+            if position not in committed:
+                answers[position] = line
     return answers
 
 
-def recovered_slot(key: RecordKey, end: RecordKey, line: bytes) -> Slot:
+def recovered_slot(position: Position, end: Position, line: bytes) -> Slot:
     outcome = line_outcome(line)
-    return Slot(key, end, line=line, ok=outcome.error_code is None, recovered=True, error_code=outcome.error_code,
+    return Slot(position, end, line=line, ok=outcome.error_code is None, recovered=True, error_code=outcome.error_code,
                 prompt_tokens=outcome.prompt_tokens, completion_tokens=outcome.completion_tokens)
 
 
@@ -156,6 +159,6 @@ def write_part(store: Store, chunk: str, batch: PartBatch, attempt: int, seq: in
     body = batch.body()
     while True:
         name = batch.name(attempt, seq)
-        if store.put_if_absent(f"out/{chunk}/{name.filename}", body):
+        if store.put_if_absent(layout.part(chunk, name), body):
             return seq + 1
         seq += 1

@@ -1,13 +1,13 @@
 """The resumable loop that runs one chunk (DESIGN.md "Worker", steps 1-6).
 
-Records stream from the chunk's byte ranges in input order; those already
-committed are skipped; the rest go to the engine with a bounded number in
-flight, so continuous batching stays full and a slow request never idles it.
-Finished results wait in ``pending`` (input order) and are committed every
-``commit_seconds`` or ``commit_records`` finished, on SIGTERM and at the end: the
-finished prefix and runs long enough to be worth a part behind a slower record
-become parts; every other finished answer goes to the attempt's held object
-(``worker.commit``). A kill loses what finished since the last commit.
+Records stream from the chunk's ranges in input order (the run's input format reads them);
+those already committed are skipped; the rest go to the engine with a bounded number in
+flight, so continuous batching stays full and a slow request never idles it. Finished
+results wait in ``pending`` (input order) and are committed every ``commit_seconds`` or
+``commit_records`` finished, on SIGTERM and at the end: the finished prefix and runs long
+enough to be worth a part behind a slower record become parts; every other finished answer
+goes to the attempt's held object (``worker.commit``). A kill loses what finished since the
+last commit.
 """
 
 from __future__ import annotations
@@ -22,24 +22,21 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Iterator
 
-from chunkpilot.errors import ChunkpilotError, ConfigError, InputError, NotFoundError, StoreError
-from chunkpilot.inputs import check_pin
-from chunkpilot.names import validate_chunk_id
-from chunkpilot.spec import (
-    ChunkManifest, PartName, Progress, RecordKey, RunSpec, SuccessMarker, custom_id_hash, encode_hashes, held_key,
-)
-from chunkpilot.store import Store, open_store
-from worker.commit import (
-    BARRIER, CommittedSet, Slot, held_answers, held_slots, recovered_slot, take_finished, write_part,
-)
+from chunkpilot import layout
 from chunkpilot.engines import loads_model
-from worker.engines import load_engine
+from chunkpilot.errors import ChunkpilotError, ConfigError, InputError, NotFoundError, StoreError
+from chunkpilot.formats import get_format, units_before
+from chunkpilot.inputs import check_pin
+from chunkpilot.layout import PartName
 from chunkpilot.model import check_pinned
+from chunkpilot.output import error_line, line_outcome, ok_line, position_of_line, record_error_line
+from chunkpilot.requests import RecordError, Request, Result, custom_id_of, request_from_record
+from chunkpilot.retry import call
+from chunkpilot.spec import ChunkManifest, Position, Progress, RunSpec, SuccessMarker, custom_id_hash, encode_hashes
+from chunkpilot.store import Store, open_store
+from worker.commit import BARRIER, CommittedSet, Slot, held_answers, held_slots, recovered_slot, take_finished, write_part
+from worker.engines import load_engine
 from worker.engines.base import Engine
-from chunkpilot.output import key_of_line, line_outcome, ok_line, record_error_line, error_line
-from chunkpilot.reader import iter_chunk_lines
-from chunkpilot.records import custom_id_of, is_blank, parse_record
-from chunkpilot.requests import Completion, RecordError, Request
 
 log = logging.getLogger("chunkpilot.worker")
 
@@ -72,14 +69,6 @@ class Counters:
     completion_tokens: int = 0
 
 
-def split_chunk_uri(chunk_uri: str) -> tuple[str, str]:
-    """``<store>/<run>/chunks/<chunk>.json`` -> (run store URI, chunk id)."""
-    head, sep, tail = chunk_uri.rpartition("/chunks/")
-    if not sep or not tail.endswith(".json") or "/" in tail:
-        raise ConfigError(f"--chunk must be <store>/<run>/chunks/<chunk>.json, got {chunk_uri!r}")
-    return head, validate_chunk_id(tail[: -len(".json")])
-
-
 class StopRequested:
     """Set by SIGTERM/SIGINT: stop taking records, finish or drop what is in flight, commit."""
 
@@ -100,6 +89,11 @@ class StopRequested:
         return self.at is not None
 
 
+# What ``_records`` yields for each record: None if a part holds it, its held answer line, or
+# what to send (a Request, or a RecordError that becomes an error line).
+Work = tuple[Position, Position, Request | RecordError | bytes | None]
+
+
 class ChunkRun:
     """One worker process's run of one chunk."""
 
@@ -117,31 +111,15 @@ class ChunkRun:
         self.requests: dict[str, Request] = {}
         self.seq = 0
         self.unsaved = 0  # records finished since the last commit: what a kill now would lose
-        self.held_saved: list[RecordKey] = []  # keys in this attempt's held object
+        self.held_saved: list[Position] = []  # positions in this attempt's held object
         self.custom_id_hashes = array("Q")  # every record's, in input order, for _SUCCESS
         self.started = time.monotonic()
         self.last_commit = self.started
         self.last_heartbeat = 0.0
-        self.bytes_done = 0
+        self.units_done = 0
         self.error_codes: Counter[str] = Counter()  # the chunk's committed error lines, by code
         self.first_fresh: list[Slot] | None = []  # this attempt's first records, in input order (fail fast)
         self.failure: str | None = None  # why the chunk stopped for good (fail fast)
-        self._range_base = self._range_offsets()
-
-    # -- positions -------------------------------------------------------------
-    def _range_offsets(self) -> list[tuple[int, int, int, int]]:
-        out, base = [], 0
-        for r in self.manifest.ranges:
-            out.append((r.source, r.start, r.end, base))
-            base += r.end - r.start
-        return out
-
-    def chunk_position(self, key: RecordKey) -> int:
-        """Bytes of the chunk before ``key``: progress in bytes."""
-        for source, start, end, base in self._range_base:
-            if source == key[0] and start <= key[1] <= end:
-                return base + key[1] - start
-        return 0
 
     # -- main loop -------------------------------------------------------------
     def run(self) -> int:
@@ -154,18 +132,18 @@ class ChunkRun:
         log.info("chunk %s attempt %d: %d part(s) already committed, %d held answer(s)",
                  self.chunk, self.options.attempt, len(existing), len(held))
 
-        lines = self._records(committed, held)
+        work = self._work(committed, held)
         max_pending = max(4 * self.options.max_in_flight, 2 * self.spec.commit_records)
         exhausted = False
         while True:
             if not self.stop.requested:
                 while (not exhausted and self.failure is None and len(self.in_flight) < self.options.max_in_flight
                        and len(self.pending) < max_pending):
-                    if not self._feed_one(lines):
+                    if not self._feed_one(work):
                         exhausted = True
             if self.in_flight:
-                for completion in self.engine.step():
-                    self._finish(completion)
+                for result in self.engine.step():
+                    self._finish(result)
             elif exhausted or self.stop.requested:
                 break
             now = time.monotonic()
@@ -200,8 +178,8 @@ class ChunkRun:
 
     def _committed_parts(self) -> list[PartName]:
         parts = []
-        for obj in self._retry(lambda: list(self.store.list(f"out/{self.chunk}/"))):
-            part = PartName.parse(obj.key.rsplit("/", 1)[-1])
+        for obj in self._retry(lambda: list(self.store.list(layout.outputs(self.chunk)))):
+            part = PartName.parse(layout.parse_output(obj.key)[1])
             if part is not None:
                 parts.append(part)
         return parts
@@ -209,103 +187,98 @@ class ChunkRun:
     def _committed_error_codes(self, parts: list[PartName]) -> Counter[str]:
         """Codes of the error lines earlier parts hold (only parts with errors are read; overlaps counted once)."""
         codes: Counter[str] = Counter()
-        seen: set[RecordKey] = set()
+        seen: set[Position] = set()
         for part in parts:
             if not part.errors:
                 continue
             try:
-                body = self._retry(lambda p=part: self.store.get(f"out/{self.chunk}/{p.filename}"))
+                body = self._retry(lambda p=part: self.store.get(layout.part(self.chunk, p)))
             except NotFoundError:
                 continue
             for line in body.splitlines():
                 try:
-                    key, outcome = key_of_line(line), line_outcome(line)
+                    position, outcome = position_of_line(line), line_outcome(line)
                 except (ValueError, TypeError, AttributeError):
                     continue
-                if outcome.error_code is not None and key not in seen:
-                    seen.add(key)
+                if outcome.error_code is not None and position not in seen:
+                    seen.add(position)
                     codes[outcome.error_code] += 1
         return codes
 
     def _held_bodies(self) -> Iterator[bytes]:
-        for obj in self._retry(lambda: list(self.store.list(f"held/{self.chunk}/"))):
+        for obj in self._retry(lambda: list(self.store.list(layout.held_folder(self.chunk)))):
             try:
                 yield self._retry(lambda k=obj.key: self.store.get(k))
             except NotFoundError:  # deleted by a worker that finished the chunk meanwhile
                 continue
 
-    def _records(
-        self, committed: CommittedSet, held: dict[RecordKey, bytes]
-    ) -> Iterator[tuple[RecordKey, RecordKey, Request | RecordError | bytes | None]]:
-        """Every record of the chunk: None if a part holds it, its held answer line, or what to send."""
+    def _work(self, committed: CommittedSet, held: dict[Position, bytes]) -> Iterator[Work]:
+        """Every record of the chunk with what to do about it."""
         defaults = self.spec.sampling
-        for key, line in iter_chunk_lines(self.spec.inputs, self.manifest.ranges):
-            end = (key[0], key[1] + len(line))
-            if is_blank(line):
+        for record in get_format(self.spec.input_format).records(self.spec.inputs, self.manifest):
+            if record.blank:
                 self.counters.skipped_blank += 1
                 continue
+            position = record.position
             self.counters.records += 1
-            if key in committed or key in held:
+            self.custom_id_hashes.append(custom_id_hash(custom_id_of(position, record.fields)))
+            if position in committed or position in held:
                 self.counters.resumed += 1
-                self.custom_id_hashes.append(custom_id_hash(custom_id_of(key, line)))
-                yield key, end, held.pop(key, None)
-                continue
-            parsed = parse_record(key, line, defaults)
-            self.custom_id_hashes.append(custom_id_hash(parsed.custom_id))
-            yield key, end, parsed
+                yield position, record.end, held.pop(position, None)
+            elif record.error is not None:
+                yield position, record.end, RecordError(position, custom_id_of(position, None), *record.error)
+            else:
+                yield position, record.end, request_from_record(position, record.fields, defaults)
 
-    def _feed_one(self, lines) -> bool:
-        item = next(lines, None)
+    def _feed_one(self, work: Iterator[Work]) -> bool:
+        item = next(work, None)
         if item is None:
             return False
-        key, end, parsed = item
-        if parsed is None:  # already committed by an earlier part: no part of ours may span it
+        position, end, todo = item
+        if todo is None:  # already committed by an earlier part: no part of ours may span it
             if not self.pending or self.pending[-1] is not BARRIER:
                 self.pending.append(BARRIER)
             return True
-        if isinstance(parsed, bytes):  # answered by an earlier life and held: it goes into our parts
-            self.pending.append(recovered_slot(key, end, parsed))
+        if isinstance(todo, bytes):  # answered by an earlier life and held: it goes into our parts
+            self.pending.append(recovered_slot(position, end, todo))
             return True
-        slot = Slot(key, end)
+        slot = Slot(position, end)
         self.pending.append(slot)
         if self.first_fresh is not None and len(self.first_fresh) < FAIL_FAST_RECORDS:
             self.first_fresh.append(slot)
-        if isinstance(parsed, RecordError):
-            slot.line = record_error_line(self.spec.run_id, parsed)
-            slot.error_code = parsed.code
-            slot.error_message = parsed.message
+        if isinstance(todo, RecordError):
+            slot.line = record_error_line(self.spec.run_id, todo)
+            slot.error_code, slot.error_message = todo.code, todo.message
             self.counters.errors += 1
             self.unsaved += 1
             self._check_fail_fast()
             return True
-        request_id = f"{key[0]}:{key[1]}"
-        rejected = self.engine.add(request_id, parsed)
+        request_id = f"{position[0]}:{position[1]}"
+        rejected = self.engine.add(request_id, todo)
         self.in_flight[request_id] = slot
-        self.requests[request_id] = parsed
+        self.requests[request_id] = todo
         if rejected is not None:
             self._finish(rejected)
         return True
 
-    def _finish(self, completion: Completion) -> None:
-        slot = self.in_flight.pop(completion.request_id, None)
-        request = self.requests.pop(completion.request_id, None)
+    def _finish(self, result: Result) -> None:
+        slot = self.in_flight.pop(result.request_id, None)
+        request = self.requests.pop(result.request_id, None)
         if slot is None or request is None:
             return
         self.unsaved += 1
-        if completion.error:
-            code, message = completion.error
-            slot.line = error_line(self.spec.run_id, request.key, request.custom_id, code, message)
+        if result.error:
+            code, message = result.error
+            slot.line = error_line(self.spec.run_id, request.position, request.custom_id, code, message)
             slot.error_code, slot.error_message = code, message
             self.counters.errors += 1
         else:
-            slot.line = ok_line(
-                self.spec.run_id, request, completion, self.engine.model_name, self.engine.model_revision
-            )
+            slot.line = ok_line(self.spec.run_id, request, result, self.engine.model_name, self.engine.model_revision)
             slot.ok = True
-            slot.prompt_tokens, slot.completion_tokens = completion.prompt_tokens, completion.completion_tokens
+            slot.prompt_tokens, slot.completion_tokens = result.prompt_tokens, result.completion_tokens
             self.counters.ok += 1
-            self.counters.prompt_tokens += completion.prompt_tokens
-            self.counters.completion_tokens += completion.completion_tokens
+            self.counters.prompt_tokens += result.prompt_tokens
+            self.counters.completion_tokens += result.completion_tokens
         self._check_fail_fast()
 
     def _check_fail_fast(self) -> None:
@@ -332,19 +305,19 @@ class ChunkRun:
             self.seq = self._retry(lambda b=batch: write_part(self.store, self.chunk, b, self.options.attempt, self.seq))
             self.counters.committed += sum(not s.recovered for s in batch.slots)
             self.error_codes.update(s.error_code for s in batch.slots if s.error_code is not None)
-            self.bytes_done = max(self.bytes_done, self.chunk_position(batch.slots[-1].end))
+            self.units_done = max(self.units_done, units_before(self.manifest, batch.slots[-1].end))
         self.pending = deque(remaining)
         held = held_slots(remaining)
-        keys = [s.key for s in held]
-        if keys != self.held_saved:  # parts first: a kill in between leaves held answers a part also has, harmless
+        positions = [s.position for s in held]
+        if positions != self.held_saved:  # parts first: a kill in between leaves held answers a part also has, harmless
             body = b"".join(s.line for s in held)  # type: ignore[misc]
-            self._retry(lambda: self.store.put(held_key(self.chunk, self.options.attempt), body))
-            self.held_saved = keys
+            self._retry(lambda: self.store.put(layout.held(self.chunk, self.options.attempt), body))
+            self.held_saved = positions
         self.unsaved = 0
 
     def _delete_held(self) -> None:
         """Every record is in a part now: held objects (any attempt's) only repeat them."""
-        for obj in self._retry(lambda: list(self.store.list(f"held/{self.chunk}/"))):
+        for obj in self._retry(lambda: list(self.store.list(layout.held_folder(self.chunk)))):
             self._retry(lambda k=obj.key: self.store.delete(k))
 
     def _heartbeat(self, state: str, reason: str = "") -> None:
@@ -355,8 +328,8 @@ class ChunkRun:
             attempt=self.options.attempt,
             state=state,
             records_done=self.counters.resumed + self.counters.committed,
-            bytes_done=self.bytes_done,
-            bytes_total=self.manifest.bytes,
+            units_done=self.units_done,
+            units_total=self.manifest.size,
             tokens_per_s=round(self.counters.completion_tokens / elapsed, 2),
             updated_at=time.time(),
             error_codes=dict(self.error_codes),
@@ -370,7 +343,7 @@ class ChunkRun:
             attempt=self.options.attempt,
             records=self.counters.records,
             skipped_blank=self.counters.skipped_blank,
-            bytes=self.manifest.bytes,
+            units=self.manifest.size,
             ok=self.counters.ok,
             errors=self.counters.errors,
             resumed_records=self.counters.resumed,
@@ -381,7 +354,7 @@ class ChunkRun:
             custom_id_hashes=encode_hashes(self.custom_id_hashes),
             error_codes=dict(self.error_codes),
         )
-        wrote = self._retry(lambda: self.store.put_if_absent(f"out/{self.chunk}/_SUCCESS", marker.to_json()))
+        wrote = self._retry(lambda: self.store.put_if_absent(layout.done_marker(self.chunk), marker.to_json()))
         log.info(
             "chunk %s done: %d records (%d ok, %d errors, %d resumed), %d blank lines skipped%s",
             self.chunk, marker.records, marker.ok, marker.errors, marker.resumed_records, marker.skipped_blank,
@@ -389,32 +362,25 @@ class ChunkRun:
         )
 
     def _retry(self, action):
-        """Run a store action, retrying StoreError beyond boto3's own retries for a while."""
-        deadline = time.monotonic() + self.options.store_retry_seconds
-        delay = 0.5
-        while True:
-            try:
-                return action()
-            except NotFoundError:
-                raise
-            except StoreError as exc:
-                if time.monotonic() >= deadline:
-                    raise
-                log.warning("store error, retrying in %.1fs: %s", delay, exc)
-                time.sleep(delay)
-                delay = min(delay * 2, 10.0)
+        """Run a store action, retrying StoreError (not NotFoundError) beyond the store's own retries
+        for up to ``store_retry_seconds``."""
+        return call(action, _store_outage, seconds=self.options.store_retry_seconds, log=log, what="store call")
+
+
+def _store_outage(exc: BaseException) -> bool:
+    return isinstance(exc, StoreError) and not isinstance(exc, NotFoundError)
 
 
 def write_heartbeat(store: Store, progress: Progress) -> None:
     try:
-        store.put(f"progress/{progress.chunk}.json", progress.to_json())
+        store.put(layout.progress(progress.chunk), progress.to_json())
     except StoreError as exc:  # a missed heartbeat is not worth stopping for
         log.warning("heartbeat not written: %s", exc)
 
 
 def _state_only(store: Store, chunk: str, attempt: int, state: str, reason: str = "") -> None:
     """A heartbeat before the loop runs: the engine is starting, or the chunk cannot run (``reason``)."""
-    write_heartbeat(store, Progress(chunk, attempt, state, 0, 0, 0, 0.0, time.time(), reason=reason))
+    write_heartbeat(store, Progress(chunk, attempt, state, updated_at=time.time(), reason=reason))
 
 
 def _exit_on_stop_signal() -> None:
@@ -429,15 +395,18 @@ def _exit_on_stop_signal() -> None:
 def run_chunk(chunk_uri: str, options: WorkerOptions) -> int:
     """Run one chunk to completion or to a stop; returns the process exit code."""
     try:
-        store_uri, chunk = split_chunk_uri(chunk_uri)
+        try:
+            store_uri, chunk = layout.split_manifest_uri(chunk_uri)
+        except ValueError:
+            raise ConfigError(f"--chunk must be <store>/<run>/chunks/<chunk>.json, got {chunk_uri!r}") from None
         store = open_store(store_uri)
-        spec = RunSpec.from_json(store.get("run.json"))
-        manifest = ChunkManifest.from_json(store.get(f"chunks/{chunk}.json"))
+        spec = RunSpec.from_json(store.get(layout.RUN_SPEC))
+        manifest = ChunkManifest.from_json(store.get(layout.manifest(chunk)))
     except (ChunkpilotError, ValueError, KeyError) as exc:
         log.error("cannot load the chunk: %s", exc)
         return EXIT_CONFIG
     try:
-        store.head(f"out/{chunk}/_SUCCESS")
+        store.head(layout.done_marker(chunk))
         log.info("chunk %s is already done", chunk)
         return EXIT_DONE
     except NotFoundError:

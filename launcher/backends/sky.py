@@ -1,32 +1,22 @@
 """SkyPilot backend: one managed job per chunk, from a task template users edit.
 
-This is the only module that imports ``sky``, and only inside functions: importing
-it is cheap and works offline. Everything SkyPilot-specific meets chunkpilot here:
-
-* **Rendering.** ``launcher.skytask`` renders each job's task without SkyPilot:
-  the template (plain SkyPilot task YAML, ``task_templates/``) with the
-  command-line overrides applied, the per-job values as ``env_overrides`` and
-  credentials as ``secrets_overrides``, read from the environment at launch and
-  never written anywhere: not to the store, a log line, or a dry-run listing.
-  This module turns the result into a ``sky.Task``.
-* **Validation.** ``validate_run`` renders every chunk's task and validates it
-  offline with the real SkyPilot library before anything is written or launched.
+* **Tasks.** ``launcher.skytask`` renders each job's task (pure, no SkyPilot);
+  ``launcher.backends.sky_sdk`` turns it into a ``sky.Task`` — the only module importing ``sky``.
+* **Validation.** ``plan_tasks`` / ``validate_run`` render every chunk's task and validate each
+  distinct one offline with the real SkyPilot library before anything is written or launched.
   A broken template fails there with SkyPilot's message and the template's path.
 * **Jobs.** ``SkyBackend`` launches the tasks concurrently as managed jobs named
-  ``<run>-<chunk>-a<attempt>``, polls them all with one ``queue_v2`` request, and
-  cancels them in one request. The SDK is injectable (``sdk=``, ``use_sdk``), so
-  tests drive the whole loop with a fake that mirrors the real signatures.
+  ``<run>-<chunk>-a<attempt>``, polls them all with one ``queue_v2`` request, and cancels
+  them in one request, through the SDK adapter (``sky_sdk.use_sdk`` swaps in a fake with the
+  same signatures for tests).
 
-A job is found by its name, never only by the id the launch returned: a launch
-whose reply was lost is still seen (and never launched twice: the watch loop
-claims each attempt in the store before calling ``launch``).
+A job is found by its name, never only by the id the launch returned: a launch whose reply
+was lost is still seen (and never launched twice: the watch loop claims each attempt in the
+store before calling ``launch``).
 """
 
 from __future__ import annotations
 
-import copy
-import io
-import json
 import logging
 import os
 import re
@@ -36,39 +26,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-import yaml
-
-from launcher.backends.base import JobState, JobStatus, LaunchRequest
-from chunkpilot.errors import BackendError, ChunkpilotError, ConfigError, NotFoundError
-from chunkpilot.names import job_name
-from launcher.skytask import (
-    ENV_ATTEMPT,
-    ENV_CHUNK,
-    ENV_CHUNK_URI,
-    ENV_RUN_ID,
-    KNOWN_ACCELERATORS,
-    Secrets,
-    TaskOptions,
-    Template,
-    _BlockDumper,
-    _resource_variants,
-    _uses_s3,
-    _worker_lines,
-    accelerator_choices,
-    apply_overrides,
-    check_accelerators,
-    check_user_envs,
-    display_config,
-    job_envs,
-    redact,
-    resolve_secrets,
-)
+from chunkpilot import layout
+from chunkpilot.errors import BackendError, ConfigError, NotFoundError
+from chunkpilot.retry import call
 from chunkpilot.spec import ChunkManifest, RunSpec
+from launcher.backends.base import JobState, JobStatus, LaunchRequest
+from launcher.backends.sky_sdk import (
+    SkySdk, build_task, catalog_gpu_names, is_connection_error, message, sdk_override, validate_task,
+)
+from launcher.skytask import (
+    RunTasks, Secrets, TaskOptions, Template, accelerator_choices, check_accelerators, check_reachable, is_local,
+    task_shape, uses_s3,
+)
 
 log = logging.getLogger("chunkpilot.sky")
 
 # The run's copy of its template, written at first launch: relaunches use exactly it, from any machine.
-TEMPLATE_KEY = "sky/task_template.yaml"
+TEMPLATE_KEY = layout.SKY_TEMPLATE
 
 # queue_v2 fields the poll needs (status and job_id are always included by SkyPilot).
 QUEUE_FIELDS = ("job_id", "task_id", "job_name", "task_name", "submitted_at", "end_at", "recovery_count", "status", "failure_reason")
@@ -99,222 +73,13 @@ class SkyBackendError(BackendError):
     """SkyPilot could not be reached, or refused a request (not a template mistake)."""
 
 
-# -- the SDK seam ---------------------------------------------------------------
-
-
-def _import_sky():
-    try:
-        import sky  # the one place chunkpilot imports SkyPilot
-    except ImportError as exc:
-        raise ConfigError(f"the sky backend needs SkyPilot ({exc}): pip install 'chunkpilot[sky]'") from exc
-    return sky
-
-
-class SkySdk:
-    """The real SkyPilot client SDK, reduced to what SkyBackend calls.
-
-    ``jobs.launch / jobs.queue_v2 / jobs.cancel`` return request ids; ``get`` waits for
-    one and returns its result or raises its error. ``ClusterNotUpError``: no jobs
-    controller yet (nothing was ever launched). Jobs run on cloud machines, so
-    they cannot read this machine's files (``local_paths_reachable``).
-    """
-
-    local_paths_reachable = False
-
-    def __init__(self) -> None:
-        sky = _import_sky()
-        self.jobs = sky.jobs
-        self.get = sky.get
-        self.ClusterNotUpError = sky.exceptions.ClusterNotUpError
-
-
-_sdk_override: Any = None
-
-
-def use_sdk(sdk: Any) -> Any:
-    """Make backends built from now on (``make_backend``, the CLI) use ``sdk``; None: the real one.
-
-    Returns the previous override. For tests and for programs embedding chunkpilot.
-    """
-    global _sdk_override
-    previous, _sdk_override = _sdk_override, sdk
-    return previous
-
-
-def _message(exc: BaseException) -> str:
-    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip()
-    return text or type(exc).__name__
-
-
-def _is_connection_error(exc: BaseException) -> bool:
-    names = {c.__name__ for c in type(exc).__mro__}
-    return bool(names & {"ApiServerConnectionError", "ConnectionError", "Timeout", "TimeoutError", "ReadTimeout",
-                         "ConnectTimeout", "ServerTemporarilyUnavailableError", "RequestCancelled"})
-
-
-# -- the seeded catalog ---------------------------------------------------------------
-
-_catalog_seeded = False
-
-
-def _catalog_gpu_names() -> tuple[str, ...]:
-    """The installed SkyPilot's own accelerator names, added to ``check_accelerators``' allow-list."""
-    try:  # the installed SkyPilot's own lists, when it is importable
-        from sky.utils import gpu_names  # noqa: PLC0415 (this module is where sky is imported)
-
-        return tuple(gpu_names.CANONICAL_GPU_NAMES)
-    except Exception:  # noqa: BLE001 - an older/newer layout: the built-in list stands
-        return ()
-
-
-def _ensure_accelerator_catalog() -> bool:
-    """Let SkyPilot canonicalize accelerator names offline. Returns True if a seed is in use.
-
-    SkyPilot reads ``$SKY_RUNTIME_DIR|~/.sky/catalogs/v8/common/accelerators.csv`` and
-    downloads it when missing. When the user has it, it is used untouched. When not,
-    we do not write one there: SkyPilot treats a catalog file without its download
-    checksum as *user-modified*, keeps it forever and uploads it to the jobs
-    controller. Instead SkyPilot's in-memory table is pointed at a seed built from
-    KNOWN_ACCELERATORS, in this process only.
-    """
-    global _catalog_seeded
-    if _catalog_seeded:
-        return True
-    from sky.catalog import common as catalog_common
-    from sky.utils import accelerator_registry
-
-    if os.path.exists(catalog_common.get_catalog_path("common/accelerators.csv")):
-        return False
-    rows = ["AcceleratorName,Clouds"]
-    for name, clouds in sorted(KNOWN_ACCELERATORS.items()):
-        rows.append(f'{name},"{[c for c in clouds.split()]}"')
-    seed = catalog_common.LazyDataFrame(io.StringIO("\n".join(rows) + "\n"), update_if_stale_func=lambda: False)
-    accelerator_registry._accelerator_df = seed  # noqa: SLF001 - documented above; pinned skypilot version
-    _catalog_seeded = True
-    return True
-
-
-def _strip_regions(cfg: dict) -> bool:
-    """Reduce ``infra: cloud/region[/zone]`` to the cloud (region checks need the cloud's catalog)."""
-    changed = False
-    resources = cfg.get("resources") if isinstance(cfg.get("resources"), dict) else {}
-    for r in _resource_variants(resources):
-        for key in ("region", "zone"):
-            if r.pop(key, None) is not None:
-                changed = True
-        infra = r.get("infra")
-        if isinstance(infra, str) and "/" in infra and not infra.lower().startswith(("k8s", "kubernetes", "ssh")):
-            r["infra"] = infra.split("/", 1)[0]
-            changed = True
-    return changed
-
-
-def build_task(cfg: dict, envs: list[tuple[str, str]], secrets: Secrets, source: str, validate: bool = True):
-    """A ``sky.Task`` from a rendered config; any SkyPilot complaint becomes a ConfigError naming ``source``."""
-    sky = _import_sky()
-    _ensure_accelerator_catalog()
-    try:
-        task = sky.Task.from_yaml_config(copy.deepcopy(cfg), env_overrides=list(envs),
-                                         secrets_overrides=list(secrets.overrides))
-        if validate:
-            with sky.Dag() as dag:
-                dag.add(task)
-            dag.validate(skip_file_mounts=True, skip_workdir=True)
-    except ChunkpilotError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - SkyPilot raises ValueError, its own errors, jsonschema's...
-        if type(exc).__module__.startswith("requests"):
-            raise  # a catalog download: the caller decides
-        raise ConfigError(f"task template {source}: {_message(exc)}") from exc
-    return task
-
-
-def validate_task(cfg: dict, envs: list[tuple[str, str]], secrets: Secrets, source: str) -> list[str]:
-    """Validate offline; returns notes about what could not be checked."""
-    try:
-        build_task(cfg, envs, secrets, source)
-        return []
-    except ConfigError:
-        raise
-    except Exception as exc:  # a per-cloud catalog SkyPilot could not download (offline)
-        reduced = copy.deepcopy(cfg)
-        if not _strip_regions(reduced):
-            raise ConfigError(f"task template {source}: SkyPilot could not check it offline: {_message(exc)}") from exc
-        build_task(reduced, envs, secrets, source)
-        return ["region/zone not checked: SkyPilot's catalog for that cloud is not on this machine and could not be fetched"]
-
-
 # -- one run's tasks ---------------------------------------------------------------
-
-
-def _is_local(uri: str) -> bool:
-    return "://" not in uri or uri.startswith("file://")
-
-
-def _check_reachable(spec: RunSpec, run_uri: str, sdk: Any) -> None:
-    """ConfigError if the jobs would need a path on this machine (unless the SDK runs jobs here)."""
-    if getattr(sdk, "local_paths_reachable", False):
-        return
-    for uri in [run_uri, *(p.uri for p in spec.inputs)]:
-        if _is_local(uri):
-            raise ConfigError(
-                f"{uri} is a path on this machine, which SkyPilot jobs in the cloud cannot read: "
-                "put the inputs in object storage and use --store s3://bucket/prefix"
-            )
 
 
 def run_uri_of(store_uri: str, run_id: str) -> str:
     from chunkpilot.store import open_store
 
     return open_store(store_uri).child(run_id).uri
-
-
-@dataclass
-class RunTasks:
-    """Renders the tasks of one run: template + overrides + per-job envs + secrets."""
-
-    spec: RunSpec
-    run_uri: str
-    template: Template
-    options: TaskOptions
-    environ: Mapping[str, str]
-
-    @classmethod
-    def for_spec(cls, spec: RunSpec, run_uri: str, template: Template | None = None,
-                 environ: Mapping[str, str] | None = None) -> "RunTasks":
-        options = TaskOptions.from_spec(spec)
-        template = template or Template.load(options.template)
-        declared = template.config.get("secrets")
-        check_user_envs(options, declared if isinstance(declared, dict) else ())
-        return cls(spec, run_uri, template, options, os.environ if environ is None else environ)
-
-    def render(self, chunk: str, attempt: int, dist: str) -> tuple[dict, list[tuple[str, str]], Secrets]:
-        name = job_name(self.spec.run_id, chunk, attempt)
-        try:
-            cfg = apply_overrides(self.template.config, self.options, name)
-        except ConfigError as exc:
-            raise ConfigError(f"task template {self.template.source}: {exc}") from exc
-        secrets = resolve_secrets(cfg, self.options.secrets, self.environ)
-        envs = job_envs(self.spec, self.options, self.run_uri, chunk, attempt, dist, self.environ)
-        return cfg, envs, secrets
-
-    @property
-    def source(self) -> str:
-        extra = [f"--{k} {v}" for k, v in (("gpus", self.options.gpus), ("infra", self.options.infra)) if v]
-        return self.template.source + (f" (with {' '.join(extra)})" if extra else "")
-
-    def task(self, chunk: str, attempt: int, dist: str):
-        cfg, envs, secrets = self.render(chunk, attempt, dist)
-        check_accelerators(cfg, self.source, self.environ, _catalog_gpu_names())
-        return build_task(cfg, envs, secrets, self.source, validate=False)
-
-
-def _shape(cfg: dict, envs: list[tuple[str, str]]) -> str:
-    """What SkyPilot validates, minus the per-job values it does not interpret."""
-    per_job = {ENV_CHUNK_URI, ENV_ATTEMPT, ENV_RUN_ID, ENV_CHUNK}
-    shape = copy.deepcopy(cfg)
-    shape.pop("name", None)
-    return json.dumps([shape, [(k, "" if k in per_job else v) for k, v in envs]], sort_keys=True, default=str)
 
 
 @dataclass
@@ -348,29 +113,29 @@ def plan_tasks(spec: RunSpec, manifests: list[ChunkManifest], store_uri: str, sd
         cfg, envs, secrets = tasks.render(manifest.chunk, 1, dist)
         first = first or (cfg, envs, secrets)
         names.append(cfg["name"])
-        shape = _shape(cfg, envs)
+        shape = task_shape(cfg, envs)
         if shape in seen:
             continue
         seen.add(shape)
-        check_accelerators(cfg, tasks.source, environ, _catalog_gpu_names())
+        check_accelerators(cfg, tasks.source, environ, catalog_gpu_names())
         for note in validate_task(cfg, envs, secrets, tasks.source):
             if note not in notes:
                 notes.append(note)
     if first is None:
         raise ConfigError("nothing to launch: the run has no chunks")
-    notes += _warnings(spec, tasks, first, run_uri, sdk if sdk is not None else _sdk_override)
+    notes += _warnings(spec, tasks, first, run_uri, sdk if sdk is not None else sdk_override())
     return SkyPlan(tasks, names, first, dist, notes, len(seen))
 
 
 def _warnings(spec: RunSpec, tasks: RunTasks, first, run_uri: str, sdk: Any) -> list[str]:
     cfg, envs, secrets = first
     out = []
-    if not getattr(sdk, "local_paths_reachable", False):
-        local = [u for u in [run_uri, *(p.uri for p in spec.inputs)] if _is_local(u)]
+    if not _reachable(sdk):
+        local = [u for u in [run_uri, *(p.uri for p in spec.inputs)] if is_local(u)]
         if local:
             out.append(f"{local[0]} is on this machine: cloud jobs cannot read it (launching will refuse); "
                        "use --store s3://bucket/prefix and inputs in object storage")
-    if _uses_s3(spec, run_uri) and "AWS_ACCESS_KEY_ID" not in secrets.passed:
+    if uses_s3(spec, run_uri) and "AWS_ACCESS_KEY_ID" not in secrets.passed:
         out.append("no AWS_ACCESS_KEY_ID passed: jobs reach s3:// only through their machine's own role "
                    "(export AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY to pass keys as secrets)")
     if spec.engine == "vllm":
@@ -391,61 +156,23 @@ def _warnings(spec: RunSpec, tasks: RunTasks, first, run_uri: str, sdk: Any) -> 
     return out
 
 
-def validate_run(spec: RunSpec, manifests: list[ChunkManifest], store_uri: str, launching: bool = False) -> None:
+def validate_run(spec: RunSpec, manifests: list[ChunkManifest], store_uri: str, launching: bool = False) -> SkyPlan:
     """Render and validate every chunk's task offline; ConfigError (with the template's path) if any is broken.
 
     With ``launching``, also refuse what would only fail at launch: a store or input
     on this machine, which cloud jobs cannot read (a dry run just warns about it).
+    Returns the plan (for the dry run's listing).
     """
     plan = plan_tasks(spec, manifests, store_uri)
     if launching:
-        _check_reachable(spec, run_uri_of(store_uri, spec.run_id), _sdk_override)
+        check_reachable(spec, run_uri_of(store_uri, spec.run_id), _reachable(sdk_override()))
     for note in plan.notes:
         log.warning("%s", note)
+    return plan
 
 
-# -- the dry run -------------------------------------------------------------------
-
-
-def dry_run_report(spec: RunSpec, manifests: list[ChunkManifest], store_uri: str):
-    """What ``submit --backend sky`` would launch: the plan, then the first chunk's task YAML (secrets redacted)."""
-    from rich.text import Text
-
-    from launcher.render import human_bytes
-
-    sky = _import_sky()
-    plan = plan_tasks(spec, manifests, store_uri)
-    cfg, envs, secrets = plan.first
-    resources = cfg.get("resources") or {}
-    accelerators = ", ".join(f"{n}:{c:g}" for n, c in accelerator_choices(cfg).items()) or "none (CPU only)"
-    recovery = resources.get("job_recovery")
-    sizes = {m.chunk: m.bytes for m in manifests}
-    lines = [
-        f"SkyPilot plan for run {spec.run_id}: {len(plan.names)} managed job(s), one per chunk",
-        f"  template     {plan.tasks.template.source}",
-        f"  model        {spec.engine}:{spec.model} (revision {spec.model_revision})",
-        f"  use_spot     {str(resources.get('use_spot', False)).lower()}",
-        f"  gpus         {accelerators}",
-        f"  infra        {resources.get('infra') or resources.get('cloud') or 'any enabled cloud (see `sky check`)'}",
-        f"  recovery     {json.dumps(recovery) if recovery is not None else 'SkyPilot default'}",
-        f"  chunkpilot   {spec.chunkpilot_version}, shipped as a wheel built at launch in {plan.dist}",
-        "  secrets      " + (", ".join(f"{n} (from ${n})" for n in secrets.passed) or "none")
-        + (f"; not set here, left out: {', '.join(secrets.left_out)}" if secrets.left_out else ""),
-        "  jobs",
-    ]
-    lines += [f"    {name}  {human_bytes(sizes.get(m.chunk, 0))}" for name, m in zip(plan.names, manifests)]
-    raw, expanded = _worker_lines(cfg, envs)
-    if raw:
-        lines.append(f"  worker       {raw[0]}")
-        lines.append(f"               first job: {expanded[0]}")
-    lines += [f"  warning      {note}" for note in plan.notes]
-    lines.append(f"--- rendered task for chunk {manifests[0].chunk} ({plan.names[0]}), secrets redacted ---")
-    lines.append(yaml.dump(display_config(cfg, envs, secrets), Dumper=_BlockDumper, sort_keys=False,
-                           default_flow_style=False, width=10_000).rstrip())
-    lines.append("---")
-    lines.append(f"validated {len(plan.names)} task(s) offline with SkyPilot {sky.__version__} "
-                 f"({plan.shapes} distinct); dry run: nothing launched, nothing written")
-    return Text(redact("\n".join(lines), secrets))
+def _reachable(sdk: Any) -> bool:
+    return bool(getattr(sdk, "local_paths_reachable", False))
 
 
 # -- the backend ---------------------------------------------------------------------
@@ -473,7 +200,7 @@ class SkyBackend:
     @classmethod
     def for_run(cls, spec: RunSpec, store_uri: str) -> "SkyBackend":
         """The backend of ``spec``'s run in the store at ``store_uri`` (cheap: SkyPilot is imported on first use)."""
-        return cls(spec, store_uri, sdk=_sdk_override)
+        return cls(spec, store_uri, sdk=sdk_override())
 
     @property
     def sdk(self) -> Any:
@@ -509,17 +236,17 @@ class SkyBackend:
         if not requests:
             return []
         run_uri = requests[0].store_uri
-        _check_reachable(self.spec, run_uri, self.sdk)
+        check_reachable(self.spec, run_uri, _reachable(self.sdk))
         tasks = self._run_tasks(run_uri)
         if self._dist is None:
             from launcher.wheel import dist_dir
 
             self._dist = str(dist_dir(self.dist_root))
-        built = [tasks.task(r.chunk, r.attempt, self._dist) for r in requests]
+        built = [_task(tasks, r.chunk, r.attempt, self._dist) for r in requests]
         names = [r.name for r in requests]
         first_id, first_error = self._launch_one(built[0], names[0])
-        if first_error is not None and not _is_connection_error(first_error):
-            raise SkyBackendError(f"SkyPilot refused to launch {names[0]}: {_message(first_error)}") from first_error
+        if first_error is not None and not is_connection_error(first_error):
+            raise SkyBackendError(f"SkyPilot refused to launch {names[0]}: {message(first_error)}") from first_error
         rest: list[tuple[str | None, BaseException | None]] = []
         if len(built) > 1:
             workers = max(1, min(self.max_concurrent_launches, len(built) - 1))
@@ -532,8 +259,8 @@ class SkyBackend:
             request_id = self.sdk.jobs.launch(task, name=name)
             job_ids, _handle = self.sdk.get(request_id)
         except Exception as exc:  # noqa: BLE001 - the job may exist anyway: poll finds it by name
-            self._launch_errors[name] = _message(exc)
-            log.warning("launch of %s got no answer (%s); it is tracked by name", name, _message(exc))
+            self._launch_errors[name] = message(exc)
+            log.warning("launch of %s got no answer (%s); it is tracked by name", name, message(exc))
             return None, exc
         job_id = str(job_ids[0]) if job_ids else None
         if job_id is not None:
@@ -548,24 +275,21 @@ class SkyBackend:
         jobs as missing would get them launched twice.
         """
         prefix = f"{run_id}-"
-        deadline = time.monotonic() + self.retry_seconds
-        delay = 1.0
-        while True:
+
+        def queue() -> list[Any]:
             try:
                 request_id = self.sdk.jobs.queue_v2(refresh=False, skip_finished=False, all_users=False,
                                                     fields=list(QUEUE_FIELDS), name_match=prefix)
-                records = self.sdk.get(request_id)[0]
-                break
+                return self.sdk.get(request_id)[0] or []
             except self.sdk.ClusterNotUpError:
                 return []  # no jobs controller: nothing was ever launched (or it was torn down)
-            except Exception as exc:  # noqa: BLE001
-                if _is_connection_error(exc) and time.monotonic() + delay < deadline:
-                    log.warning("SkyPilot API server unreachable, retrying in %.0fs: %s", delay, _message(exc))
-                    time.sleep(delay)
-                    delay = min(2 * delay, 10.0)
-                    continue
-                raise SkyBackendError(f"cannot list SkyPilot managed jobs: {_message(exc)}") from exc
-        return [r for r in records or [] if str(r.get("job_name") or "").startswith(prefix)]
+
+        try:
+            records = call(queue, is_connection_error, seconds=self.retry_seconds, first=1.0, log=log,
+                           what="listing SkyPilot managed jobs (API server unreachable)")
+        except Exception as exc:  # noqa: BLE001 - SkyPilot's own errors, whatever their type
+            raise SkyBackendError(f"cannot list SkyPilot managed jobs: {message(exc)}") from exc
+        return [r for r in records if str(r.get("job_name") or "").startswith(prefix)]
 
     def _newest_by_name(self, run_id: str, names: Iterable[str]) -> dict[str, Any]:
         wanted = set(names)
@@ -605,7 +329,14 @@ class SkyBackend:
         except self.sdk.ClusterNotUpError:
             return
         except Exception as exc:  # noqa: BLE001
-            raise SkyBackendError(f"cannot cancel SkyPilot jobs {job_ids}: {_message(exc)}") from exc
+            raise SkyBackendError(f"cannot cancel SkyPilot jobs {job_ids}: {message(exc)}") from exc
+
+
+def _task(tasks: RunTasks, chunk: str, attempt: int, dist: str):
+    """One job's ``sky.Task`` (validated as a whole by ``plan_tasks`` at submit)."""
+    cfg, envs, secrets = tasks.render(chunk, attempt, dist)
+    check_accelerators(cfg, tasks.source, tasks.environ, catalog_gpu_names())
+    return build_task(cfg, envs, secrets, tasks.source, validate=False)
 
 
 def _newer(record: Any, current: Any, known_id: str | None) -> bool:
@@ -640,7 +371,4 @@ def job_state(record: Any) -> JobState:
     return JobState(normalized, detail, recoveries)
 
 
-__all__ = [
-    "SkyBackend", "SkySdk", "use_sdk", "validate_run", "dry_run_report", "plan_tasks", "job_state", "STATUS_MAP",
-    "SkyBackendError",
-]
+__all__ = ["SkyBackend", "SkyPlan", "validate_run", "plan_tasks", "job_state", "STATUS_MAP", "SkyBackendError"]

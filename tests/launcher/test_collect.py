@@ -8,7 +8,8 @@ import pytest
 
 from launcher.collect import collect
 from chunkpilot.errors import OutputError, StoreError
-from chunkpilot.spec import PartName, SuccessMarker
+from chunkpilot.spec import SuccessMarker
+from chunkpilot.layout import PartName
 from tests.conftest import write_jsonl
 from worker.run import WorkerOptions, run_chunk
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from chunkpilot.errors import InputError
-from launcher.inputs import not_jsonl_reason, resolve_inputs
+from chunkpilot.formats.jsonl import not_jsonl_reason
+from launcher.inputs import resolve_inputs
 
 
 def _folder(root):

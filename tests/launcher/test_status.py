@@ -7,7 +7,8 @@ from datetime import datetime, timezone
 from launcher.backends.base import JobState, JobStatus
 from launcher.observe import ChunkDetail, ChunkObservation
 from launcher.reconcile import ChunkState, Decision
-from chunkpilot.spec import ChunkSummary, InputPin, PartName, RunSpec
+from chunkpilot.spec import ChunkSummary, InputPin, RunSpec
+from chunkpilot.layout import PartName
 from launcher.status import chunks_needing_detail, summarize
 from chunkpilot.store import ObjectInfo
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from chunkpilot.spec import PartName
+from chunkpilot.layout import PartName
 from worker.commit import BARRIER, CommittedSet, Slot, held_answers, held_slots, take_finished
 from chunkpilot.output import error_line
 
@@ -44,32 +44,32 @@ def test_barrier_splits_parts():
 def test_final_commit_takes_every_finished_run():
     pending = [slot(0), slot(10, done=False), slot(20), slot(30), BARRIER, slot(50)]
     batches, remaining = take_finished(pending, min_run=1)
-    assert [[s.key[1] for s in b.slots] for b in batches] == [[0], [20, 30], [50]]
+    assert [[s.position[1] for s in b.slots] for b in batches] == [[0], [20, 30], [50]]
     assert remaining == [pending[1], BARRIER]
 
 
 def test_runs_taken_mid_chunk_leave_barriers_so_later_parts_never_span_them():
     pending = [slot(0, done=False), slot(10), slot(20), slot(30, done=False), slot(40, done=False), slot(50)]
     batches, remaining = take_finished(pending, min_run=1)
-    assert [[s.key[1] for s in b.slots] for b in batches] == [[10, 20], [50]]
+    assert [[s.position[1] for s in b.slots] for b in batches] == [[10, 20], [50]]
     assert remaining == [pending[0], BARRIER, pending[3], pending[4], BARRIER]
     for s in remaining:
         if s is not BARRIER:
             s.line = b"x\n"
     later = [s for s in remaining] + [slot(60)]
     batches, remaining = take_finished(later, min_run=1)
-    assert [[s.key[1] for s in b.slots] for b in batches] == [[0], [30, 40], [60]]
+    assert [[s.position[1] for s in b.slots] for b in batches] == [[0], [30, 40], [60]]
     assert remaining == []
 
 
 def test_short_runs_behind_an_unfinished_slot_wait_until_long_enough():
     pending = [slot(0), slot(10, done=False), slot(20), slot(30, done=False), slot(40), slot(50), slot(60)]
     batches, remaining = take_finished(pending, min_run=3)
-    assert [[s.key[1] for s in b.slots] for b in batches] == [[0], [40, 50, 60]]
+    assert [[s.position[1] for s in b.slots] for b in batches] == [[0], [40, 50, 60]]
     assert remaining == [pending[1], pending[2], pending[3], BARRIER]
     pending[1].line = pending[3].line = b"x\n"
     batches, remaining = take_finished(remaining + [slot(70)], min_run=3)
-    assert [[s.key[1] for s in b.slots] for b in batches] == [[10, 20, 30], [70]]
+    assert [[s.position[1] for s in b.slots] for b in batches] == [[10, 20, 30], [70]]
     assert remaining == []
 
 

@@ -11,9 +11,10 @@ from pathlib import Path
 
 
 from launcher.collect import collect
-from chunkpilot.spec import PartName, SuccessMarker
+from chunkpilot.spec import SuccessMarker
+from chunkpilot.layout import PartName
 from worker.commit import CommittedSet
-from chunkpilot.output import key_of_line
+from chunkpilot.output import position_of_line
 from tests.conftest import big_prompts
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -80,7 +81,7 @@ def test_sigkill_loses_at_most_one_commit_window(tmp_path, make_run):
 
 
 def held_keys(run, chunk="0000") -> set:
-    return {key_of_line(line) for o in run.run_store.list(f"held/{chunk}/") for line in run.run_store.get(o.key).splitlines()}
+    return {position_of_line(line) for o in run.run_store.list(f"held/{chunk}/") for line in run.run_store.get(o.key).splitlines()}
 
 
 def test_sigkill_with_answers_out_of_order_loses_at_most_one_commit_window(tmp_path, make_run):

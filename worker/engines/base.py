@@ -3,7 +3,7 @@
 An engine is driven by the worker's loop, never the other way round, so the
 worker keeps control of what is in flight, when to commit and when to stop:
 
-* ``add(request_id, request)`` queues one request; it may return a Completion at
+* ``add(request_id, request)`` queues one request; it may return a Result at
   once when the engine rejects the request (e.g. prompt too long) — that is an
   answer, not an exception.
 * ``step()`` does a slice of work and returns whatever finished during it (maybe
@@ -20,16 +20,16 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from chunkpilot.requests import Completion, Request
+from chunkpilot.requests import Result, Request
 
 
 class Engine(Protocol):
     model_name: str
     model_revision: str
 
-    def add(self, request_id: str, request: Request) -> Completion | None: ...
+    def add(self, request_id: str, request: Request) -> Result | None: ...
 
-    def step(self) -> list[Completion]: ...
+    def step(self) -> list[Result]: ...
 
     def in_flight(self) -> int: ...
 

@@ -15,20 +15,14 @@ import time
 from collections import deque
 from typing import Any
 
-from chunkpilot.requests import Completion, Request
+from chunkpilot.requests import Result, Request
 
 
 def echo_text(request: Request) -> str:
-    if request.kind == "chat":
-        last = request.messages[-1] if request.messages else {}
-        content = last.get("content", "")
-        if isinstance(content, list):  # content parts: keep the text ones
-            content = " ".join(p.get("text", "") for p in content if isinstance(p, dict))
-        source = str(content)
-    else:
-        source = request.prompt or ""
-    words = source.split()[::-1]
-    max_tokens = int(request.sampling.get("max_tokens") or 16)
+    """The request's prompt (or last message's text) with its words reversed, cut to ``max_tokens`` words."""
+    source = request.messages[-1]["content"] if request.kind == "chat" and request.messages else request.prompt or ""
+    words = str(source).split()[::-1]
+    max_tokens = int(request.params.get("max_tokens") or 16)
     return " ".join(words[:max_tokens])
 
 
@@ -47,7 +41,7 @@ class EchoEngine:
         self._added = 0
         self._steps = 0
 
-    def add(self, request_id: str, request: Request) -> Completion | None:
+    def add(self, request_id: str, request: Request) -> Result | None:
         straggles = self.straggle_every and self._added % self.straggle_every == 0
         self._queue.append((request_id, request, self._steps + (self.straggle_steps if straggles else 0)))
         self._added += 1
@@ -63,7 +57,7 @@ class EchoEngine:
         self._queue = waiting
         return ready
 
-    def step(self) -> list[Completion]:
+    def step(self) -> list[Result]:
         if not self._queue:
             return []
         if self.delay:
@@ -73,7 +67,7 @@ class EchoEngine:
         for request_id, request in self._take_ready():
             text = echo_text(request)
             done.append(
-                Completion(
+                Result(
                     request_id=request_id,
                     text=text,
                     finish_reason="stop",

@@ -2,7 +2,7 @@
 
 The worker owns the loop: ``add()`` tokenizes a request (rendering the chat template
 for chats), rejects what vLLM would reject (prompt too long, invalid sampling values,
-messages the template cannot render) with an error Completion, and queues the rest
+messages the template cannot render) with an error Result, and queues the rest
 with ``LLMEngine.add_request``; ``step()`` runs one ``LLMEngine.step()`` and returns
 the requests that finished in it. Nothing is batched up front, so a slow request
 never idles the others.
@@ -26,7 +26,7 @@ from typing import Any
 
 from chunkpilot.errors import ConfigError
 from chunkpilot.model import resolve_model
-from chunkpilot.requests import Completion, Request
+from chunkpilot.requests import Request, Result
 
 log = logging.getLogger("chunkpilot.vllm")
 
@@ -34,10 +34,11 @@ GiB = 1 << 30
 CPU_MAX_MODEL_LEN = 2048
 CPU_KV_CACHE_GB = 1
 
-_INT_KEYS = ("max_tokens", "top_k", "seed", "min_tokens")
-_FLOAT_KEYS = ("temperature", "top_p", "presence_penalty", "frequency_penalty", "repetition_penalty", "min_p")
+# The params every request kind may carry (chunkpilot.requests.base.SAMPLING), as SamplingParams names them.
+_KEYS = ("max_tokens", "min_tokens", "temperature", "top_p", "top_k", "min_p", "seed", "stop", "presence_penalty",
+         "frequency_penalty", "repetition_penalty")
 # Keys of a model's generation_config that vLLM's own server uses as request defaults.
-_DEFAULTABLE = set(_INT_KEYS + _FLOAT_KEYS) - {"seed"}
+_DEFAULTABLE = set(_KEYS) - {"seed", "stop"}
 
 
 # Start-up warnings that are expected on a CPU machine and say nothing actionable; hidden
@@ -92,74 +93,16 @@ class _Rejected(Exception):
         self.code = code
 
 
-def _as_int(key: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or (
-        isinstance(value, float) and not value.is_integer()
-    ):
-        raise _Rejected("invalid_request", f"{key} must be an integer, got {value!r}")
-    return int(value)
+def sampling_kwargs(params: dict[str, Any], kind: str, defaults: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A request's params (validated by its kind) as ``SamplingParams`` keyword arguments (pure).
 
-
-def _as_float(key: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise _Rejected("invalid_request", f"{key} must be a number, got {value!r}")
-    return float(value)
-
-
-def sampling_kwargs(sampling: dict[str, Any], kind: str, defaults: dict[str, Any] | None = None) -> dict[str, Any]:
-    """A request's sampling fields as ``SamplingParams`` keyword arguments (pure).
-
-    ``max_completion_tokens`` wins over ``max_tokens`` (as in vLLM's server); with
-    neither, completions get 16 tokens and chats run to the end of the context
+    With no ``max_tokens``, completions get 16 tokens and chats run to the end of the context
     (the OpenAI defaults). ``defaults`` (the model's generation config) fill the rest.
     """
     out: dict[str, Any] = {k: v for k, v in (defaults or {}).items() if k in _DEFAULTABLE}
-    fields = {k: v for k, v in sampling.items() if v is not None}
-    if "max_completion_tokens" in fields:
-        fields["max_tokens"] = fields.pop("max_completion_tokens")
-    for key in _INT_KEYS:
-        if key in fields:
-            out[key] = _as_int(key, fields[key])
-    for key in _FLOAT_KEYS:
-        if key in fields:
-            out[key] = _as_float(key, fields[key])
-    if "stop" in fields:
-        stop = fields["stop"]
-        if isinstance(stop, str):
-            stop = [stop]
-        if not isinstance(stop, (list, tuple)) or not all(isinstance(s, str) for s in stop):
-            raise _Rejected("invalid_request", f"stop must be a string or a list of strings, got {stop!r}")
-        out["stop"] = [s for s in stop if s]
+    out.update((k, v) for k, v in params.items() if v is not None and k in _KEYS)
     if "max_tokens" not in out:
         out["max_tokens"] = 16 if kind == "completion" else None
-    return out
-
-
-def normalize_messages(messages: Any) -> list[dict[str, Any]]:
-    """Messages ready for a text chat template: content parts joined, non-text parts refused (pure)."""
-    if not isinstance(messages, (list, tuple)) or not messages:
-        raise _Rejected("invalid_messages", "messages must be a non-empty list")
-    out = []
-    for i, message in enumerate(messages):
-        if not isinstance(message, dict) or not isinstance(message.get("role"), str):
-            raise _Rejected("invalid_messages", f"message {i} must be an object with a string 'role'")
-        content = message.get("content")
-        if isinstance(content, list):
-            texts = []
-            for part in content:
-                kind = part.get("type") if isinstance(part, dict) else None
-                if kind in ("text", "input_text") and isinstance(part.get("text"), str):
-                    texts.append(part["text"])
-                else:
-                    raise _Rejected(
-                        "invalid_messages", f"message {i}: only text content parts are supported, got {kind or part!r}"
-                    )
-            content = "\n".join(texts)
-        elif content is None and message.get("tool_calls"):
-            content = ""
-        elif content is not None and not isinstance(content, str):
-            raise _Rejected("invalid_messages", f"message {i}: content must be a string or a list of text parts")
-        out.append({**message, "content": content})
     return out
 
 
@@ -276,7 +219,7 @@ class VllmEngine:
         return kwargs
 
     # -- the Engine protocol ----------------------------------------------------
-    def add(self, request_id: str, request: Request) -> Completion | None:
+    def add(self, request_id: str, request: Request) -> Result | None:
         if self._closed:
             raise RuntimeError("engine is closed")
         if request_id in self._in_flight:
@@ -299,11 +242,11 @@ class VllmEngine:
             except self._request_errors as exc:
                 raise _Rejected("invalid_request", str(exc)) from exc
         except _Rejected as exc:
-            return Completion(request_id=request_id, error=(exc.code, str(exc)))
+            return Result(request_id=request_id, error=(exc.code, str(exc)))
         self._in_flight.add(request_id)
         return None
 
-    def step(self) -> list[Completion]:
+    def step(self) -> list[Result]:
         if self._closed or not self._engine.has_unfinished_requests():
             return []
         done = []
@@ -340,7 +283,7 @@ class VllmEngine:
 
     # -- helpers ----------------------------------------------------------------
     def _sampling_params(self, request: Request):
-        kwargs = sampling_kwargs(request.sampling or {}, request.kind, self._defaults)
+        kwargs = sampling_kwargs(request.params, request.kind, self._defaults)
         try:
             params = self._SamplingParams(**kwargs)
         except self._request_errors as exc:
@@ -350,7 +293,7 @@ class VllmEngine:
 
     def _prompt_token_ids(self, request: Request) -> list[int]:
         if request.kind == "chat":
-            messages = normalize_messages(request.messages)
+            messages = list(request.messages or ())
             try:
                 text = self._tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
             except Exception as exc:  # noqa: BLE001 - jinja errors, missing template, bad roles…
@@ -362,12 +305,12 @@ class VllmEngine:
             raise _Rejected("invalid_request", "prompt must be a string")
         return list(self._tokenizer.encode(request.prompt, add_special_tokens=True))
 
-    def _completion(self, output) -> Completion:
+    def _completion(self, output) -> Result:
         choice = output.outputs[0]
         reason = choice.finish_reason
         prompt_tokens = len(output.prompt_token_ids or ())
         if reason in ("abort", "error"):
-            return Completion(
+            return Result(
                 request_id=output.request_id,
                 prompt_tokens=prompt_tokens,
                 error=("engine_error", f"vLLM finished the request with {reason!r}"),
@@ -375,7 +318,7 @@ class VllmEngine:
         extra = {}
         if isinstance(choice.stop_reason, (str, int)) and not isinstance(choice.stop_reason, bool):
             extra["stop_reason"] = choice.stop_reason
-        return Completion(
+        return Result(
             request_id=output.request_id,
             text=choice.text,
             finish_reason=reason if reason in ("stop", "length") else "stop",

@@ -54,7 +54,7 @@ def sky(sky_sandbox):
 @pytest.fixture
 def fake_sky(sky, tmp_path):
     """A FakeSky that every backend built through make_backend (the CLI) uses."""
-    from launcher.backends import sky as sky_backend
+    from launcher.backends import sky_sdk as sky_backend
     from tests.fakesky import FakeSky
 
     fake = FakeSky(tmp_path / "fake-sky")

@@ -99,7 +99,8 @@ def test_fake_sdk_has_the_real_signatures(sky, tmp_path):
 
 
 def test_the_real_sdk_cannot_start_a_server_here(sky, tmp_path):
-    from launcher.backends.sky import SkyBackend, SkyBackendError, SkySdk
+    from launcher.backends.sky import SkyBackend, SkyBackendError
+    from launcher.backends.sky_sdk import SkySdk
 
     p = plan(tmp_path)
     backend = SkyBackend(p.spec, str(tmp_path / "runs"), sdk=SkySdk(), retry_seconds=0)

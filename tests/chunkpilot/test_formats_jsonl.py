@@ -1,16 +1,19 @@
-"""Planner properties: for any inputs and chunk count, every line lands in exactly one chunk."""
+"""The JSONL format: for any inputs and chunk count, every line lands in exactly one chunk, and a
+chunk's records come back once, in order, with a specific code for every line that is no record."""
 
 from __future__ import annotations
 
 import json
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chunkpilot.plan import next_line_start, plan_chunks, split_points
-from chunkpilot.spec import InputPin
+from chunkpilot.formats import get_format
+from chunkpilot.formats.base import plan_chunks, split_points, units_before, units_between
+from chunkpilot.formats.jsonl import decode_line, next_line_start
+from chunkpilot.spec import ChunkManifest, InputPin, SourceRange
 from chunkpilot.store import split_object_uri
-from chunkpilot.reader import iter_chunk_lines
 
 # Lines chosen to stress the cut points: CRLF, BOM, multi-byte characters, U+2028
 # inside a JSON string (a line separator for str.splitlines, not for us), blanks.
@@ -67,7 +70,7 @@ def test_every_line_in_exactly_one_chunk(spec, n):
     assert [m.chunk for m in manifests] == sorted(m.chunk for m in manifests)
     covered = []
     for m in manifests:
-        assert m.bytes > 0, "empty chunks are dropped"
+        assert m.size > 0, "empty chunks are dropped"
         for r in m.ranges:
             covered.append((r.source, r.start, r.end))
             data = files[r.source]
@@ -95,14 +98,12 @@ def test_reader_yields_each_line_once_from_real_files(tmp_path, spec, n):
         store, key = split_object_uri(str(path))
         pins.append(InputPin(str(path), len(data), store.head(key).etag))
 
-    def probe(source, offset):
-        store, key = split_object_uri(pins[source].uri)
-        return next_line_start(lambda a, b: store.get_range(key, a, b), pins[source].size, offset)
-
-    manifests = plan_chunks([p.size for p in pins], n, probe)
-    got = [(key, line) for m in manifests for key, line in iter_chunk_lines(tuple(pins), m.ranges)]
+    jsonl = get_format("jsonl")
+    planned = jsonl.plan(pins, n)
+    got = [(r.position, r.raw) for m in planned.manifests for r in jsonl.records(pins, m)]
     want = [((s, off), line) for s, data in enumerate(files) for off, line in lines_of(data)]
     assert got == want
+    assert planned.bytes_read <= 2 * 1024 * n
 
 
 def test_more_chunks_than_lines():
@@ -115,7 +116,7 @@ def test_balanced_by_bytes():
     line = b'{"prompt": "' + b"y" * 90 + b'"}\n'
     data = line * 1000
     manifests = plan_chunks([len(data)], 10, memory_probe([data]))
-    sizes = [m.bytes for m in manifests]
+    sizes = [m.size for m in manifests]
     assert len(sizes) == 10
     assert max(sizes) - min(sizes) <= len(line)
 
@@ -142,3 +143,31 @@ def test_probe_reads_little_of_a_long_line():
 def test_split_points_even():
     assert split_points(100, 4) == [25, 50, 75]
     assert split_points(10, 1) == []
+
+
+def test_a_record_ends_where_the_next_begins_and_progress_counts_units():
+    manifest = ChunkManifest("0000", (SourceRange(0, 100, 200), SourceRange(1, 0, 50)))
+    assert units_before(manifest, (0, 150)) == 50 and units_before(manifest, (1, 10)) == 110
+    assert units_between((0, 100), (1, 50), [200, 80]) == 150 and units_between((1, 10), (1, 30), [200, 80]) == 20
+
+
+@pytest.mark.parametrize(
+    "line, code",
+    [
+        (b"{not json\n", "invalid_json"),
+        (b'{"prompt": "\xff\xfe"}\n', "invalid_utf8"),
+        (b"[1, 2]\n", "not_an_object"),
+        (b'"just a string"\n', "not_an_object"),
+        (b"42", "not_an_object"),
+    ],
+)
+def test_lines_that_are_no_record_get_specific_codes(line, code):
+    record = decode_line((0, 10), (0, 10 + len(line)), line)
+    assert record.fields is None and record.error[0] == code and record.error[1] and record.raw == line
+
+
+def test_blank_lines_bom_and_objects():
+    assert decode_line((0, 5), (0, 8), b"  \r\n").blank and decode_line((0, 5), (0, 6), b"\n").blank
+    assert decode_line((0, 0), (0, 20), b'\xef\xbb\xbf{"prompt": "x"}\n').fields == {"prompt": "x"}
+    bom_mid_file = decode_line((0, 9), (0, 29), b'\xef\xbb\xbf{"prompt": "x"}\n')
+    assert bom_mid_file.error[0] == "invalid_json", "only a file's first line may start with a BOM"

@@ -1,0 +1,90 @@
+"""Request kinds by endpoint, and turning a record into a request.
+
+Accepted record shapes (each may carry ``custom_id`` and sampling fields overriding the run's):
+
+* ``{"prompt": "..."}`` → completion; ``{"messages": [...]}`` → chat;
+* OpenAI Batch request lines ``{"custom_id", "method": "POST", "url": <endpoint>, "body": {...}}``.
+
+Anything else becomes a ``RecordError`` with a specific code; nothing raises.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chunkpilot.requests.base import Invalid, RecordError, Request, RequestKind, Result
+from chunkpilot.requests.text import ChatKind, CompletionKind
+from chunkpilot.spec import Position
+
+_KINDS: dict[str, RequestKind] = {}
+
+
+def register_kind(kind: RequestKind) -> None:
+    _KINDS[kind.name] = kind
+
+
+def get_kind(name: str) -> RequestKind:
+    return _KINDS[name]
+
+
+def kind_for_endpoint(url: Any) -> RequestKind | None:
+    return next((k for k in _KINDS.values() if k.endpoint == url), None)
+
+
+def positional_id(position: Position) -> str:
+    """The custom_id given to a record that has none: its position, ``<source>:<offset>``."""
+    return f"{position[0]}:{position[1]}"
+
+
+def custom_id_of(position: Position, fields: dict[str, Any] | None) -> str:
+    """The record's custom_id as output lines carry it: its own (a string or an integer), else its position."""
+    value = fields.get("custom_id") if fields else None
+    if value is None or isinstance(value, bool) or not isinstance(value, (str, int)):
+        return positional_id(position)
+    return str(value)
+
+
+def request_from_record(position: Position, fields: dict[str, Any], defaults: dict[str, Any]) -> Request | RecordError:
+    """The request a record asks for, or a RecordError saying what is wrong with it."""
+    custom_id = custom_id_of(position, fields)
+    raw_id = fields.get("custom_id")
+    if raw_id is not None and (isinstance(raw_id, bool) or not isinstance(raw_id, (str, int))):
+        return RecordError(position, custom_id, "invalid_custom_id", "custom_id must be a string")
+    try:
+        if "url" in fields or "method" in fields:  # a Batch line (a record may well have a field named "body")
+            kind, body, strict = _batch_kind(fields), fields.get("body"), True
+        else:
+            kind, body, strict = _record_kind(fields), {k: v for k, v in fields.items() if k != "custom_id"}, False
+        inputs, params = kind.parse(body, defaults, strict)
+    except Invalid as exc:
+        return RecordError(position, custom_id, exc.code, str(exc))
+    return Request(position, custom_id, kind.name, params, **inputs)
+
+
+def _batch_kind(fields: dict[str, Any]) -> RequestKind:
+    method = fields.get("method", "POST")
+    if method != "POST":
+        raise Invalid("invalid_method", f"method must be POST, got {method!r}")
+    url = fields.get("url")
+    kind = kind_for_endpoint(url)
+    if kind is None:
+        endpoints = " or ".join(sorted(k.endpoint for k in _KINDS.values()))
+        raise Invalid("unsupported_url", f"url {url!r} is not supported: use {endpoints}")
+    if not isinstance(fields.get("body"), dict):
+        raise Invalid("invalid_body", "body must be a JSON object")
+    return kind
+
+
+def _record_kind(fields: dict[str, Any]) -> RequestKind:
+    for kind in _KINDS.values():
+        if any(name in fields for name in kind.input_fields):
+            return kind
+    wanted = " nor ".join(f"'{name}'" for k in _KINDS.values() for name in k.input_fields)
+    raise Invalid("missing_prompt", f"record has neither {wanted}")
+
+
+register_kind(ChatKind())
+register_kind(CompletionKind())
+
+__all__ = ["Request", "RecordError", "Result", "RequestKind", "Invalid", "register_kind", "get_kind",
+           "kind_for_endpoint", "request_from_record", "custom_id_of", "positional_id"]

@@ -1,0 +1,142 @@
+"""Merge a run's committed parts into one output, in input order, each record exactly once.
+
+Collect verifies the output without reading it: the worker wrote what there is to check into
+part names (interval, record and error-line counts) and into each chunk's done marker
+(record count, a hash of every record's custom_id). Three pieces:
+
+* ``merge``: the pure merge plan of a chunk from its parts' names (copy, keep some, drop);
+* ``copy``: laying a chunk's parts into the output file by that plan;
+* ``verify``: markers against what was written, and duplicate custom_ids from their hashes.
+
+Checked: every chunk is done (or ``allow_partial``); each chunk's records written equal its
+marker's count and its number of custom_id hashes; each part copied has the size the listing
+gave. Only chunks without a marker (``allow_partial``) have their lines read, to hash their
+custom_ids here.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from chunkpilot.errors import IncompleteRunError, OutputError
+from chunkpilot.spec import encode_hashes
+from chunkpilot.store import Store, split_object_uri
+from launcher.collect.copy import Copier, done_chunks, lay_out_chunk, parts_by_chunk
+from launcher.collect.verify import custom_ids_at, read_markers
+from launcher.dupcount import CounterProcess
+from launcher.runs import OpenRun
+
+
+@dataclass
+class CollectReport:
+    records: int = 0
+    ok: int = 0
+    errors: int = 0
+    skipped_blank: int = 0
+    duplicates_dropped: int = 0  # records committed twice (zombies, resumes) written once
+    duplicate_custom_ids: int = 0  # distinct custom_ids that appear on more than one record
+    duplicate_examples: list[str] = field(default_factory=list)
+    duplicate_example_records: list[int] = field(default_factory=list)  # record numbers (chunk << 32 | position)
+    incomplete_chunks: list[str] = field(default_factory=list)
+    mismatched_chunks: list[str] = field(default_factory=list)  # output count != done marker's count
+    bytes: int = 0
+    chunk_offsets: list[int] = field(default_factory=list, repr=False)  # where each chunk starts in the output
+
+
+def collect(run: OpenRun, path: str, allow_partial: bool = False, max_examples: int = 5) -> CollectReport:
+    """Write the run's merged output to ``path``; refuse if a chunk is incomplete unless ``allow_partial``.
+
+    Atomic: the output appears whole under ``path`` or not at all.
+    """
+    chunks = sorted(run.spec.chunk_ids, key=lambda c: c + "/")  # the order a listing of out/ gives them
+    done = done_chunks(run.run_store, set(chunks))
+    incomplete = [c for c in chunks if c not in done]
+    if incomplete and not allow_partial:
+        shown = ", ".join(incomplete[:10])
+        more = "" if len(incomplete) <= 10 else f" and {len(incomplete) - 10} more"
+        raise IncompleteRunError(
+            f"{len(incomplete)} of {len(chunks)} chunk(s) are not done ({shown}{more}): "
+            "run `launcher watch` to finish them, or pass --allow-partial"
+        )
+    tmp = f"{path}.partial"
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            report = _collect_into(run.run_store, chunks, done, fd, max_examples)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException as exc:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        if isinstance(exc, OSError):  # the output's own file system: full, read-only, a missing folder
+            raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from exc
+        raise
+    report.incomplete_chunks = incomplete
+    if report.duplicate_example_records:
+        mismatched = {chunks.index(c) for c in report.mismatched_chunks}  # positions there are not the marker's
+        report.duplicate_examples = custom_ids_at(
+            path, [r for r in report.duplicate_example_records if r >> 32 not in mismatched], report.chunk_offsets
+        )
+    return report
+
+
+def collect_to(run: OpenRun, output: str, allow_partial: bool = False) -> CollectReport:
+    """``collect`` into a local path, or into ``s3://bucket/key`` (merged in a local temporary
+    file, then uploaded in one atomic, multipart put)."""
+    if not output.startswith("s3://"):
+        return collect(run, output, allow_partial)
+    store, key = split_object_uri(output)
+    if not key or key.endswith("/"):
+        raise OutputError(f"-o {output}: name the object to write, e.g. s3://bucket/results/run.jsonl")
+    store.check_writable()
+    with tempfile.TemporaryDirectory(prefix="chunkpilot-collect-") as folder:
+        local = os.path.join(folder, key.rsplit("/", 1)[-1])
+        report = collect(run, local, allow_partial)
+        store.put_file(key, local)
+    return report
+
+
+def _collect_into(store: Store, chunks: list[str], done_chunks: set[str], fd: int, max_examples: int) -> CollectReport:
+    """This thread lays out and copies parts; a reader thread forwards markers' hashes to the
+    counter's process. Markers only verify, so copying never waits for them."""
+    report = CollectReport()
+    done = [(index, chunk) for index, chunk in enumerate(chunks) if chunk in done_chunks]
+    stop = threading.Event()
+    with ThreadPoolExecutor(1, thread_name_prefix="collect") as pool, CounterProcess(max_examples) as counter:
+        partial = len(done) < len(chunks)  # then this thread sends hashes too, and ends the counter's input
+        markers = pool.submit(read_markers, store, done, counter, stop, end_input=not partial)
+        written: dict[str, int] = {}
+        try:
+            with Copier(store, fd) as copier:
+                for index, (chunk, parts) in enumerate(parts_by_chunk(store, chunks)):
+                    hash_ids = chunk not in done_chunks
+                    report.chunk_offsets.append(report.bytes)
+                    tally = lay_out_chunk(store, parts, fd, report.bytes, copier, hash_ids=hash_ids)
+                    if hash_ids:
+                        counter.add(encode_hashes(tally.hashes), index << 32)
+                    written[chunk] = tally.records
+                    report.records += tally.records
+                    report.errors += tally.errors
+                    report.ok += tally.records - tally.errors
+                    report.bytes += tally.bytes
+                    report.duplicates_dropped += tally.dropped
+        except BaseException:
+            stop.set()
+            counter.close()  # a reader blocked on the counter's pipe fails at once
+            raise
+        counts = markers.result()
+        if partial:
+            counter.end_input()
+        for chunk, marker in counts.items():
+            report.skipped_blank += marker.skipped_blank
+            if not marker.matches(written[chunk]):
+                report.mismatched_chunks.append(chunk)
+        report.duplicate_custom_ids, report.duplicate_example_records = counter.finish()
+    return report
