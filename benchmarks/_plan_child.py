@@ -85,8 +85,9 @@ def seed(source: str, outdir: str, chunks: int) -> dict:
 if __name__ == "__main__":
     which, source, dest, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
     if source.startswith("s3://") or dest.startswith("s3://"):
-        import chunkpilot.store.s3  # noqa: F401 - boto3 imported before the clock starts
         import boto3  # noqa: F401
+
+        import chunkpilot.store.s3  # noqa: F401 - boto3 imported before the clock starts
     import launcher.submit  # noqa: F401
     result = (planner if which == "planner" else seed)(source, dest, n)
     print(json.dumps(result))

@@ -26,16 +26,15 @@ import random
 import shutil
 import sys
 import time
+from array import array
 from pathlib import Path
 
 from _util import MB, PYTHON, median, print_machine, run_measured, scratch_dir, spread, table, write_json
 
-from array import array
-
-from chunkpilot.spec import ChunkSummary, InputPin, RunSpec, SuccessMarker, custom_id_hash, encode_hashes
 from chunkpilot.layout import PartName
 from chunkpilot.output import error_line, ok_line
-from chunkpilot.requests import Result, Request
+from chunkpilot.requests import Request, Result
+from chunkpilot.spec import ChunkSummary, InputPin, RunSpec, SuccessMarker, custom_id_hash, encode_hashes
 
 RUN = "bench-collect"
 STRIDE = 100  # bytes of (imaginary) input per record: positions only need to be increasing

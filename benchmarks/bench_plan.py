@@ -29,7 +29,20 @@ import sys
 import time
 from pathlib import Path
 
-from _util import MB, PYTHON, REPO, admin_client, median, print_machine, run_measured, s3_server, scratch_dir, spread, table, write_json
+from _util import (
+    MB,
+    PYTHON,
+    REPO,
+    admin_client,
+    median,
+    print_machine,
+    run_measured,
+    s3_server,
+    scratch_dir,
+    spread,
+    table,
+    write_json,
+)
 
 GB = 1024**3
 CHILD = str(REPO / "benchmarks" / "_plan_child.py")

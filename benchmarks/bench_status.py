@@ -29,11 +29,20 @@ from concurrent.futures import ThreadPoolExecutor
 
 from _util import PYTHON, admin_client, median, print_machine, run_measured, s3_server, spread, table, write_json
 
-from launcher.backends.base import JobState, JobStatus
-from chunkpilot.names import chunk_id, job_name
-from chunkpilot.spec import AttemptRecord, SourceRange, ChunkManifest, ChunkSummary, InputPin, Progress, RunSpec, SuccessMarker
-from chunkpilot.layout import PartName
 from chunkpilot import layout
+from chunkpilot.layout import PartName
+from chunkpilot.names import chunk_id, job_name
+from chunkpilot.spec import (
+    AttemptRecord,
+    ChunkManifest,
+    ChunkSummary,
+    InputPin,
+    Progress,
+    RunSpec,
+    SourceRange,
+    SuccessMarker,
+)
+from launcher.backends.base import JobState, JobStatus
 
 BUCKET, RUN = "bench-status", "bench-status-run"
 CHUNK_BYTES = 1_000_000

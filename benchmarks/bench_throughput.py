@@ -78,10 +78,11 @@ def engine_env() -> dict[str, str]:
 
 # -- the contenders -----------------------------------------------------------------
 def run_chunkpilot(work: Path, prompts: Path, model_folder: str, i: int) -> dict:
+    from chunkpilot.layout import PartName
+    from chunkpilot.spec import SuccessMarker
     from launcher.collect import collect
     from launcher.runs import open_run
-    from chunkpilot.spec import SuccessMarker     from launcher.submit import SubmitOptions, plan_run, write_run
-from chunkpilot.layout import PartName
+    from launcher.submit import SubmitOptions, plan_run, write_run
 
     store = work / f"store-{i}"
     options = SubmitOptions(inputs=(str(prompts),), chunks=1, store_uri=str(store), engine="vllm", model=None,
@@ -162,8 +163,9 @@ def main() -> None:
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
 
-    from chunkpilot.model import resolve_model
     import vllm
+
+    from chunkpilot.model import resolve_model
 
     model_folder = resolve_model(None).path_or_id
     info = print_machine({"vllm": vllm.__version__, "model": model_folder})

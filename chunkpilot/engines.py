@@ -14,7 +14,6 @@ from typing import Any
 
 from chunkpilot.errors import ConfigError
 
-
 # Options the worker itself reads, whatever the engine: requests kept in the engine at once.
 WORKER_OPTIONS: dict[str, type] = {"max_in_flight": int}
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")

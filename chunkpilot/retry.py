@@ -10,7 +10,14 @@ from __future__ import annotations
 import logging
 from typing import Callable, TypeVar
 
-from tenacity import Retrying, retry_if_exception, stop_after_attempt, stop_after_delay, stop_any, wait_random_exponential
+from tenacity import (
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_after_delay,
+    stop_any,
+    wait_random_exponential,
+)
 
 T = TypeVar("T")
 

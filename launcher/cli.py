@@ -18,10 +18,10 @@ from rich.console import Console
 from rich.markup import escape
 
 from chunkpilot import __version__
-from launcher.backends import BACKENDS, make_backend
 from chunkpilot.errors import ChunkpilotError, IncompleteRunError
 from chunkpilot.spec import DEFAULT_MAX_ERROR_RATE
 from chunkpilot.store import default_store_uri
+from launcher.backends import BACKENDS, make_backend
 
 
 def _console(stderr: bool) -> Console:
@@ -74,109 +74,15 @@ def cli() -> None:
     logging.basicConfig(level=os.environ.get("CHUNKPILOT_LOG_LEVEL", "WARNING"), format="%(levelname)s %(name)s: %(message)s")
 
 
-def _parse_kv(values: tuple[str, ...], what: str) -> dict[str, str]:
+def _key_values(ctx, param, values: tuple[str, ...]) -> dict:
+    """A repeatable KEY=VALUE option as a dict (numbers as numbers for --engine-option)."""
     out = {}
     for item in values:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint=what)
-        out[key] = value
+            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}")
+        out[key] = _number(value) if param.name == "engine_options" else value
     return out
-
-
-max_error_rate_help = (f"Share of error records past which watch pauses the run and exits 1 (default "
-                       f"{DEFAULT_MAX_ERROR_RATE:g}); 1 turns the budget and per-chunk fail-fast off.")
-
-
-@cli.command()
-@click.argument("inputs", nargs=-1, required=True)
-@click.option("--chunks", type=click.IntRange(min=1), required=True, help="Number of chunks (one job each).")
-@click.option("--use-spot/--no-use-spot", default=None, help="sky: spot (preemptible) or on-demand machines. Default: the template's choice (vllm-spot: spot).")
-@click.option("--backend", type=click.Choice(BACKENDS), default="local", show_default=True)
-@click.option("--engine", default="vllm", show_default=True, help="vllm, or echo (no model: plumbing checks).")
-@store_option
-@click.option("--model", default=None, help="Local model folder, s3:// model folder, or hub id[@revision]. Default: the bundled SmolLM2-135M-Instruct (local runs only).")
-@click.option("--max-tokens", type=click.IntRange(min=1), default=256, show_default=True, help="Default max_tokens; records may override.")
-@click.option("--temperature", type=click.FloatRange(min=0), default=0.0, show_default=True, help="Default temperature; records may override.")
-@click.option("--run-name", default=None, help="Run id to use (lowercase letters, digits, '-'). Default: run-<time>-<random>.")
-@click.option("--parallel", type=click.IntRange(min=0), default=None, help="Max concurrent jobs (default: what this machine can run for local, unlimited for sky; 0 = unlimited).")
-@click.option("--max-attempts", type=click.IntRange(min=1), default=3, show_default=True, help="Launches per chunk before giving up.")
-@click.option("--max-error-rate", type=click.FloatRange(0, 1), default=DEFAULT_MAX_ERROR_RATE, show_default=True, help=max_error_rate_help)
-@click.option("--commit-seconds", type=click.FloatRange(min=0.1), default=5.0, show_default=True, help="Commit finished records at least this often.")
-@click.option("--commit-records", type=click.IntRange(min=1), default=256, show_default=True, help="...or after this many records.")
-@click.option("--engine-option", "engine_options", multiple=True, metavar="KEY=VALUE", help="Engine setting, e.g. max_model_len=4096 (repeatable; unknown keys are refused).")
-@click.option("--template", default=None, help="sky: task template YAML (default task_templates/vllm-spot.yaml).")
-@click.option("--gpus", default=None, help="sky: accelerators, e.g. L4:1 (overrides the template).")
-@click.option("--infra", "--cloud", "infra", default=None, help="sky: infra/cloud, e.g. aws or gcp/us-central1.")
-@click.option("--env", "envs", multiple=True, metavar="KEY=VALUE", help="sky: extra env for the task (repeatable).")
-@click.option("--secret", "secrets", multiple=True, metavar="NAME", help="sky: pass $NAME to jobs as a SkyPilot secret (repeatable).")
-@click.option("--watch", is_flag=True, help="Block until every chunk is done or has given up; exit 0 only if all are done.")
-@click.option("--dry-run", is_flag=True, help="Plan and validate, print what would run, write nothing.")
-@handle_errors
-def submit(inputs, chunks, use_spot, backend, engine, store_uri, model, max_tokens, temperature, run_name, parallel,
-           max_attempts, max_error_rate, commit_seconds, commit_records, engine_options, template, gpus, infra, envs,
-           secrets, watch, dry_run):
-    """Plan INPUT... (JSONL files, folders, globs, s3:// prefixes) into chunks and launch them.
-
-    \b
-    Examples:
-      launcher submit examples/prompts.jsonl --chunks 4 --watch
-      launcher submit data/ --chunks 8 --engine echo --dry-run        # see the plan, write nothing
-      launcher submit s3://bkt/prompts/ --chunks 100 --backend sky --gpus L4:1 \\
-          --model Qwen/Qwen2.5-7B-Instruct --store s3://bkt/runs --secret HF_TOKEN
-    """
-    from launcher.render import dry_run_listing
-    from launcher.submit import SubmitOptions, plan_run, write_run
-
-    options = SubmitOptions(
-        inputs=tuple(inputs), chunks=chunks, store_uri=store_uri, engine=engine, model=model, backend=backend,
-        use_spot=use_spot, max_tokens=max_tokens, temperature=temperature, run_name=run_name, parallel=parallel,
-        max_attempts=max_attempts, max_error_rate=max_error_rate, template=template, commit_seconds=commit_seconds,
-        commit_records=commit_records,
-        engine_options={k: _number(v) for k, v in _parse_kv(engine_options, "--engine-option").items()},
-        backend_options=_backend_options(backend, template, gpus, infra, envs, secrets, use_spot),
-    )
-    plan = plan_run(options)
-    spec = plan.spec
-    total = sum(p.size for p in spec.inputs)
-    err.print(
-        f"planned [bold]{spec.run_id}[/]: {len(spec.inputs)} input(s), {_hb(total)}, {len(plan.manifests)} chunk(s) "
-        f"(read {_hb(plan.probe_bytes)} to check and align them) · {spec.engine}:{spec.model}"
-        + (f" · {spec.parallel} at a time" if spec.parallel else "")
-    )
-    if plan.skipped:
-        shown = ", ".join(plan.skipped[:5]) + (f" and {len(plan.skipped) - 5} more" if len(plan.skipped) > 5 else "")
-        err.print(f"[yellow]skipped[/] {len(plan.skipped)} file(s) that are not .jsonl/.json/.ndjson: {escape(shown)}")
-    for warning in plan.warnings:
-        err.print(f"[yellow]warning[/]: {escape(warning)}")
-    if backend == "sky":
-        from launcher.backends.sky import validate_run
-        from launcher.backends.sky_sdk import sky_version
-        from launcher.render import sky_dry_run
-
-        sky_plan = validate_run(spec, plan.manifests, store_uri, launching=not dry_run)
-        if dry_run:
-            console.print(dry_run_listing(spec, plan.manifests), markup=False)
-            console.print(sky_dry_run(spec, plan.manifests, sky_plan, sky_version()), markup=False)
-            return
-    if dry_run:
-        console.print(dry_run_listing(spec, plan.manifests), markup=False)
-        err.print("dry run: nothing written")
-        return
-    write_run(plan, store_uri)
-    console.print(spec.run_id)
-    from launcher.runs import open_run
-    from launcher.watch import WatchOptions, reconcile_once
-
-    run = open_run(store_uri, spec.run_id)
-    if watch:
-        sys.exit(_watch(run, WatchOptions()))
-    reconcile_once(run, make_backend(spec, store_uri), WatchOptions(), set())
-    where = _store_arg(store_uri)
-    err.print(
-        f"launched; follow with `launcher status {spec.run_id}{where}`"
-        + (f" and drive it with `launcher watch {spec.run_id}{where}`" if backend == "local" else "")
-    )
 
 
 def _number(value: str):
@@ -188,20 +94,104 @@ def _number(value: str):
     return value
 
 
-def _backend_options(backend, template, gpus, infra, envs, secrets, use_spot) -> dict:
-    if backend != "sky":
-        used = [n for n, v in (("--template", template), ("--gpus", gpus), ("--infra", infra), ("--env", envs), ("--secret", secrets)) if v]
-        if used:
-            raise click.UsageError(f"{', '.join(used)} only apply to --backend sky")
-        return {}
-    return {
-        "template": template,
-        "gpus": gpus,
-        "infra": infra,
-        "envs": _parse_kv(envs, "--env"),
-        "secrets": list(secrets),  # names only: values are read from the environment at launch
-        "use_spot": use_spot,
-    }
+def _options(*decorators):
+    """Several click options as one decorator (a group shared by commands, or kept together)."""
+
+    def apply(fn):
+        for decorator in reversed(decorators):
+            fn = decorator(fn)
+        return fn
+
+    return apply
+
+
+max_error_rate_help = (f"Share of error records past which watch pauses the run and exits 1 (default "
+                       f"{DEFAULT_MAX_ERROR_RATE:g}); 1 turns the budget and per-chunk fail-fast off.")
+
+# The run's settings: each becomes the SubmitOptions field of the same name.
+run_options = _options(
+    click.option("--chunks", type=click.IntRange(min=1), required=True, help="Number of chunks (one job each)."),
+    click.option("--backend", type=click.Choice(BACKENDS), default="local", show_default=True),
+    click.option("--engine", default="vllm", show_default=True, help="vllm, or echo (no model: plumbing checks)."),
+    store_option,
+    click.option("--model", default=None, help="Local model folder, s3:// model folder, or hub id[@revision]. Default: the bundled SmolLM2-135M-Instruct (local runs only)."),
+    click.option("--max-tokens", type=click.IntRange(min=1), default=256, show_default=True, help="Default max_tokens; records may override."),
+    click.option("--temperature", type=click.FloatRange(min=0), default=0.0, show_default=True, help="Default temperature; records may override."),
+    click.option("--run-name", default=None, help="Run id to use (lowercase letters, digits, '-'). Default: run-<time>-<random>."),
+    click.option("--parallel", type=click.IntRange(min=0), default=None, help="Max concurrent jobs (default: what this machine can run for local, unlimited for sky; 0 = unlimited)."),
+    click.option("--max-attempts", type=click.IntRange(min=1), default=3, show_default=True, help="Launches per chunk before giving up."),
+    click.option("--max-error-rate", type=click.FloatRange(0, 1), default=DEFAULT_MAX_ERROR_RATE, show_default=True, help=max_error_rate_help),
+    click.option("--commit-seconds", type=click.FloatRange(min=0.1), default=5.0, show_default=True, help="Commit finished records at least this often."),
+    click.option("--commit-records", type=click.IntRange(min=1), default=256, show_default=True, help="...or after this many records."),
+    click.option("--engine-option", "engine_options", multiple=True, metavar="KEY=VALUE", callback=_key_values, help="Engine setting, e.g. max_model_len=4096 (repeatable; unknown keys are refused)."),
+)
+# Overrides of the SkyPilot task template: SubmitOptions.backend_options.
+sky_options = _options(
+    click.option("--template", default=None, help="sky: task template YAML (default task_templates/vllm-spot.yaml)."),
+    click.option("--gpus", default=None, help="sky: accelerators, e.g. L4:1 (overrides the template)."),
+    click.option("--infra", "--cloud", "infra", default=None, help="sky: infra/cloud, e.g. aws or gcp/us-central1."),
+    click.option("--use-spot/--no-use-spot", default=None, help="sky: spot (preemptible) or on-demand machines. Default: the template's choice (vllm-spot: spot)."),
+    click.option("--env", "envs", multiple=True, metavar="KEY=VALUE", callback=_key_values, help="sky: extra env for the task (repeatable)."),
+    click.option("--secret", "secrets", multiple=True, metavar="NAME", help="sky: pass $NAME to jobs as a SkyPilot secret (repeatable)."),
+)
+
+
+@cli.command()
+@click.argument("inputs", nargs=-1, required=True)
+@run_options
+@sky_options
+@click.option("--watch", is_flag=True, help="Block until every chunk is done or has given up; exit 0 only if all are done.")
+@click.option("--dry-run", is_flag=True, help="Plan and validate, print what would run, write nothing.")
+@handle_errors
+def submit(inputs, watch, dry_run, **given):
+    """Plan INPUT... (JSONL files, folders, globs, s3:// prefixes) into chunks and launch them.
+
+    \b
+    Examples:
+      launcher submit examples/prompts.jsonl --chunks 4 --watch
+      launcher submit data/ --chunks 8 --engine echo --dry-run        # see the plan, write nothing
+      launcher submit s3://bkt/prompts/ --chunks 100 --backend sky --gpus L4:1 \\
+          --model Qwen/Qwen2.5-7B-Instruct --store s3://bkt/runs --secret HF_TOKEN
+    """
+    from launcher.render import dry_run_listing, plan_summary
+    from launcher.submit import SubmitOptions, plan_run, write_run
+
+    options = SubmitOptions.from_cli(inputs, given)
+    plan = plan_run(options)
+    spec, store_uri = plan.spec, options.store_uri
+    err.print(plan_summary(plan), markup=False)
+    sky_text = None
+    if spec.backend == "sky":
+        from launcher.backends.sky import validate_run
+        from launcher.backends.sky_sdk import sky_version
+        from launcher.render import sky_dry_run
+
+        sky_plan = validate_run(spec, plan.manifests, store_uri, launching=not dry_run)
+        sky_text = sky_dry_run(spec, plan.manifests, sky_plan, sky_version())
+    if dry_run:
+        console.print(dry_run_listing(spec, plan.manifests), markup=False)
+        console.print(sky_text or "", markup=False)
+        err.print("dry run: nothing written")
+        return
+    write_run(plan, store_uri)
+    console.print(spec.run_id)
+    _start(spec, store_uri, watch)
+
+
+def _start(spec, store_uri: str, watch: bool) -> None:
+    """Launch a run just written: drive it to its end (``--watch``), or launch what may start now."""
+    from launcher.runs import open_run
+    from launcher.watch import WatchOptions, reconcile_once
+
+    run = open_run(store_uri, spec.run_id)
+    if watch:
+        sys.exit(_watch(run, WatchOptions()))
+    reconcile_once(run, make_backend(spec, store_uri), WatchOptions(), set())
+    where = _store_arg(store_uri)
+    err.print(
+        f"launched; follow with `launcher status {spec.run_id}{where}`"
+        + (f" and drive it with `launcher watch {spec.run_id}{where}`" if spec.backend == "local" else "")
+    )
 
 
 def _hb(n: float) -> str:

@@ -18,8 +18,8 @@ from dataclasses import asdict, dataclass
 
 from chunkpilot import layout
 from chunkpilot.errors import LeaseHeldError, NotFoundError
-from launcher.proc import process_alive, process_start_ticks
 from chunkpilot.store import Store
+from launcher.proc import process_alive, process_start_ticks
 
 LEASE_KEY = layout.LEASE
 

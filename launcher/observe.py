@@ -15,14 +15,14 @@ from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from launcher.backends.base import Backend, JobState
-from chunkpilot.names import job_name
-from launcher.reconcile import ChunkView
-from chunkpilot.errors import NotFoundError, StoreError
 from chunkpilot import layout
+from chunkpilot.errors import NotFoundError, StoreError
 from chunkpilot.layout import PartName
+from chunkpilot.names import job_name
 from chunkpilot.spec import Progress, RunSpec, SuccessMarker
 from chunkpilot.store import ObjectInfo, Store
+from launcher.backends.base import Backend, JobState
+from launcher.reconcile import ChunkView
 
 # At most this many heartbeats/markers are read per look (status, a watch cycle), in parallel.
 DETAIL_READS = 64

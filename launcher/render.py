@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.markup import escape
 
-from launcher.collect import CollectReport
 from chunkpilot.spec import ChunkManifest, RunSpec
+from launcher.collect import CollectReport
 
 if TYPE_CHECKING:  # not imported for `collect`, whose start-up is part of its benchmarked time
     from rich.table import Table
@@ -102,6 +102,23 @@ def progress_line(report: StatusReport) -> str:
     starting = f" ({tot['starting_engine']} starting engine)" if tot["starting_engine"] else ""
     return (f"{tot['records_done']} rec{errors} · {tot['records_per_s']:.1f} rec/s · {tot['tokens_per_s']:.0f} tok/s · "
             f"{human_units(tot['done'], report.unit)}/{human_units(tot['total'], report.unit)}{eta} · {states}{starting}")
+
+
+def plan_summary(plan) -> str:
+    """What ``submit`` planned, in a line or a few: inputs, chunks, what planning read, what it skipped."""
+    spec = plan.spec
+    lines = [
+        f"planned {spec.run_id}: {len(spec.inputs)} input(s), {human_bytes(sum(p.size for p in spec.inputs))}, "
+        f"{len(plan.manifests)} chunk(s) (read {human_bytes(plan.probe_bytes)} to check and split them) · "
+        f"{spec.engine}:{spec.model}" + (f" · {spec.parallel} at a time" if spec.parallel else "")
+    ]
+    if plan.skipped:
+        shown = ", ".join(plan.skipped[:5]) + (f" and {len(plan.skipped) - 5} more" if len(plan.skipped) > 5 else "")
+        from chunkpilot.formats import data_suffixes
+
+        lines.append(f"skipped {len(plan.skipped)} file(s) that are not {'/'.join(data_suffixes())}: {shown}")
+    lines += [f"warning: {warning}" for warning in plan.warnings]
+    return "\n".join(lines)
 
 
 def dry_run_listing(spec: RunSpec, manifests: list[ChunkManifest]) -> str:

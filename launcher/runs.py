@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from chunkpilot import layout
 from chunkpilot.errors import ChunkpilotError, NotFoundError, RunNotFoundError
 from chunkpilot.names import validate_run_name
-from chunkpilot import layout
 from chunkpilot.spec import CancelMarker, ResumeAllowance, RunSpec
 from chunkpilot.store import Store, open_store
 

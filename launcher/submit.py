@@ -22,9 +22,14 @@ from chunkpilot.store import open_store, split_object_uri
 from launcher.backends import check_backend_name
 from launcher.inputs import choose_format, resolve_inputs
 
+# The submit options that override the SkyPilot task template (RunSpec.backend_options).
+SKY_OPTIONS = ("template", "gpus", "infra", "use_spot", "envs", "secrets")
+
 
 @dataclass(frozen=True)
 class SubmitOptions:
+    """What ``launcher submit`` was asked for; ``plan_run`` checks it and turns it into a RunSpec."""
+
     inputs: tuple[str, ...]
     chunks: int
     store_uri: str
@@ -43,6 +48,23 @@ class SubmitOptions:
     commit_records: int = 256
     engine_options: dict[str, Any] = field(default_factory=dict)
     backend_options: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_cli(cls, inputs: tuple[str, ...], given: dict[str, Any]) -> "SubmitOptions":
+        """From the command line's values, named as the fields are (the sky ones grouped into
+        ``backend_options``: names only, never a secret's value)."""
+        given = dict(given)
+        sky = {name: given.pop(name) for name in SKY_OPTIONS if name in given}
+        if given.get("backend") != "sky":
+            used = [f"--{n.rstrip('s').replace('_', '-')}" for n, v in sky.items() if v not in (None, {}, (), [])]
+            if used:
+                raise ConfigError(f"{', '.join(used)} only apply to --backend sky")
+            sky = {}
+        else:
+            sky["secrets"] = list(sky.get("secrets") or ())
+            sky["envs"] = dict(sky.get("envs") or {})
+        return cls(inputs=tuple(inputs), template=sky.get("template"), use_spot=sky.get("use_spot"),
+                   backend_options=sky, **given)
 
 
 @dataclass(frozen=True)
@@ -85,8 +107,8 @@ def model_identity(engine: str, model: str | None, backend: str = "local") -> tu
 
 def plan_run(options: SubmitOptions) -> Plan:
     """Resolve, check and plan everything; writes nothing."""
-    from launcher.backends.local import default_local_parallel
     from chunkpilot.engines import check_engine_name, check_engine_options
+    from launcher.backends.local import default_local_parallel
 
     if options.chunks < 1:
         raise ConfigError("--chunks must be at least 1")

@@ -18,15 +18,16 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable
 
-from launcher.backends.base import Backend, LaunchRequest
+from chunkpilot import layout
 from chunkpilot.errors import BackendError, NotFoundError, StoreError
-from launcher.lease import Lease
 from chunkpilot.names import job_name
+from chunkpilot.retry import call
+from chunkpilot.spec import AttemptRecord, CancelMarker, ResumeAllowance
+from launcher.backends.base import Backend, LaunchRequest
+from launcher.lease import Lease
 from launcher.observe import ChunkDetail, ChunkObservation, list_attempts, observe, read_details
 from launcher.reconcile import Decision, Policy, decide, error_budget_exceeded
 from launcher.runs import OpenRun
-from chunkpilot import layout
-from chunkpilot.spec import AttemptRecord, CancelMarker, ResumeAllowance
 from launcher.status import StatusReport, chunks_needing_detail, summarize, top_codes
 
 log = logging.getLogger("chunkpilot.watch")
@@ -217,14 +218,8 @@ def watch(
 
 def _renew(lease: Lease) -> None:
     """Renew the lease; a store outage is retried, losing the lease to another watcher is not."""
-    for delay in (0.5, 1, 2, 4, 8):
-        try:
-            lease.renew()
-            return
-        except StoreError as exc:
-            log.warning("lease renewal failed, retrying: %s", exc)
-            time.sleep(delay)
-    lease.renew()
+    call(lease.renew, lambda exc: isinstance(exc, StoreError), attempts=6, first=0.5, cap=8.0, log=log,
+         what="lease renewal")
 
 
 def _any_active(observed: dict[str, ChunkObservation], known_done: set[str]) -> bool:

@@ -34,7 +34,16 @@ from chunkpilot.requests import RecordError, Request, Result, custom_id_of, requ
 from chunkpilot.retry import call
 from chunkpilot.spec import ChunkManifest, Position, Progress, RunSpec, SuccessMarker, custom_id_hash, encode_hashes
 from chunkpilot.store import Store, open_store
-from worker.commit import BARRIER, CommittedSet, Slot, held_answers, held_slots, recovered_slot, take_finished, write_part
+from worker.commit import (
+    BARRIER,
+    CommittedSet,
+    Slot,
+    held_answers,
+    held_slots,
+    recovered_slot,
+    take_finished,
+    write_part,
+)
 from worker.engines import load_engine
 from worker.engines.base import Engine
 

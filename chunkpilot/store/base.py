@@ -20,8 +20,11 @@ failure, so no caller ever sees a boto3 or OS exception.
 from __future__ import annotations
 
 import os
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import BinaryIO, Iterator, Protocol
+from typing import BinaryIO, Iterator
+
+from chunkpilot.errors import NotFoundError, StoreError
 
 
 @dataclass(frozen=True)
@@ -34,58 +37,92 @@ class ObjectInfo:
     mtime: float  # seconds since the epoch
 
 
-class Store(Protocol):
-    """An object store rooted at ``uri`` (a local folder or ``s3://bucket/prefix``)."""
+class Store(ABC):
+    """An object store rooted at ``uri`` (a local folder or ``s3://bucket/prefix``).
+
+    Implementations fill in the primitives (abstract below); ``get``, ``keys``, ``write_into``,
+    ``put_file`` and ``exists`` are derived from them, and an implementation overrides one only
+    where it can do better (a local folder copies inside the kernel, S3 uploads in parts).
+    """
 
     uri: str
     #: How many reads are worth having in flight at once: 1 where a read is a system call
     #: served from memory (a local folder), more where each is a network round trip (S3).
-    parallel_reads: int
+    parallel_reads: int = 1
 
-    def get(self, key: str) -> bytes: ...
-
+    # -- primitives ---------------------------------------------------------------
+    @abstractmethod
     def get_range(self, key: str, start: int, end: int) -> bytes: ...
 
+    @abstractmethod
     def open(self, key: str) -> BinaryIO:
         """A readable stream of the whole object, for reads too big to hold in memory."""
-        ...
+
+    @abstractmethod
+    def head(self, key: str) -> ObjectInfo: ...
+
+    @abstractmethod
+    def put(self, key: str, data: bytes) -> None: ...
+
+    @abstractmethod
+    def put_if_absent(self, key: str, data: bytes) -> bool: ...
+
+    @abstractmethod
+    def put_if_match(self, key: str, data: bytes, etag: str) -> bool: ...
+
+    @abstractmethod
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]: ...
+
+    @abstractmethod
+    def delete(self, key: str) -> None: ...
+
+    @abstractmethod
+    def child(self, prefix: str) -> "Store":
+        """A store rooted at ``<uri>/<prefix>``, sharing connections with this one."""
+
+    @abstractmethod
+    def check_writable(self) -> None:
+        """Raise StoreError with a clear message if this store cannot be written."""
+
+    # -- derived --------------------------------------------------------------------
+    def get(self, key: str) -> bytes:
+        with self.open(key) as stream:
+            return stream.read()
+
+    def keys(self, prefix: str = "") -> Iterator[str]:
+        """The keys ``list`` gives, in its order (cheaper where sizes cost a system call each)."""
+        return (obj.key for obj in self.list(prefix))
+
+    def exists(self, key: str) -> bool:
+        try:
+            self.head(key)
+            return True
+        except NotFoundError:
+            return False
 
     def write_into(self, key: str, fd: int, offset: int) -> int:
         """Write the whole object into the open file ``fd`` at ``offset``; returns its size.
 
         Positional (``pwrite``): the file's position is untouched, so several objects can
-        be written into one file side by side. A local object is copied inside the kernel
-        (``copy_file_range``): no byte passes through Python.
+        be written into one file side by side.
         """
-        ...
-
-    def head(self, key: str) -> ObjectInfo: ...
-
-    def put(self, key: str, data: bytes) -> None: ...
-
-    def put_if_absent(self, key: str, data: bytes) -> bool: ...
+        written = 0
+        with self.open(key) as stream:
+            while block := stream.read(COPY_BLOCK):
+                written += pwrite_all(fd, block, offset + written)
+        return written
 
     def put_file(self, key: str, path: str) -> None:
-        """Store the local file at ``path`` under ``key`` atomically, streaming (for files too big for memory)."""
-        ...
+        """Store the local file at ``path`` under ``key``, atomically."""
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except OSError as exc:
+            raise StoreError(f"cannot read {path}: {exc.strerror or exc}") from exc
+        self.put(key, data)
 
-    def put_if_match(self, key: str, data: bytes, etag: str) -> bool: ...
 
-    def list(self, prefix: str = "") -> Iterator[ObjectInfo]: ...
-
-    def keys(self, prefix: str = "") -> Iterator[str]:
-        """The keys ``list`` gives, in its order: where sizes cost a system call each, without them."""
-        ...
-
-    def delete(self, key: str) -> None: ...
-
-    def child(self, prefix: str) -> "Store":
-        """A store rooted at ``<uri>/<prefix>``, sharing connections with this one."""
-        ...
-
-    def check_writable(self) -> None:
-        """Raise StoreError with a clear message if this store cannot be written."""
-        ...
+COPY_BLOCK = 1 << 20
 
 
 def pwrite_all(fd: int, data, offset: int) -> int:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import BinaryIO, Iterator
 
 from chunkpilot.errors import NotFoundError, StoreError
-from chunkpilot.store.base import ObjectInfo, join_key, pwrite_all
+from chunkpilot.store.base import ObjectInfo, Store, join_key, pwrite_all
 
 _TMP_PREFIX = ".tmp-"
 
@@ -26,7 +26,7 @@ def _etag(st: os.stat_result) -> str:
     return f"{st.st_ino:x}-{st.st_mtime_ns:x}-{st.st_size:x}"
 
 
-class LocalStore:
+class LocalStore(Store):
     """A store rooted at a local directory path."""
 
     parallel_reads = 1  # a read is a system call: threads would only add their own overhead

@@ -28,7 +28,8 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Iterator
 from urllib.parse import urlparse
 
 from chunkpilot.errors import ConfigError, NotFoundError, StoreError
-from chunkpilot.store.base import ObjectInfo, join_key, pwrite_all
+from chunkpilot.retry import call
+from chunkpilot.store.base import ObjectInfo, Store, join_key
 
 if TYPE_CHECKING:  # boto3 is imported lazily: `launcher --help` must not pay for it.
     from botocore.client import BaseClient
@@ -74,7 +75,6 @@ def reset_clients() -> None:
 
 
 def _new_client(endpoint: str | None, max_attempts: int) -> "BaseClient":
-    import boto3
 
     # boto3 reads AWS_ENDPOINT_URL(_S3) and profile endpoints itself; we don't pass
     # endpoint_url so all of boto3's own ways of configuring it keep working.
@@ -242,7 +242,7 @@ def _origin(url: str) -> str:
 
 
 def _pause(attempt: int) -> None:
-    """Jittered exponential backoff for our own retry loops (cut-off bodies, 409s)."""
+    """Jittered exponential backoff before resuming a cut-off body (a stream, not a call to retry)."""
     time.sleep(random.random() * min(2.0, 0.05 * 2**attempt))
 
 
@@ -311,7 +311,7 @@ class _ResumableBody(io.RawIOBase):
         super().close()
 
 
-class S3Store:
+class S3Store(Store):
     """A store rooted at ``s3://<bucket>/<prefix>``."""
 
     parallel_reads = 16  # each read is a round trip: overlap them (the client pools 32 connections)
@@ -395,13 +395,6 @@ class S3Store:
     def open(self, key: str) -> BinaryIO:
         return io.BufferedReader(self._reader(key, 0, None), buffer_size=_GET_CHUNK)  # type: ignore[return-value]
 
-    def write_into(self, key: str, fd: int, offset: int) -> int:
-        reader, written = self._reader(key, 0, None), 0
-        with reader, memoryview(bytearray(_GET_CHUNK)) as view:
-            while n := reader.readinto(view):
-                written += pwrite_all(fd, view[:n], offset + written)
-        return written
-
     def head(self, key: str) -> ObjectInfo:
         with _boto_errors("stat", self._where(key)):
             response = self._client.head_object(Bucket=self.bucket, Key=self._object_key(key))
@@ -421,10 +414,6 @@ class S3Store:
                     yield ObjectInfo(
                         obj["Key"][len(root) :], int(obj["Size"]), obj["ETag"].strip('"'), obj["LastModified"].timestamp()
                     )
-
-    def keys(self, prefix: str = "") -> Iterator[str]:
-        """``list``'s keys: a listing page carries sizes anyway, so this is no cheaper here."""
-        return (obj.key for obj in self.list(prefix))
 
     # -- writes --------------------------------------------------------------
     def _put_object(self, key: str, data: bytes, **conditions: str) -> None:
@@ -448,22 +437,21 @@ class S3Store:
             raise StoreError(f"cannot read {path} to upload it: {exc.strerror or exc}") from exc
 
     def put_if_absent(self, key: str, data: bytes) -> bool:
-        for attempt in range(_CONFLICT_RETRIES):
+        def attempt() -> bool:
             try:
                 self._put_object(key, data, IfNoneMatch="*")
                 return True
             except _PreconditionFailed:
                 # Possibly our own write whose answer was lost and then retried by botocore.
                 stored = self._stored_bytes(key)
-                if stored is not None:
-                    return stored == data
-            except _ConditionalConflict:
-                pass
-            _pause(attempt)
-        raise StoreError(f"cannot write {self._where(key)}: concurrent conditional writes kept conflicting")
+                if stored is None:  # gone again meanwhile (deleted): a conflict round
+                    raise _ConditionalConflict(f"{self._where(key)} vanished after a 412") from None
+                return stored == data
+
+        return self._conditional(key, attempt)
 
     def put_if_match(self, key: str, data: bytes, etag: str) -> bool:
-        for attempt in range(_CONFLICT_RETRIES):
+        def attempt() -> bool:
             try:
                 self._put_object(key, data, IfMatch=_quoted(etag))
                 return True
@@ -472,9 +460,16 @@ class S3Store:
             except _PreconditionFailed:
                 # Same lost-answer case as put_if_absent: if the stored bytes are ours, we wrote them.
                 return self._stored_bytes(key) == data
-            except _ConditionalConflict:
-                _pause(attempt)
-        raise StoreError(f"cannot write {self._where(key)}: concurrent conditional writes kept conflicting")
+
+        return self._conditional(key, attempt)
+
+    def _conditional(self, key: str, attempt) -> bool:
+        """A conditional write, retried while it meets concurrent conditional writes (409)."""
+        try:
+            return call(attempt, lambda exc: isinstance(exc, _ConditionalConflict), attempts=_CONFLICT_RETRIES,
+                        first=0.05, cap=2.0)
+        except _ConditionalConflict:
+            raise StoreError(f"cannot write {self._where(key)}: concurrent conditional writes kept conflicting") from None
 
     def _stored_bytes(self, key: str) -> bytes | None:
         try:

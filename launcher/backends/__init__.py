@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from launcher.backends.base import Backend, JobState, JobStatus, LaunchRequest
 from chunkpilot.errors import ConfigError
 from chunkpilot.spec import RunSpec
+from launcher.backends.base import Backend, JobState, JobStatus, LaunchRequest
 
 BACKENDS = ("local", "sky")
 

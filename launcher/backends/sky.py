@@ -32,11 +32,25 @@ from chunkpilot.retry import call
 from chunkpilot.spec import ChunkManifest, RunSpec
 from launcher.backends.base import JobState, JobStatus, LaunchRequest
 from launcher.backends.sky_sdk import (
-    SkySdk, build_task, catalog_gpu_names, is_connection_error, message, sdk_override, validate_task,
+    SkySdk,
+    build_task,
+    catalog_gpu_names,
+    is_connection_error,
+    message,
+    sdk_override,
+    validate_task,
 )
 from launcher.skytask import (
-    RunTasks, Secrets, TaskOptions, Template, accelerator_choices, check_accelerators, check_reachable, is_local,
-    task_shape, uses_s3,
+    RunTasks,
+    Secrets,
+    TaskOptions,
+    Template,
+    accelerator_choices,
+    check_accelerators,
+    check_reachable,
+    is_local,
+    task_shape,
+    uses_s3,
 )
 
 log = logging.getLogger("chunkpilot.sky")

@@ -21,6 +21,7 @@ from typing import Any
 from chunkpilot.errors import ChunkpilotError, ConfigError
 from launcher.skytask import KNOWN_ACCELERATORS, Secrets, resource_variants
 
+
 def import_sky():
     try:
         import sky  # the one place chunkpilot imports SkyPilot

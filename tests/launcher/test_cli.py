@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from launcher.lease import Lease
 from chunkpilot.errors import LeaseHeldError
+from launcher.lease import Lease
 from launcher.runs import open_run
 from tests.conftest import read_jsonl, write_jsonl
 

@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from launcher.collect import collect
 from chunkpilot.errors import OutputError, StoreError
-from chunkpilot.spec import SuccessMarker
 from chunkpilot.layout import PartName
+from chunkpilot.spec import SuccessMarker
+from launcher.collect import collect
 from tests.conftest import write_jsonl
 from worker.run import WorkerOptions, run_chunk
 

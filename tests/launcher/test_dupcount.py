@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 import launcher
-from launcher.dupcount import CounterProcess, DuplicateCounter, _child_env, _isin_sorted
 from chunkpilot.errors import CounterError
 from chunkpilot.spec import encode_hashes
+from launcher.dupcount import CounterProcess, DuplicateCounter, _child_env, _isin_sorted
 
 
 @pytest.mark.parametrize("with_numpy", [True, False])

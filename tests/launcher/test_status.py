@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+from chunkpilot.layout import PartName
+from chunkpilot.spec import ChunkSummary, InputPin, RunSpec
+from chunkpilot.store import ObjectInfo
 from launcher.backends.base import JobState, JobStatus
 from launcher.observe import ChunkDetail, ChunkObservation
 from launcher.reconcile import ChunkState, Decision
-from chunkpilot.spec import ChunkSummary, InputPin, RunSpec
-from chunkpilot.layout import PartName
 from launcher.status import chunks_needing_detail, summarize
-from chunkpilot.store import ObjectInfo
 
 T0 = 1_800_000_000.0
 

@@ -8,9 +8,9 @@ import signal
 import time
 from pathlib import Path
 
+from chunkpilot.spec import AttemptRecord
 from launcher.backends import make_backend
 from launcher.backends.local import LocalBackend
-from chunkpilot.spec import AttemptRecord
 from launcher.watch import WatchOptions, reconcile_once
 from tests.conftest import big_prompts, read_jsonl
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from chunkpilot.layout import PartName
-from worker.commit import BARRIER, CommittedSet, Slot, held_answers, held_slots, take_finished
 from chunkpilot.output import error_line
+from worker.commit import BARRIER, CommittedSet, Slot, held_answers, held_slots, take_finished
 
 
 def slot(offset: int, done: bool = True) -> Slot:

@@ -9,13 +9,12 @@ import sys
 import time
 from pathlib import Path
 
-
-from launcher.collect import collect
-from chunkpilot.spec import SuccessMarker
 from chunkpilot.layout import PartName
-from worker.commit import CommittedSet
 from chunkpilot.output import position_of_line
+from chunkpilot.spec import SuccessMarker
+from launcher.collect import collect
 from tests.conftest import big_prompts
+from worker.commit import CommittedSet
 
 ROOT = Path(__file__).resolve().parents[2]
 

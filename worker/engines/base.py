@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from chunkpilot.requests import Result, Request
+from chunkpilot.requests import Request, Result
 
 
 class Engine(Protocol):

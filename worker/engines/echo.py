@@ -15,7 +15,7 @@ import time
 from collections import deque
 from typing import Any
 
-from chunkpilot.requests import Result, Request
+from chunkpilot.requests import Request, Result
 
 
 def echo_text(request: Request) -> str:

@@ -21,8 +21,8 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from launcher.backends.base import JobState, JobStatus, LaunchRequest
 from chunkpilot.errors import ConfigError
+from launcher.backends.base import JobState, JobStatus, LaunchRequest
 from launcher.submit import SubmitOptions, plan_run
 
 SECRET = "hf_SECRETVALUE123"
@@ -195,7 +195,7 @@ def test_a_region_is_validated_offline_as_far_as_skypilot_can(sky, tmp_path):
 
 
 def test_overrides_replace_the_templates_choices(sky, tmp_path):
-    from launcher.skytask import Template, TaskOptions, accelerator_choices, apply_overrides
+    from launcher.skytask import TaskOptions, Template, accelerator_choices, apply_overrides
 
     template = Template.load("vllm-spot").config
     template["resources"]["any_of"] = [{"accelerators": "A100:1", "infra": "gcp"}, {"accelerators": "H100:1"}]
