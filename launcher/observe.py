@@ -6,7 +6,7 @@ heartbeat times (object mtimes, no reads). The backend is polled *before*
 ``out/`` is listed, so a job seen as finished has already written its marker;
 heartbeats only get newer, so ``progress/`` is listed meanwhile, on a second
 thread: on S3 each listing page is a round trip, and two in flight overlap their
-waits (against moto, one CPU-bound server process, it measured no faster).
+waits.
 """
 
 from __future__ import annotations

@@ -130,7 +130,8 @@ class LocalStore(Store):
         return self._files(_sorted_entries(base))
 
     def _files(self, entries) -> Iterator[tuple[str, os.DirEntry]]:
-        """(key, entry) of the files at and under ``entries``, with plain strings: pathlib costs ~75 µs an object here."""
+        """(key, entry) of the files at and under ``entries``, built with plain strings (pathlib is slow
+        per object: BENCHMARKS.md §4)."""
         skip = len(self.uri.rstrip(os.sep)) + 1
         for entry in entries:
             try:

@@ -98,9 +98,9 @@ def _new_session() -> Any:
 def _parse_timestamp(value: Any) -> datetime:
     """ISO 8601 timestamps (every ``LastModified`` of a listing) without dateutil.
 
-    botocore's default parser goes through dateutil at ~75 µs a value: 0.5 s of CPU
-    for a 7,000-object listing, most of a ``status`` look. Anything else (HTTP dates
-    in headers, epoch numbers) goes to botocore's own parser.
+    botocore's default parser goes through dateutil, which made up most of a ``status`` look
+    on a big run's listing (BENCHMARKS.md §5). Anything else (HTTP dates in headers, epoch
+    numbers) goes to botocore's own parser.
     """
     from botocore.utils import parse_timestamp
 

@@ -20,7 +20,7 @@ import pytest
 
 import chunkpilot.model as wm
 from chunkpilot.errors import ConfigError
-from chunkpilot.requests import Request, Result
+from chunkpilot.requests import RecordError, Request, Result, request_from_record
 from tests.conftest import MODEL_CACHE
 
 HAVE_VLLM = importlib.util.find_spec("vllm") is not None

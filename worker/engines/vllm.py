@@ -199,13 +199,12 @@ class VllmEngine:
         if kv_gb is not None and kv_gb <= 0:
             raise ConfigError(f"engine option kv_cache_gb must be positive, got {kv_gb}")
         if on_cpu:
-            # torch.compile on CPU takes ~100 s to start and changes greedy outputs.
+            # torch.compile on CPU is slow to start and changes greedy outputs.
             kwargs["enforce_eager"] = True
             kwargs.setdefault("max_model_len", CPU_MAX_MODEL_LEN)
-            # float32, the bundled model's own dtype, whatever the CPU: bfloat16 (vLLM's CPU default
-            # where AVX512-BF16 exists) is ~3x faster on an AMX CPU, but its greedy answers change with
-            # the batch and the CPU, so a resumed chunk would no longer answer as an uninterrupted run
-            # does (and SmolLM2 stops naming Paris). ``dtype=bfloat16`` asks for the speed.
+            # float32, the bundled model's own dtype, whatever the CPU: with bfloat16 greedy answers
+            # change with the batch, so a resumed chunk would not answer as an uninterrupted run does
+            # (README, "Worker"). ``dtype=bfloat16`` asks for the speed.
             kwargs.setdefault("dtype", "float32")
             if kv_gb is None:
                 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(CPU_KV_CACHE_GB))

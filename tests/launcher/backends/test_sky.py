@@ -194,7 +194,7 @@ def test_a_region_is_validated_offline_as_far_as_skypilot_can(sky, tmp_path):
         plan_tasks(p.spec, p.manifests, str(tmp_path / "runs"))
 
 
-def test_overrides_replace_the_templates_choices(sky, tmp_path):
+def test_overrides_replace_the_templates_choices():
     from launcher.skytask import TaskOptions, Template, accelerator_choices, apply_overrides
 
     template = Template.load("vllm-spot").config
@@ -257,7 +257,7 @@ def test_dry_run_prints_the_plan_and_the_rendered_task_without_secrets(sky, sky_
 
 @pytest.mark.parametrize("model, refused", [(None, "the default model (SmolLM2-135M, bundled for local runs)"),
                                             ("LOCAL", "is a folder on this machine")])
-def test_a_model_a_cloud_machine_cannot_load_is_refused_before_anything_runs(sky, tmp_path, model, refused):
+def test_a_model_a_cloud_machine_cannot_load_is_refused_before_anything_runs(tmp_path, model, refused):
     write_input(tmp_path / "in.jsonl", 10)
     if model == "LOCAL":
         model = tmp_path / "my-model"

@@ -1,0 +1,77 @@
+"""The store documents users' scripts read: their JSON is pinned here, and a run written by
+chunkpilot 0.1.0 (before the core seams) is still read and collected byte for byte."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from chunkpilot.layout import PartName
+from chunkpilot.spec import ChunkManifest, ChunkSummary, InputPin, Progress, RunSpec, SourceRange, SuccessMarker
+
+OLD_RUN = Path(__file__).resolve().parents[1] / "data" / "run-0.1.0"
+
+
+def test_run_json_is_pinned():
+    spec = RunSpec(
+        run_id="r1", created_at="2026-12-03T10:00:00+00:00", inputs=(InputPin("/in.jsonl", 214, "e1"),),
+        chunks=(ChunkSummary("0000", 123), ChunkSummary("0001", 91)), engine="echo", model="echo",
+        model_revision="echo-1", sampling={"max_tokens": 16}, backend="local", use_spot=None, max_attempts=3,
+        parallel=2, chunkpilot_version="0.1.0",
+    )
+    assert json.loads(spec.to_json()) == {
+        "run_id": "r1", "created_at": "2026-12-03T10:00:00+00:00",
+        "inputs": [{"uri": "/in.jsonl", "size": 214, "etag": "e1"}],
+        "chunks": [{"id": "0000", "bytes": 123}, {"id": "0001", "bytes": 91}],
+        "engine": "echo", "model": "echo", "model_revision": "echo-1", "sampling": {"max_tokens": 16},
+        "backend": "local", "use_spot": None, "max_attempts": 3, "parallel": 2, "chunkpilot_version": "0.1.0",
+        "template": None, "commit_seconds": 5.0, "commit_records": 256, "engine_options": {}, "backend_options": {},
+        "max_error_rate": 0.1, "input_format": "jsonl", "unit": "bytes", "version": 2,
+    }
+    assert RunSpec.from_json(spec.to_json()) == spec
+
+
+def test_manifest_marker_heartbeat_and_part_names_are_pinned():
+    manifest = ChunkManifest("0001", (SourceRange(0, 123, 214), SourceRange(1, 0, 40)))
+    assert json.loads(manifest.to_json()) == {
+        "chunk": "0001", "ranges": [{"source": 0, "start": 123, "end": 214}, {"source": 1, "start": 0, "end": 40}],
+        "bytes": 131,
+    }
+    assert ChunkManifest.from_json(manifest.to_json()) == manifest
+    marker = SuccessMarker("0001", 2, 3, 1, 2, 1, 0, 10, 5, 1.5, "2026-12-03T10:00:00+00:00", "AAAAAAAAAAA=",
+                           {"invalid_json": 1}, units=131)
+    assert json.loads(marker.to_json()) == {
+        "chunk": "0001", "attempt": 2, "records": 3, "skipped_blank": 1, "ok": 2, "errors": 1, "resumed_records": 0,
+        "prompt_tokens": 10, "completion_tokens": 5, "seconds": 1.5, "finished_at": "2026-12-03T10:00:00+00:00",
+        "custom_id_hashes": "AAAAAAAAAAA=", "error_codes": {"invalid_json": 1}, "units": 131,
+    }
+    beat = Progress("0001", 2, "running", records_done=2, units_done=100, units_total=131, tokens_per_s=3.5,
+                    updated_at=1.0, error_codes={"invalid_json": 1})
+    assert json.loads(beat.to_json()) == {
+        "chunk": "0001", "attempt": 2, "state": "running", "records_done": 2, "units_done": 100, "units_total": 131,
+        "tokens_per_s": 3.5, "updated_at": 1.0, "error_codes": {"invalid_json": 1}, "reason": "",
+    }
+    part = PartName((0, 123), (0, 214), 2, 7, 3, 1, 10, 5)
+    assert part.filename == "a2-00007_0.123_0.214_3_1_10.5.jsonl" and PartName.parse(part.filename) == part
+
+
+def test_documents_of_chunkpilot_0_1_0_are_read():
+    spec = RunSpec.from_json((OLD_RUN / "run.json").read_bytes())
+    assert [c.size for c in spec.chunks] == [123, 91] and spec.input_format == "jsonl" and spec.unit == "bytes"
+    manifest = ChunkManifest.from_json((OLD_RUN / "chunks" / "0001.json").read_bytes())
+    assert manifest.ranges == (SourceRange(0, 123, 214),) and manifest.size == 91
+    marker = SuccessMarker.from_json((OLD_RUN / "out" / "0001" / "_SUCCESS").read_bytes())
+    assert marker.units == 91 and marker.error_codes == {}
+    assert PartName.parse("a1-00000_0.123_0.214_3_1.jsonl") == PartName((0, 123), (0, 214), 1, 0, 3, 1, 0, 0)
+
+
+def test_a_run_written_by_chunkpilot_0_1_0_is_collected_as_it_collected_it(tmp_path, cli):
+    store = tmp_path / "runs"
+    shutil.copytree(OLD_RUN, store / "v0run")
+    out = tmp_path / "now.jsonl"
+    result = cli("collect", "v0run", "--store", store, "-o", out)
+    assert out.read_bytes() == (OLD_RUN / "collected-by-0.1.0.jsonl").read_bytes()
+    assert "5 records (4 ok, 1 errors)" in result.output and "1 custom_id(s) appear on more than one" in result.output
+    status = json.loads(cli("status", "v0run", "--store", store, "--json").output)
+    assert status["totals"]["states"] == {"DONE": 2} and status["totals"]["bytes_done"] == 214
