@@ -137,8 +137,7 @@ def main() -> None:
     from launcher.observe import observe
     from launcher.reconcile import decide
     from launcher.runs import open_run
-    from launcher.status import summarize
-    from launcher.watch import WatchOptions, policy_for, reconcile_once
+    from launcher.watch import WatchOptions, look, policy_for, reconcile_once
 
     with s3_server() as (proxy, direct):
         t0 = time.perf_counter()
@@ -152,10 +151,12 @@ def main() -> None:
         def status_look():
             observed = observe(run.run_store, run.spec, backend)
             decision = decide([o.view() for o in observed.values()], policy_for(run, WatchOptions()), time.time())
-            return summarize(run.spec, observed, decision)
+            return look(run, decision, observed)
 
-        def watch_cycle():
-            return reconcile_once(run, backend, WatchOptions(), set())
+        known_done, unfinished = set(), set()
+
+        def watch_cycle():  # a watcher's steady state: what it learnt in earlier cycles, it keeps
+            return reconcile_once(run, backend, WatchOptions(), known_done, None, unfinished)
 
         def per_chunk_poll():
             """HEAD each done marker; GET heartbeat and attempt record of each chunk not done."""
@@ -164,12 +165,12 @@ def main() -> None:
             store, states = run.run_store, {}
             for c in run.spec.chunk_ids:
                 try:
-                    store.head(f"out/{c}/_SUCCESS")
+                    store.head(layout.done_marker(c))
                     states[c] = "DONE"
                     continue
                 except NotFoundError:
                     pass
-                Progress.from_json(store.get(f"progress/{c}.json"))
+                Progress.from_json(store.get(layout.progress(c)))
                 attempt = 1
                 while True:  # the latest attempt record
                     try:
@@ -183,7 +184,7 @@ def main() -> None:
 
         def raw_listings():
             """The floor under any look at the store: the three listings, parsed by botocore, nothing else."""
-            for prefix in ("jobs/", "out/", "progress/"):
+            for prefix in (layout.JOBS, layout.OUTPUTS, layout.PROGRESS):
                 for _ in run.run_store.list(prefix):
                     pass
 

@@ -55,14 +55,23 @@ def policy_for(run: OpenRun, options: WatchOptions, extra_attempts: dict[str, in
 
 
 def reconcile_once(run: OpenRun, backend: Backend, options: WatchOptions, known_done: set[str],
-                   extra_attempts: dict[str, int] | None = None) -> tuple[Decision, dict[str, ChunkObservation]]:
-    """One cycle: observe, decide, then cancel, record and launch."""
+                   extra_attempts: dict[str, int] | None = None,
+                   unfinished: set[str] | None = None) -> tuple[Decision, dict[str, ChunkObservation]]:
+    """One cycle: observe, decide, then cancel, record and launch.
+
+    ``known_done`` and ``unfinished`` carry what earlier cycles saw: done chunks are not polled
+    again, and a chunk seen unfinished that is now done gets its attempt record's end (a chunk
+    done before this watcher started costs no read).
+    """
+    unfinished = set() if unfinished is None else unfinished
     observed = observe(run.run_store, run.spec, backend, skip_poll=known_done)
     decision = decide([o.view() for o in observed.values()], policy_for(run, options, extra_attempts), time.time())
     for chunk, obs in observed.items():
-        if obs.done is not None and chunk not in known_done:
+        if obs.done is None:
+            unfinished.add(chunk)
+        elif chunk not in known_done:
             known_done.add(chunk)
-            if obs.attempts:  # the attempt that finished it ends when its marker was written
+            if chunk in unfinished and obs.attempts:  # seen running by this watcher: its attempt ends with the marker
                 _update_record(run, chunk, obs.attempts, state="DONE", ended_at=obs.done.mtime, only_if_open=True)
 
     if decision.cancels:
@@ -180,6 +189,7 @@ def watch(
     lease = Lease(run.run_store, ttl=options.lease_ttl)
     lease.acquire()
     known_done: set[str] = set()
+    unfinished: set[str] = set()
     details: dict[str, ChunkDetail] = {}
     max_error_rate = run.spec.max_error_rate if options.max_error_rate is None else options.max_error_rate
     try:
@@ -189,7 +199,7 @@ def watch(
         extra = run.allowance().extra_attempts
         while True:
             try:
-                decision, observed = reconcile_once(run, backend, options, known_done, extra)
+                decision, observed = reconcile_once(run, backend, options, known_done, extra, unfinished)
                 report = look(run, decision, observed, details)
             except (StoreError, BackendError) as exc:  # transient: the store's or backend's retries gave up
                 log.warning("%s; retrying next cycle", exc)
