@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Iterator
 
 from chunkpilot.errors import ConfigError
+from chunkpilot.fingerprint import differences, folder_files, revision_of
 
 log = logging.getLogger("chunkpilot.model")
 
@@ -61,19 +62,20 @@ SMOLLM2_CHAT_TEMPLATE = (
     "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
 
-WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
 _REVISION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")
 
 
 @dataclass(frozen=True)
 class ResolvedModel:
-    """``name`` goes into outputs, ``path_or_id`` to vLLM, ``revision`` pins the exact weights."""
+    """``name`` goes into outputs, ``path_or_id`` to vLLM, ``revision`` (the pin) into every output
+    line; ``load_revision`` is the hub revision vLLM loads (a commit sha, unless the run is unpinned)."""
 
     name: str
     path_or_id: str
     revision: str
     local: bool = True
+    load_revision: str | None = None
 
 
 # -- locations ------------------------------------------------------------------
@@ -169,17 +171,16 @@ def _atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
-def local_revision(folder: Path) -> str:
-    """Short hash of config.json plus the weight files' names and sizes (cheap: no weight is read)."""
-    config = folder / "config.json"
-    if not config.is_file():
+def local_files(folder: Path) -> dict[str, str]:
+    """The fingerprint of a local model folder (``chunkpilot.fingerprint``); ConfigError if it is none."""
+    if not (folder / "config.json").is_file():
         raise ConfigError(f"model folder {folder} has no config.json: not a Hugging Face model folder")
-    h = hashlib.sha256()
-    h.update(config.read_bytes())
-    for entry in sorted(folder.iterdir(), key=lambda p: p.name):
-        if entry.is_file() and (entry.name.endswith(WEIGHT_SUFFIXES) or entry.name.endswith(".index.json")):
-            h.update(f"\0{entry.name}\0{entry.stat().st_size}".encode())
-    return "local-" + h.hexdigest()[:12]
+    return folder_files(folder)
+
+
+def local_revision(folder: Path) -> str:
+    """A local folder's pin: the short name of its fingerprint."""
+    return revision_of(local_files(folder))
 
 
 # -- parsing --------------------------------------------------------------------
@@ -241,7 +242,7 @@ def model_revision(model: str | None) -> str:
     if kind == "store":
         return store_revision(_store_listing(where))
     assert revision is not None
-    return revision
+    return revision  # as given: ``pin_model`` turns a branch or tag into its commit
 
 
 # -- model folders in object storage ---------------------------------------------------
@@ -261,12 +262,14 @@ def _store_listing(uri: str) -> list:
     return sorted(objects, key=lambda o: o.key)
 
 
+def store_files(objects: list) -> dict[str, str]:
+    """A model folder in object storage, fingerprinted by its listing: ``{key: "<size>:<etag>"}``."""
+    return {o.key: f"{o.size}:{o.etag}" for o in objects}
+
+
 def store_revision(objects: list) -> str:
-    """A pin of a model folder in object storage: a hash of every object's key, size and etag."""
-    h = hashlib.sha256()
-    for o in objects:
-        h.update(f"{o.key}\0{o.size}\0{o.etag}\n".encode())
-    return "store-" + h.hexdigest()[:16]
+    """A pin of a model folder in object storage: the short name of its listing's fingerprint."""
+    return revision_of(store_files(objects), "store")
 
 
 def ensure_downloaded(uri: str, expected_revision: str | None = None) -> tuple[Path, str]:
@@ -315,17 +318,75 @@ def ensure_downloaded(uri: str, expected_revision: str | None = None) -> tuple[P
     return target, revision
 
 
-def check_pinned(model: str | None, pinned: str) -> None:
-    """ConfigError unless ``model`` is still what the run pinned at submit (hub ids are pinned by
-    the revision vLLM is asked to load, so there is nothing to compare here)."""
+@dataclass(frozen=True)
+class ModelPin:
+    """What ``submit`` pins in run.json: the model (the alias, a folder, an s3:// folder or a hub
+    repo id), its revision, and for folders each file's fingerprint (to name what changed)."""
+
+    model: str
+    revision: str
+    files: dict[str, str]
+
+
+UNPINNED = "unpinned:"
+
+
+def pin_model(model: str | None, *, allow_unpinned: bool = False) -> ModelPin:
+    """Pin ``model`` to exact weights: a hub branch or tag to its commit now (``chunkpilot.hub``), a
+    folder to its fingerprint, the bundled model to its file's hash. ``allow_unpinned``: a hub id
+    whose commit cannot be looked up is recorded as ``unpinned:<revision>`` instead of failing."""
+    kind, where, revision = _parse(model)
+    if kind == "alias":
+        return ModelPin(DEFAULT_MODEL, alias_revision(file_sha256(find_gguf())), {})
+    if kind == "local":
+        files = local_files(Path(where))
+        return ModelPin(where, revision_of(files), files)
+    if kind == "store":
+        files = store_files(_store_listing(where))
+        return ModelPin(where, revision_of(files, "store"), files)
+    assert revision is not None
+    from chunkpilot.hub import commit_of
+
+    try:
+        return ModelPin(where, commit_of(where, revision), {})
+    except ConfigError:
+        if not allow_unpinned:
+            raise
+        log.warning("%s@%s is not pinned to a commit: each chunk loads whatever it is when it starts", where, revision)
+        return ModelPin(where, UNPINNED + revision, {})
+
+
+def check_pinned(model: str | None, pinned: str, files: dict[str, str] | None = None) -> None:
+    """ConfigError unless ``model`` is still what the run pinned at submit, naming what changed.
+    A hub model is pinned by the commit vLLM is asked to load: nothing to compare here."""
     kind, where, _ = _parse(model)
     if kind == "hub":
         return
-    current = model_revision(model)
+    now: dict[str, str] = {}
+    if kind == "alias":
+        current = alias_revision(file_sha256(find_gguf()))
+    elif kind == "local":
+        now = local_files(Path(where))
+        current = revision_of(now)
+    else:
+        now = store_files(_store_listing(where))
+        current = revision_of(now, "store")
     if current != pinned:
         what = {"alias": "the bundled model", "local": f"model folder {where}", "store": f"model folder {where}"}[kind]
-        raise ConfigError(f"{what} changed since the run was submitted (pinned {pinned}, now {current}): "
-                          "refusing to answer with other weights; submit a new run to use them")
+        changed = differences(files, now) if files else f"pinned {pinned}, now {current}"
+        raise ConfigError(f"{what} changed since the run was submitted: {changed}. Refusing to answer with "
+                          "other weights; restore the files or submit a new run")
+
+
+def resolve_pinned(model: str | None, pinned: str) -> ResolvedModel:
+    """The model to load for a run that pinned ``pinned`` (checked by ``check_pinned`` first)."""
+    kind, where, _ = _parse(model)
+    if kind == "hub":
+        return ResolvedModel(where, where, pinned, local=False, load_revision=pinned.removeprefix(UNPINNED))
+    if kind == "store":
+        folder, revision = ensure_downloaded(where, pinned)
+        return ResolvedModel(where.rsplit("/", 1)[-1], str(folder), revision, local=True)
+    return resolve_model(model)
 
 
 def resolve_model(model: str | None) -> ResolvedModel:
@@ -343,7 +404,7 @@ def resolve_model(model: str | None) -> ResolvedModel:
         folder, pinned = ensure_downloaded(where)
         return ResolvedModel(where.rsplit("/", 1)[-1], str(folder), pinned, local=True)
     assert revision is not None
-    return ResolvedModel(where, where, revision, local=False)
+    return ResolvedModel(where, where, revision, local=False, load_revision=revision)
 
 
 # -- conversion -----------------------------------------------------------------

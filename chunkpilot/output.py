@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from chunkpilot.requests import RecordError, Request, Result, get_kind
+from chunkpilot.requests import RecordError, Request, Result, get_kind, kind_for_output
 from chunkpilot.spec import Position
 
 _ID_PREFIX = "batch_req_"
@@ -60,6 +60,15 @@ def line_outcome(line: bytes) -> LineOutcome:
         return LineOutcome(str(error.get("code") or "error") if isinstance(error, dict) else "error")
     usage = ((obj.get("response") or {}).get("body") or {}).get("usage") or {}
     return LineOutcome(None, int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0))
+
+
+def answer_of(obj: dict[str, Any]) -> tuple[Any, dict[str, Any] | None]:
+    """(the answer, the error object) of a parsed output line: the answer as its kind renders it
+    (text, or the parsed value of a JSON answer); None and the error for an error line."""
+    if obj.get("error") is not None:
+        return None, obj["error"]
+    body = obj["response"]["body"]
+    return kind_for_output(body).answer(body), None
 
 
 def _line(run_id: str, position: Position, custom_id: str, response: Any, error: Any) -> bytes:

@@ -71,7 +71,7 @@ class RunSpec:
     chunks: tuple[ChunkSummary, ...]
     engine: str
     model: str
-    model_revision: str
+    model_revision: str  # the pin: a hub commit sha, a folder's fingerprint name, "unpinned:<ref>"
     sampling: dict[str, Any]
     backend: str
     use_spot: bool | None  # None: the task template decides
@@ -88,6 +88,10 @@ class RunSpec:
     max_error_rate: float = DEFAULT_MAX_ERROR_RATE
     input_format: str = "jsonl"  # every input is read by this format (chunkpilot.formats)
     unit: str = "bytes"  # what the input format measures progress in
+    # How records become prompts and where answers go (chunkpilot.prompts.PromptSpec as a dict).
+    prompt: dict[str, Any] = field(default_factory=dict)
+    # A model folder's files at submit, by name (chunkpilot.fingerprint): a worker names what changed.
+    model_files: dict[str, str] = field(default_factory=dict)
     version: int = SPEC_VERSION
 
     def to_json(self) -> bytes:

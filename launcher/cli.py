@@ -114,7 +114,8 @@ run_options = _options(
     click.option("--backend", type=click.Choice(BACKENDS), default="local", show_default=True),
     click.option("--engine", default="vllm", show_default=True, help="vllm, or echo (no model: plumbing checks)."),
     store_option,
-    click.option("--model", default=None, help="Local model folder, s3:// model folder, or hub id[@revision]. Default: the bundled SmolLM2-135M-Instruct (local runs only)."),
+    click.option("--model", default=None, help="Local model folder, s3:// model folder, or hub id[@revision] (pinned to its commit at submit). Default: the bundled SmolLM2-135M-Instruct (local runs only)."),
+    click.option("--allow-unpinned", is_flag=True, help="If the hub cannot be reached to pin --model to a commit, run it unpinned (recorded as such) instead of failing."),
     click.option("--max-tokens", type=click.IntRange(min=1), default=256, show_default=True, help="Default max_tokens; records may override."),
     click.option("--temperature", type=click.FloatRange(min=0), default=0.0, show_default=True, help="Default temperature; records may override."),
     click.option("--run-name", default=None, help="Run id to use (lowercase letters, digits, '-'). Default: run-<time>-<random>."),
@@ -124,6 +125,17 @@ run_options = _options(
     click.option("--commit-seconds", type=click.FloatRange(min=0.1), default=5.0, show_default=True, help="Commit finished records at least this often."),
     click.option("--commit-records", type=click.IntRange(min=1), default=256, show_default=True, help="...or after this many records."),
     click.option("--engine-option", "engine_options", multiple=True, metavar="KEY=VALUE", callback=_key_values, help="Engine setting, e.g. max_model_len=4096 (repeatable; unknown keys are refused)."),
+)
+# How records become prompts and what answers must look like: the run's PromptSpec.
+prompt_options = _options(
+    click.option("--prompt-template", default=None, metavar="TEXT|@FILE", help="Jinja2 template over each record's fields; the result is the user message (e.g. 'Summarize: {{ title }}\\n{{ body }}')."),
+    click.option("--input-key", default=None, metavar="FIELD", help="The field whose text is the user message (the template '{{ FIELD }}')."),
+    click.option("--system-prompt", default=None, metavar="TEXT|@FILE", help="A system message before each templated prompt."),
+    click.option("--raw-prompt", is_flag=True, help="Send the rendered text as a completion prompt, without the chat template."),
+    click.option("--output-key", default="response", show_default=True, help="Field of the answer in `collect --format records` (and <key>_error)."),
+    click.option("--json-schema", default=None, metavar="FILE", help="Answers must be JSON matching this JSON Schema (constrained decoding, checked)."),
+    click.option("--choice", "choices", multiple=True, metavar="TEXT", help="Answers must be one of these (repeatable)."),
+    click.option("--regex", default=None, help="Answers must match this regular expression."),
 )
 # Overrides of the SkyPilot task template: SubmitOptions.backend_options.
 sky_options = _options(
@@ -139,6 +151,7 @@ sky_options = _options(
 @cli.command()
 @click.argument("inputs", nargs=-1, required=True)
 @run_options
+@prompt_options
 @sky_options
 @click.option("--watch", is_flag=True, help="Block until every chunk is done or has given up; exit 0 only if all are done.")
 @click.option("--dry-run", is_flag=True, help="Plan and validate, print what would run, write nothing.")
@@ -150,6 +163,8 @@ def submit(inputs, watch, dry_run, **given):
     Examples:
       launcher submit examples/prompts.jsonl --chunks 4 --watch
       launcher submit data/ --chunks 8 --engine echo --dry-run        # see the plan, write nothing
+      launcher submit reviews.jsonl --chunks 3 --prompt-template 'Review: {{ body }}' \\
+          --json-schema sentiment.schema.json --output-key sentiment --watch
       launcher submit s3://bkt/prompts/ --chunks 100 --backend sky --gpus L4:1 \\
           --model Qwen/Qwen2.5-7B-Instruct --store s3://bkt/runs --secret HF_TOKEN
     """
@@ -169,7 +184,11 @@ def submit(inputs, watch, dry_run, **given):
         sky_plan = validate_run(spec, plan.manifests, store_uri, launching=not dry_run)
         sky_text = sky_dry_run(spec, plan.manifests, sky_plan, sky_version())
     if dry_run:
+        from launcher.render import prompt_preview
+        from launcher.submit import preview
+
         console.print(dry_run_listing(spec, plan.manifests), markup=False)
+        console.print(prompt_preview(preview(spec, plan.manifests[0])), markup=False)
         console.print(sky_text or "", markup=False)
         err.print("dry run: nothing written")
         return
@@ -285,6 +304,8 @@ def status(run_id, store_uri, as_json):
     if as_json:
         data = report.to_dict()
         data["paused"] = None if paused is None else dataclasses.asdict(paused)
+        data["model"] = {"engine": run.spec.engine, "name": run.spec.model, "revision": run.spec.model_revision,
+                         "pinned": not run.spec.model_revision.startswith("unpinned:")}
         click.echo(json.dumps(data, indent=1))
         return
     console.print(status_table(report, run.spec))
@@ -326,15 +347,19 @@ def watch(run_id, store_uri, max_attempts, max_error_rate, interval, stuck_after
 @cli.command()
 @click.argument("run_id")
 @store_option
-@click.option("-o", "--output", required=True, help="Where to write the merged JSONL: a local path or s3://bucket/key.")
+@click.option("-o", "--output", required=True, help="Where to write: a local path or s3://bucket/key.")
+@click.option("--format", "fmt", type=click.Choice(["openai", "records"]), default="openai", show_default=True,
+              help="openai: OpenAI Batch output lines. records: each input record with its answer merged in.")
+@click.option("--output-key", default=None, help="records: the answers' field (default: the run's --output-key, else 'response').")
 @click.option("--allow-partial", is_flag=True, help="Merge what is done even if some chunks are not.")
 @handle_errors
-def collect(run_id, store_uri, output, allow_partial):
-    """Merge RUN's results into one OpenAI-Batch JSONL, in input order, each record once.
+def collect(run_id, store_uri, output, fmt, output_key, allow_partial):
+    """Merge RUN's results into one file, in input order, each record once.
 
     \b
     Examples:
       launcher collect run-20261203-101500-3f2a -o results.jsonl
+      launcher collect my-run -o reviews-answered.jsonl --format records   # your records + answers
       launcher collect my-run --store s3://bkt/runs -o s3://bkt/results/my-run.jsonl
       launcher collect my-run -o partial.jsonl --allow-partial
     """
@@ -343,7 +368,7 @@ def collect(run_id, store_uri, output, allow_partial):
     from launcher.runs import open_run
 
     run = open_run(store_uri, run_id)
-    report = collect_to(run, output, allow_partial)
+    report = collect_to(run, output, allow_partial, fmt=fmt, output_key=output_key)
     collect_summary(err, report, output)
     if report.mismatched_chunks:
         raise IncompleteRunError("output counts do not match the done markers; the output may be incomplete")

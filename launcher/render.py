@@ -52,7 +52,8 @@ def _codes(codes: dict[str, int] | None) -> str:
 def status_table(report: StatusReport, spec: RunSpec) -> Table:
     from rich.table import Table
 
-    t = Table(title=f"run {report.run_id} · {spec.engine}:{spec.model} · backend {spec.backend}", title_justify="left")
+    t = Table(title=f"run {report.run_id} · {spec.engine}:{spec.model} ({model_lineage(spec)}) · backend {spec.backend}",
+              title_justify="left")
     for col, justify in (("chunk", "left"), ("state", "left"), ("records", "right"), ("errors", "right"),
                          ("progress", "right"), ("attempts", "right"), ("preempted", "right"), ("rec/s", "right"),
                          ("tok/s", "right"), ("ETA", "right"), ("note", "left")):
@@ -76,6 +77,15 @@ def status_table(report: StatusReport, spec: RunSpec) -> Table:
     t.caption = escape(run_summary(report))
     t.caption_justify = "left"
     return t
+
+
+def model_lineage(spec: RunSpec) -> str:
+    """``revision 3f2a9c…`` — or, for a run that could not be pinned, a warning that says so."""
+    from chunkpilot.model import UNPINNED
+
+    if spec.model_revision.startswith(UNPINNED):
+        return f"UNPINNED: whatever {spec.model_revision.removeprefix(UNPINNED)!r} is when each chunk starts"
+    return f"revision {spec.model_revision}"
 
 
 def run_summary(report: StatusReport) -> str:
@@ -110,7 +120,7 @@ def plan_summary(plan) -> str:
     lines = [
         f"planned {spec.run_id}: {len(spec.inputs)} input(s), {human_bytes(sum(p.size for p in spec.inputs))}, "
         f"{len(plan.manifests)} chunk(s) (read {human_bytes(plan.probe_bytes)} to check and split them) · "
-        f"{spec.engine}:{spec.model}" + (f" · {spec.parallel} at a time" if spec.parallel else "")
+        f"{spec.engine}:{spec.model} ({model_lineage(spec)})" + (f" · {spec.parallel} at a time" if spec.parallel else "")
     ]
     if plan.skipped:
         shown = ", ".join(plan.skipped[:5]) + (f" and {len(plan.skipped) - 5} more" if len(plan.skipped) > 5 else "")
@@ -119,6 +129,32 @@ def plan_summary(plan) -> str:
         lines.append(f"skipped {len(plan.skipped)} file(s) that are not {'/'.join(data_suffixes())}: {shown}")
     lines += [f"warning: {warning}" for warning in plan.warnings]
     return "\n".join(lines)
+
+
+def prompt_preview(requests: list) -> str:
+    """The first records as the model will see them: messages (or the prompt) and any constraint."""
+    lines = [f"first {len(requests)} record(s) as the model will see them:"]
+    for r in requests:
+        if not hasattr(r, "kind"):
+            lines.append(f"  {r.custom_id}: error {r.code}: {r.message}")
+            continue
+        lines.append(f"  {r.custom_id} ({r.kind}" + (f", answer {_constraint(r.constraint)}" if r.constraint else "") + "):")
+        for m in r.messages or ():
+            lines.append(f"    [{m['role']}] {_indent(m['content'])}")
+        if r.prompt is not None:
+            lines.append(f"    {_indent(r.prompt)}")
+    return "\n".join(lines)
+
+
+def _constraint(constraint: dict) -> str:
+    kind, value = next(iter(constraint.items()))
+    return {"json": "JSON per the schema", "json_object": "a JSON object", "choice": f"one of {value}",
+            "regex": f"matching {value!r}"}.get(kind, kind)
+
+
+def _indent(text: str, width: int = 300) -> str:
+    text = text if len(text) <= width else text[:width] + "…"
+    return text.replace("\n", "\n      ")
 
 
 def dry_run_listing(spec: RunSpec, manifests: list[ChunkManifest]) -> str:

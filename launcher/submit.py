@@ -6,6 +6,7 @@ the task template — runs before the first byte is written.
 
 from __future__ import annotations
 
+import json
 import secrets
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -14,16 +15,22 @@ from datetime import datetime, timezone
 from typing import Any
 
 from chunkpilot import __version__, layout
+from chunkpilot.engines import check_engine_options, loads_model
 from chunkpilot.errors import ConfigError, NotFoundError, StoreError
-from chunkpilot.formats import InputFormat
+from chunkpilot.formats import InputFormat, get_format
+from chunkpilot.model import ModelPin
 from chunkpilot.names import validate_run_name
+from chunkpilot.prompts import PromptSpec, compile_template, load_text
+from chunkpilot.requests import RecordError, Request, custom_id_of, request_from_record
+from chunkpilot.requests.structured import check_constraint
 from chunkpilot.spec import DEFAULT_MAX_ERROR_RATE, ChunkManifest, ChunkSummary, InputPin, RunSpec
 from chunkpilot.store import open_store, split_object_uri
 from launcher.backends import check_backend_name
 from launcher.inputs import choose_format, resolve_inputs
 
-# The submit options that override the SkyPilot task template (RunSpec.backend_options).
-SKY_OPTIONS = ("template", "gpus", "infra", "use_spot", "envs", "secrets")
+# The submit options that override the SkyPilot task template (RunSpec.backend_options), with their flags.
+SKY_OPTIONS = {"template": "--template", "gpus": "--gpus", "infra": "--infra", "use_spot": "--use-spot",
+               "envs": "--env", "secrets": "--secret"}
 
 
 @dataclass(frozen=True)
@@ -48,6 +55,16 @@ class SubmitOptions:
     commit_records: int = 256
     engine_options: dict[str, Any] = field(default_factory=dict)
     backend_options: dict[str, Any] = field(default_factory=dict)
+    # How records become prompts, and where answers go (PromptSpec).
+    prompt_template: str | None = None  # text or @file
+    input_key: str | None = None
+    system_prompt: str | None = None  # text or @file
+    raw_prompt: bool = False
+    output_key: str = "response"
+    json_schema: str | None = None  # a file
+    choices: tuple[str, ...] = ()
+    regex: str | None = None
+    allow_unpinned: bool = False  # a hub model whose commit cannot be looked up runs unpinned
 
     @classmethod
     def from_cli(cls, inputs: tuple[str, ...], given: dict[str, Any]) -> "SubmitOptions":
@@ -56,7 +73,7 @@ class SubmitOptions:
         given = dict(given)
         sky = {name: given.pop(name) for name in SKY_OPTIONS if name in given}
         if given.get("backend") != "sky":
-            used = [f"--{n.rstrip('s').replace('_', '-')}" for n, v in sky.items() if v not in (None, {}, (), [])]
+            used = [SKY_OPTIONS[n] for n, v in sky.items() if v not in (None, {}, (), [])]
             if used:
                 raise ConfigError(f"{', '.join(used)} only apply to --backend sky")
             sky = {}
@@ -83,16 +100,17 @@ def new_run_id(name: str | None, now: float | None = None) -> str:
     return f"run-{stamp}-{secrets.token_hex(2)}"
 
 
-def model_identity(engine: str, model: str | None, backend: str = "local") -> tuple[str, str]:
-    """(model as given to the worker, revision pinned in run.json).
+def pin_run_model(engine: str, model: str | None, backend: str = "local", allow_unpinned: bool = False) -> ModelPin:
+    """The run's model, pinned to exact weights (``chunkpilot.model.pin_model``). An engine that loads
+    no model (echo) pins the one ``--model`` names, if any, to label its answers with it.
 
     On the sky backend the model must be one a cloud machine can load: a hub id or a
     folder in object storage, not the bundled model or a folder on this machine.
     """
-    if engine == "echo":
-        return model or "echo", "echo-1"
-    from chunkpilot.model import DEFAULT_MODEL, model_kind, model_revision
+    from chunkpilot.model import DEFAULT_MODEL, model_kind, pin_model
 
+    if not loads_model(engine) and model is None:
+        return ModelPin(engine, f"{engine}-1", {})
     chosen = model or DEFAULT_MODEL
     if backend == "sky" and model_kind(chosen) in ("alias", "local"):
         what = ("the default model (SmolLM2-135M, bundled for local runs)" if model_kind(chosen) == "alias"
@@ -102,12 +120,11 @@ def model_identity(engine: str, model: str | None, backend: str = "local") -> tu
             "(e.g. --model Qwen/Qwen2.5-7B-Instruct) or a model folder in object storage "
             "(--model s3://bucket/models/name/)"
         )
-    return chosen, model_revision(chosen)
+    return pin_model(chosen, allow_unpinned=allow_unpinned)
 
 
 def plan_run(options: SubmitOptions) -> Plan:
     """Resolve, check and plan everything; writes nothing."""
-    from chunkpilot.engines import check_engine_name, check_engine_options
     from launcher.backends.local import default_local_parallel
 
     if options.chunks < 1:
@@ -116,18 +133,18 @@ def plan_run(options: SubmitOptions) -> Plan:
         raise ConfigError("--max-attempts must be at least 1")
     if not 0 <= options.max_error_rate <= 1:
         raise ConfigError(f"--max-error-rate must be between 0 and 1, got {options.max_error_rate}")
-    check_engine_name(options.engine)
     engine_options = check_engine_options(options.engine, options.engine_options)
     check_backend_name(options.backend)
     open_store(options.store_uri).check_writable()
     run_id = new_run_id(options.run_name)
-    model, revision = model_identity(options.engine, options.model, options.backend)
+    pin = pin_run_model(options.engine, options.model, options.backend, options.allow_unpinned)
     resolved = resolve_inputs(list(options.inputs))
     pins = resolved.pins
     fmt = choose_format(pins)
     warnings, sniffed = _sniff(pins, fmt)
     planned = fmt.plan(pins, options.chunks)
     manifests = planned.manifests
+    prompt = prompt_spec(options)
     parallel = options.parallel
     if parallel is None:
         parallel = default_local_parallel(options.engine, len(manifests)) if options.backend == "local" else 0
@@ -138,8 +155,9 @@ def plan_run(options: SubmitOptions) -> Plan:
         inputs=tuple(pins),
         chunks=tuple(ChunkSummary(m.chunk, m.size) for m in manifests),
         engine=options.engine,
-        model=model,
-        model_revision=revision,
+        model=pin.model,
+        model_revision=pin.revision,
+        model_files=pin.files,
         sampling=sampling,
         backend=options.backend,
         use_spot=options.use_spot,
@@ -154,8 +172,72 @@ def plan_run(options: SubmitOptions) -> Plan:
         max_error_rate=options.max_error_rate,
         input_format=fmt.name,
         unit=fmt.unit,
+        prompt=prompt.to_dict(),
     )
     return Plan(spec, manifests, planned.bytes_read + sniffed, resolved.skipped, warnings)
+
+
+def prompt_spec(options: SubmitOptions) -> PromptSpec:
+    """The run's PromptSpec from the options; ConfigError for a template that does not parse, a
+    schema that is not JSON Schema, or options that contradict each other."""
+    template = load_text(options.prompt_template, "--prompt-template")
+    system = load_text(options.system_prompt, "--system-prompt")
+    if template is not None and options.input_key is not None:
+        raise ConfigError("give --prompt-template or --input-key, not both (--input-key F is the template '{{ F }}')")
+    if template is not None:
+        compile_template(template)
+        if not template.strip():
+            raise ConfigError("--prompt-template is empty")
+    if options.input_key is not None and not options.input_key:
+        raise ConfigError("--input-key needs a field name")
+    from_fields = template is not None or options.input_key is not None
+    if system is not None and not from_fields:
+        raise ConfigError("--system-prompt needs --prompt-template or --input-key (records with messages carry their own)")
+    if options.raw_prompt and not from_fields:
+        raise ConfigError("--raw-prompt needs --prompt-template or --input-key")
+    if options.raw_prompt and system is not None:
+        raise ConfigError("--system-prompt is a chat message: it does not apply with --raw-prompt")
+    if not options.output_key or options.output_key == "custom_id":
+        raise ConfigError(f"--output-key {options.output_key!r}: name a field for the answers (default 'response')")
+    return PromptSpec(template=template, input_key=options.input_key, system=system, raw=options.raw_prompt,
+                      output_key=options.output_key, constraint=_constraint(options))
+
+
+def _constraint(options: SubmitOptions) -> dict[str, Any] | None:
+    given = {"--json-schema": options.json_schema, "--choice": options.choices, "--regex": options.regex}
+    used = [name for name, value in given.items() if value]
+    if len(used) > 1:
+        raise ConfigError(f"give one of --json-schema, --choice, --regex, not {' and '.join(used)}")
+    if options.json_schema:
+        try:
+            with open(options.json_schema, encoding="utf-8") as f:
+                schema = json.load(f)
+        except OSError as exc:
+            raise ConfigError(f"--json-schema {options.json_schema}: cannot read it: {exc.strerror or exc}") from None
+        except ValueError as exc:
+            raise ConfigError(f"--json-schema {options.json_schema}: not JSON: {exc}") from None
+        return check_constraint({"json": schema}, f"--json-schema {options.json_schema}")
+    if options.choices:
+        return check_constraint({"choice": list(options.choices)}, "--choice")
+    if options.regex:
+        return check_constraint({"regex": options.regex}, "--regex")
+    return None
+
+
+def preview(spec: RunSpec, manifest: ChunkManifest, count: int = 3) -> list[Request | RecordError]:
+    """The first ``count`` records of a chunk as the worker will send them (the dry run shows them)."""
+    fmt, prompt = get_format(spec.input_format), PromptSpec.from_dict(spec.prompt)
+    out: list[Request | RecordError] = []
+    for record in fmt.records(spec.inputs, manifest):
+        if record.blank:
+            continue
+        if record.error is not None:
+            out.append(RecordError(record.position, custom_id_of(record.position, None), *record.error))
+        else:
+            out.append(request_from_record(record.position, record.fields, spec.sampling, prompt))
+        if len(out) >= count:
+            break
+    return out
 
 
 # Reads and manifest writes are independent small requests: on S3 each is a round trip, so

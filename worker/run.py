@@ -28,9 +28,11 @@ from chunkpilot.errors import ChunkpilotError, ConfigError, InputError, NotFound
 from chunkpilot.formats import get_format, units_before
 from chunkpilot.inputs import check_pin
 from chunkpilot.layout import PartName
-from chunkpilot.model import check_pinned
+from chunkpilot.model import ResolvedModel, check_pinned, resolve_pinned
 from chunkpilot.output import error_line, line_outcome, ok_line, position_of_line, record_error_line
+from chunkpilot.prompts import PromptSpec
 from chunkpilot.requests import RecordError, Request, Result, custom_id_of, request_from_record
+from chunkpilot.requests.structured import check_answer
 from chunkpilot.retry import call
 from chunkpilot.spec import ChunkManifest, Position, Progress, RunSpec, SuccessMarker, custom_id_hash, encode_hashes
 from chunkpilot.store import Store, open_store
@@ -223,7 +225,7 @@ class ChunkRun:
 
     def _work(self, committed: CommittedSet, held: dict[Position, bytes]) -> Iterator[Work]:
         """Every record of the chunk with what to do about it."""
-        defaults = self.spec.sampling
+        defaults, prompt = self.spec.sampling, PromptSpec.from_dict(self.spec.prompt)
         for record in get_format(self.spec.input_format).records(self.spec.inputs, self.manifest):
             if record.blank:
                 self.counters.skipped_blank += 1
@@ -237,7 +239,7 @@ class ChunkRun:
             elif record.error is not None:
                 yield position, record.end, RecordError(position, custom_id_of(position, None), *record.error)
             else:
-                yield position, record.end, request_from_record(position, record.fields, defaults)
+                yield position, record.end, request_from_record(position, record.fields, defaults, prompt)
 
     def _feed_one(self, work: Iterator[Work]) -> bool:
         item = next(work, None)
@@ -276,6 +278,8 @@ class ChunkRun:
         if slot is None or request is None:
             return
         self.unsaved += 1
+        if not result.error and request.constraint:
+            result = _checked(request, result)
         if result.error:
             code, message = result.error
             slot.line = error_line(self.spec.run_id, request.position, request.custom_id, code, message)
@@ -376,6 +380,18 @@ class ChunkRun:
         return call(action, _store_outage, seconds=self.options.store_retry_seconds, log=log, what="store call")
 
 
+def _checked(request: Request, result: Result) -> Result:
+    """The result, or an ``invalid_structured_output`` error if its answer breaks the request's constraint."""
+    value, problem = check_answer(request.constraint, result.text)
+    if problem is None:
+        if "json" in request.constraint or "json_object" in request.constraint:
+            return dataclasses.replace(result, extra={**result.extra, "parsed": value})
+        return result
+    shown = result.text if len(result.text) <= 200 else result.text[:200] + "..."
+    message = f"{problem} (finish_reason: {result.finish_reason}; answer: {shown!r})"
+    return dataclasses.replace(result, error=("invalid_structured_output", message))
+
+
 def _store_outage(exc: BaseException) -> bool:
     return isinstance(exc, StoreError) and not isinstance(exc, NotFoundError)
 
@@ -436,9 +452,12 @@ def run_chunk(chunk_uri: str, options: WorkerOptions) -> int:
     _state_only(store, chunk, options.attempt, "starting")
     log.info("starting the %s engine (%s)", spec.engine, spec.model)
     try:
-        if loads_model(spec.engine):
-            check_pinned(spec.model, spec.model_revision)
-        engine = load_engine(spec.engine, spec.model, engine_options)
+        if loads_model(spec.engine):  # exactly the weights the run pinned, or nothing
+            check_pinned(spec.model, spec.model_revision, spec.model_files)
+            model = resolve_pinned(spec.model, spec.model_revision)
+        else:  # an engine without a model still labels its answers with the run's (echo)
+            model = ResolvedModel(spec.model, spec.model, spec.model_revision)
+        engine = load_engine(spec.engine, model, engine_options)
     except ConfigError as exc:
         log.error("%s", exc)
         _state_only(store, chunk, options.attempt, "failed", str(exc))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from chunkpilot.prompts import PromptSpec, TemplateProblem, render
 from chunkpilot.requests.base import Invalid, RecordError, Request, RequestKind, Result
 from chunkpilot.requests.text import ChatKind, CompletionKind
 from chunkpilot.spec import Position
@@ -25,6 +26,14 @@ def register_kind(kind: RequestKind) -> None:
 
 def get_kind(name: str) -> RequestKind:
     return _KINDS[name]
+
+
+def kind_for_output(body: dict[str, Any]) -> RequestKind:
+    """The kind that rendered an output body (by its ``object``); KeyError if none did."""
+    kind = next((k for k in _KINDS.values() if k.output_object == body.get("object")), None)
+    if kind is None:
+        raise KeyError(f"no request kind renders {body.get('object')!r}")
+    return kind
 
 
 def kind_for_endpoint(url: Any) -> RequestKind | None:
@@ -44,12 +53,22 @@ def custom_id_of(position: Position, fields: dict[str, Any] | None) -> str:
     return str(value)
 
 
-def request_from_record(position: Position, fields: dict[str, Any], defaults: dict[str, Any]) -> Request | RecordError:
-    """The request a record asks for, or a RecordError saying what is wrong with it."""
+def request_from_record(position: Position, fields: dict[str, Any], defaults: dict[str, Any],
+                        prompt: PromptSpec | None = None) -> Request | RecordError:
+    """The request a record asks for, or a RecordError saying what is wrong with it.
+
+    With a ``prompt`` spec whose prompts come from fields (a template, an input key), the record
+    is data: the rendered text is the request, the run's defaults its parameters. Otherwise the
+    record is a request itself (``prompt``, ``messages``, or an OpenAI Batch line). Either way
+    the run's structured-output constraint applies unless the request brings its own.
+    """
+    prompt = prompt or PromptSpec()
     custom_id = custom_id_of(position, fields)
     raw_id = fields.get("custom_id")
     if raw_id is not None and (isinstance(raw_id, bool) or not isinstance(raw_id, (str, int))):
         return RecordError(position, custom_id, "invalid_custom_id", "custom_id must be a string")
+    if prompt.from_fields:
+        return _from_fields(position, custom_id, fields, defaults, prompt)
     try:
         if "url" in fields or "method" in fields:  # a Batch line (a record may well have a field named "body")
             kind, body, strict = _batch_kind(fields), fields.get("body"), True
@@ -58,7 +77,23 @@ def request_from_record(position: Position, fields: dict[str, Any], defaults: di
         inputs, params = kind.parse(body, defaults, strict)
     except Invalid as exc:
         return RecordError(position, custom_id, exc.code, str(exc))
+    inputs["constraint"] = inputs.get("constraint") or prompt.constraint
     return Request(position, custom_id, kind.name, params, **inputs)
+
+
+def _from_fields(position: Position, custom_id: str, fields: dict[str, Any], defaults: dict[str, Any],
+                 prompt: PromptSpec) -> Request | RecordError:
+    try:
+        text = render(prompt, fields)
+    except TemplateProblem as exc:
+        return RecordError(position, custom_id, "template_error", str(exc))
+    if not text.strip():
+        return RecordError(position, custom_id, "template_error", "the rendered prompt is empty")
+    params = dict(defaults)
+    if prompt.raw:
+        return Request(position, custom_id, "completion", params, prompt=text, constraint=prompt.constraint)
+    messages = ([{"role": "system", "content": prompt.system}] if prompt.system else []) + [{"role": "user", "content": text}]
+    return Request(position, custom_id, "chat", params, messages=tuple(messages), constraint=prompt.constraint)
 
 
 def _batch_kind(fields: dict[str, Any]) -> RequestKind:
@@ -87,4 +122,4 @@ register_kind(ChatKind())
 register_kind(CompletionKind())
 
 __all__ = ["Request", "RecordError", "Result", "RequestKind", "Invalid", "register_kind", "get_kind",
-           "kind_for_endpoint", "request_from_record", "custom_id_of", "positional_id"]
+           "kind_for_endpoint", "kind_for_output", "request_from_record", "custom_id_of", "positional_id"]

@@ -30,6 +30,7 @@ class Request:
     params: dict[str, Any]
     prompt: str | None = None
     messages: tuple[dict[str, Any], ...] | None = None
+    constraint: dict[str, Any] | None = None  # a structured-output constraint (``requests.structured``)
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,7 @@ class RequestKind(Protocol):
 
     name: str  # "chat"
     endpoint: str  # "/v1/chat/completions"
+    output_object: str  # the "object" of the bodies it renders: "chat.completion"
     input_fields: tuple[str, ...]  # the body fields that carry the input ("messages")
 
     def parse(self, body: dict[str, Any], defaults: dict[str, Any], strict: bool = True) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -78,6 +80,10 @@ class RequestKind(Protocol):
     def render(self, request: Request, result: Result, model: str, revision: str, response_id: str,
                created: int) -> dict[str, Any]:
         """The OpenAI response body of an answered request."""
+        ...
+
+    def answer(self, body: dict[str, Any]) -> Any:
+        """The answer in a body ``render`` made: the text, or the parsed value of a JSON answer."""
         ...
 
 
@@ -124,11 +130,13 @@ SAMPLING = {
 # Body fields that change nothing about the answer (OpenAI bookkeeping), or hold only the
 # value we already give (n=1, no streaming).
 HARMLESS = {"model", "user", "metadata", "store", "service_tier"}
+# Parsed by ``requests.structured`` into the request's constraint.
+STRUCTURED = {"response_format", "structured_outputs"}
 SINGLE_VALUED = {"n": (1,), "stream": (False,), "echo": (False,), "logprobs": (False, 0), "suffix": ("",)}
 # Fields known to change answers that chunkpilot does not (yet) honour: refused wherever they
 # appear, in a Batch body or a plain record (whose other fields are the user's own data).
 NOT_HONOURED = {
-    "response_format", "structured_outputs", "guided_json", "guided_regex", "guided_choice", "guided_grammar",
+    "guided_json", "guided_regex", "guided_choice", "guided_grammar",
     "guided_decoding_backend", "guided_whitespace_pattern", "tools", "tool_choice", "functions", "function_call",
     "parallel_tool_calls", "logprobs", "top_logprobs", "logit_bias", "best_of", "use_beam_search", "prompt_logprobs",
     "echo", "suffix", "n", "stream", "ignore_eos", "bad_words", "stop_token_ids", "length_penalty",
@@ -150,7 +158,7 @@ def sampling_params(body: dict[str, Any], defaults: dict[str, Any], allowed: set
             if value is not None:
                 params[name] = SAMPLING[name](name, value)
             continue
-        if name in allowed or name in HARMLESS:
+        if name in allowed or name in HARMLESS or name in STRUCTURED:
             continue
         if value is None or any(value == v and type(value) is type(v) for v in SINGLE_VALUED.get(name, ())):
             continue  # absent in all but name, or the one value chunkpilot gives anyway

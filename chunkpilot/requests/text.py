@@ -5,11 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 from chunkpilot.requests.base import Invalid, Request, Result, sampling_params
+from chunkpilot.requests.structured import from_body
 
 
 def _usage(result: Result) -> dict[str, int]:
     return {"prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens,
             "total_tokens": result.prompt_tokens + result.completion_tokens}
+
+
+def _parsed(result: Result) -> dict[str, Any]:
+    """``{"parsed": value}`` for an answer checked as JSON (as OpenAI's SDKs offer it), else nothing."""
+    return {"parsed": result.extra["parsed"]} if "parsed" in result.extra else {}
 
 
 def normalize_messages(messages: Any) -> tuple[dict[str, Any], ...]:
@@ -41,11 +47,12 @@ def normalize_messages(messages: Any) -> tuple[dict[str, Any], ...]:
 class ChatKind:
     name = "chat"
     endpoint = "/v1/chat/completions"
+    output_object = "chat.completion"
     input_fields = ("messages",)
 
     def parse(self, body: dict[str, Any], defaults: dict[str, Any], strict: bool = True):
         messages = normalize_messages(body.get("messages"))
-        return {"messages": messages}, sampling_params(body, defaults, {"messages"}, strict)
+        return {"messages": messages, "constraint": from_body(body)}, sampling_params(body, defaults, {"messages"}, strict)
 
     def render(self, request: Request, result: Result, model: str, revision: str, response_id: str,
                created: int) -> dict[str, Any]:
@@ -55,15 +62,20 @@ class ChatKind:
             "created": created,
             "model": model,
             "model_revision": revision,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": result.text},
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": result.text, **_parsed(result)},
                          "finish_reason": result.finish_reason}],
             "usage": _usage(result),
         }
+
+    def answer(self, body: dict[str, Any]) -> Any:
+        message = body["choices"][0]["message"]
+        return message["parsed"] if "parsed" in message else message.get("content")
 
 
 class CompletionKind:
     name = "completion"
     endpoint = "/v1/completions"
+    output_object = "text_completion"
     input_fields = ("prompt",)
 
     def parse(self, body: dict[str, Any], defaults: dict[str, Any], strict: bool = True):
@@ -72,7 +84,7 @@ class CompletionKind:
             prompt = prompt[0]
         if not isinstance(prompt, str):
             raise Invalid("missing_prompt", "'prompt' must be a string")
-        return {"prompt": prompt}, sampling_params(body, defaults, {"prompt"}, strict)
+        return {"prompt": prompt, "constraint": from_body(body)}, sampling_params(body, defaults, {"prompt"}, strict)
 
     def render(self, request: Request, result: Result, model: str, revision: str, response_id: str,
                created: int) -> dict[str, Any]:
@@ -82,6 +94,10 @@ class CompletionKind:
             "created": created,
             "model": model,
             "model_revision": revision,
-            "choices": [{"index": 0, "text": result.text, "finish_reason": result.finish_reason}],
+            "choices": [{"index": 0, "text": result.text, **_parsed(result), "finish_reason": result.finish_reason}],
             "usage": _usage(result),
         }
+
+    def answer(self, body: dict[str, Any]) -> Any:
+        choice = body["choices"][0]
+        return choice["parsed"] if "parsed" in choice else choice.get("text")

@@ -23,9 +23,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from chunkpilot.errors import IncompleteRunError, OutputError
+from chunkpilot.prompts import PromptSpec
 from chunkpilot.spec import encode_hashes
 from chunkpilot.store import Store, split_object_uri
 from launcher.collect.copy import Copier, done_chunks, lay_out_chunk, parts_by_chunk
+from launcher.collect.records import RecordsJsonWriter, merged_records
+from launcher.collect.records import Tally as RecordsTally
 from launcher.collect.verify import custom_ids_at, read_markers
 from launcher.dupcount import CounterProcess
 from launcher.runs import OpenRun
@@ -47,11 +50,19 @@ class CollectReport:
     chunk_offsets: list[int] = field(default_factory=list, repr=False)  # where each chunk starts in the output
 
 
-def collect(run: OpenRun, path: str, allow_partial: bool = False, max_examples: int = 5) -> CollectReport:
+FORMATS = ("openai", "records")
+
+
+def collect(run: OpenRun, path: str, allow_partial: bool = False, max_examples: int = 5, *,
+            fmt: str = "openai", output_key: str | None = None) -> CollectReport:
     """Write the run's merged output to ``path``; refuse if a chunk is incomplete unless ``allow_partial``.
 
-    Atomic: the output appears whole under ``path`` or not at all.
+    ``fmt``: ``openai`` (OpenAI Batch output lines, copied from the parts) or ``records`` (the
+    input records with their answers, ``launcher.collect.records``). Atomic: the output appears
+    whole under ``path`` or not at all.
     """
+    if fmt not in FORMATS:
+        raise OutputError(f"unknown output format {fmt!r}: use one of {', '.join(FORMATS)}")
     chunks = sorted(run.spec.chunk_ids, key=lambda c: c + "/")  # the order a listing of out/ gives them
     done = done_chunks(run.run_store, set(chunks))
     incomplete = [c for c in chunks if c not in done]
@@ -66,7 +77,11 @@ def collect(run: OpenRun, path: str, allow_partial: bool = False, max_examples: 
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
-            report = _collect_into(run.run_store, chunks, done, fd, max_examples)
+            if fmt == "records":
+                key = output_key or PromptSpec.from_dict(run.spec.prompt).output_key
+                report = _collect_records(run, done, fd, key)
+            else:
+                report = _collect_into(run.run_store, chunks, done, fd, max_examples)
         finally:
             os.close(fd)
         os.replace(tmp, path)
@@ -87,18 +102,32 @@ def collect(run: OpenRun, path: str, allow_partial: bool = False, max_examples: 
     return report
 
 
-def collect_to(run: OpenRun, output: str, allow_partial: bool = False) -> CollectReport:
+def _collect_records(run: OpenRun, done: set[str], fd: int, output_key: str) -> CollectReport:
+    report, tally = CollectReport(), RecordsTally()
+    with os.fdopen(os.dup(fd), "wb", buffering=1 << 20) as out:
+        writer = RecordsJsonWriter(out, output_key)
+        for row in merged_records(run.spec, run.run_store, done, tally):
+            report.bytes += writer.write(row)
+            report.records += 1
+            report.errors += row.error is not None
+    report.ok = report.records - report.errors
+    report.skipped_blank = tally.blank
+    report.mismatched_chunks = sorted(tally.missing or {})
+    return report
+
+
+def collect_to(run: OpenRun, output: str, allow_partial: bool = False, **options) -> CollectReport:
     """``collect`` into a local path, or into ``s3://bucket/key`` (merged in a local temporary
-    file, then uploaded in one atomic, multipart put)."""
+    file, then uploaded in one atomic, multipart put). ``options`` go to ``collect``."""
     if not output.startswith("s3://"):
-        return collect(run, output, allow_partial)
+        return collect(run, output, allow_partial, **options)
     store, key = split_object_uri(output)
     if not key or key.endswith("/"):
         raise OutputError(f"-o {output}: name the object to write, e.g. s3://bucket/results/run.jsonl")
     store.check_writable()
     with tempfile.TemporaryDirectory(prefix="chunkpilot-collect-") as folder:
         local = os.path.join(folder, key.rsplit("/", 1)[-1])
-        report = collect(run, local, allow_partial)
+        report = collect(run, local, allow_partial, **options)
         store.put_file(key, local)
     return report
 

@@ -69,7 +69,7 @@ def test_user_fields_of_a_plain_record_are_data_not_parameters():
         ({"prompt": "x", "custom_id": {"a": 1}}, "invalid_custom_id", "custom_id"),
         # Fields that would change the answer and are not honoured are refused, never ignored.
         ({"prompt": "x", "guided_json": {"type": "object"}}, "unsupported_parameter", "'guided_json'"),
-        ({"prompt": "x", "response_format": {"type": "json_object"}}, "unsupported_parameter", "'response_format'"),
+        ({"prompt": "x", "guided_regex": "[a-z]+"}, "unsupported_parameter", "'guided_regex'"),
         ({"messages": [{"role": "user", "content": "q"}], "tools": []}, "unsupported_parameter", "'tools'"),
         ({"prompt": "x", "logprobs": 5}, "unsupported_parameter", "'logprobs'"),
         ({"custom_id": "b", "method": "POST", "url": "/v1/chat/completions",

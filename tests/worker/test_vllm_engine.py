@@ -438,3 +438,52 @@ def test_sampling_mapping_is_pure():
     assert sampling_kwargs({"temperature": None, "unknown": 1}, "chat", {"top_p": 0.8, "seed": 1}) == {
         "max_tokens": None, "top_p": 0.8,
     }
+
+
+# -- structured answers ----------------------------------------------------------------------
+
+SENTIMENT = {"type": "object", "properties": {"sentiment": {"type": "string", "enum": ["positive", "negative"]},
+                                               "confidence": {"type": "integer", "minimum": 1, "maximum": 5}},
+             "required": ["sentiment", "confidence"], "additionalProperties": False}
+REVIEWS = ["I loved this phone, the battery lasts two days.", "Terrible. It broke after a week.",
+           "Great value for the price.", "The screen cracked and support never answered."]
+
+
+@_apply(needs_engine)
+def test_a_json_schema_is_applied_not_just_checked(idle_engine):
+    """Same prompts, greedy: unconstrained, SmolLM2 does not answer in the schema's shape; constrained,
+    every answer parses and validates (the worker's check would catch one that did not)."""
+    from chunkpilot.prompts import PromptSpec
+    from chunkpilot.requests.structured import check_answer
+
+    template = 'Classify this review as JSON with "sentiment" and "confidence": {{ text }}'
+    free = PromptSpec(template=template)
+    constrained = PromptSpec(template=template, constraint={"json": SENTIMENT})
+    requests = {}
+    for i, text in enumerate(REVIEWS):
+        requests[f"free{i}"] = request_from_record((0, i), {"text": text}, {"max_tokens": 60, "temperature": 0}, free)
+        requests[f"json{i}"] = request_from_record((0, i), {"text": text}, {"max_tokens": 60, "temperature": 0}, constrained)
+    out = run(idle_engine, requests)
+    free_ok = [check_answer({"json": SENTIMENT}, out[f"free{i}"].text)[1] is None for i in range(len(REVIEWS))]
+    constrained_ok = [check_answer({"json": SENTIMENT}, out[f"json{i}"].text) for i in range(len(REVIEWS))]
+    assert not all(free_ok), "without the constraint the answers are not all schema-shaped"
+    assert all(problem is None for _, problem in constrained_ok), constrained_ok
+    assert {value["sentiment"] for value, _ in constrained_ok} <= {"positive", "negative"}
+
+
+@_apply(needs_engine)
+def test_choices_and_a_regex_are_applied(idle_engine):
+    from chunkpilot.prompts import PromptSpec
+
+    choice = PromptSpec(input_key="text", constraint={"choice": ["yes", "no"]})
+    digits = PromptSpec(template="How many words are in: {{ text }}? Answer with a number.", constraint={"regex": "[0-9]{1,3}"})
+    requests = {}
+    for i, text in enumerate(REVIEWS):
+        requests[f"c{i}"] = request_from_record((0, i), {"text": f"Is this review positive? {text}"}, {"max_tokens": 8}, choice)
+        requests[f"r{i}"] = request_from_record((0, i), {"text": text}, {"max_tokens": 8}, digits)
+        requests[f"free{i}"] = request_from_record((0, i), {"text": f"Is this review positive? {text}"}, {"max_tokens": 8},
+                                                   PromptSpec(input_key="text"))
+    out = run(idle_engine, requests)
+    assert all(out[f"c{i}"].text in ("yes", "no") for i in range(len(REVIEWS)))
+    assert all(re.fullmatch("[0-9]{1,3}", out[f"r{i}"].text) for i in range(len(REVIEWS)))
+    assert not all(out[f"free{i}"].text in ("yes", "no") for i in range(len(REVIEWS)))

@@ -10,8 +10,9 @@ from chunkpilot.errors import ConfigError
 from worker.engines.base import Engine
 
 
-def load_engine(name: str, model: str | None, options: dict[str, Any] | None = None) -> Engine:
-    """Construct engine ``name``; a missing dependency becomes a ConfigError naming what to install."""
+def load_engine(name: str, model: Any, options: dict[str, Any] | None = None) -> Engine:
+    """Construct engine ``name`` for ``model`` (the worker's ``ResolvedModel``, or a label for an
+    engine that loads none); a missing dependency becomes a ConfigError naming what to install."""
     entry = engine_entry(name)
     try:
         module = importlib.import_module(entry.module)

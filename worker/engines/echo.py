@@ -11,6 +11,7 @@ regenerated after a kill). Never a default.
 
 from __future__ import annotations
 
+import json
 import time
 from collections import deque
 from typing import Any
@@ -19,18 +20,61 @@ from chunkpilot.requests import Request, Result
 
 
 def echo_text(request: Request) -> str:
-    """The request's prompt (or last message's text) with its words reversed, cut to ``max_tokens`` words."""
+    """The request's prompt (or last message's text) with its words reversed, cut to ``max_tokens``
+    words — or, under a structured-output constraint, an answer that keeps it where echo can:
+    a choice picked by the text, ``{"echo": text}`` for any JSON object, a small instance of a
+    schema (``minimal_instance``). A regex is not followed (the worker's check then says so)."""
     source = request.messages[-1]["content"] if request.kind == "chat" and request.messages else request.prompt or ""
     words = str(source).split()[::-1]
     max_tokens = int(request.params.get("max_tokens") or 16)
-    return " ".join(words[:max_tokens])
+    text = " ".join(words[:max_tokens])
+    constraint = request.constraint or {}
+    if "choice" in constraint:
+        choices = constraint["choice"]
+        return choices[sum(map(ord, text)) % len(choices)]
+    if "json_object" in constraint:
+        return json.dumps({"echo": text})
+    if "json" in constraint:
+        return json.dumps(minimal_instance(constraint["json"], text))
+    return text
+
+
+def minimal_instance(schema: Any, text: str) -> Any:
+    """A small value of ``schema`` (objects with their required properties, the first enum value,
+    ``text`` for strings); best effort — what it gets wrong, the worker's check refuses."""
+    if not isinstance(schema, dict):
+        return text
+    if "const" in schema:
+        return schema["const"]
+    if schema.get("enum"):
+        return schema["enum"][0]
+    for key in ("anyOf", "oneOf"):
+        if schema.get(key):
+            return minimal_instance(schema[key][0], text)
+    kind = schema.get("type")
+    kind = kind[0] if isinstance(kind, list) and kind else kind
+    if kind == "object" or "properties" in schema:
+        props = schema.get("properties") or {}
+        return {name: minimal_instance(props.get(name, {}), text) for name in schema.get("required") or list(props)}
+    if kind == "array":
+        return [minimal_instance(schema.get("items", {}), text) for _ in range(int(schema.get("minItems") or 0))]
+    if kind == "integer":
+        return int(schema.get("minimum", 0))
+    if kind == "number":
+        return float(schema.get("minimum", 0))
+    if kind == "boolean":
+        return False
+    if kind == "null":
+        return None
+    return text[: schema["maxLength"]] if "maxLength" in schema else text
 
 
 class EchoEngine:
-    model_name = "echo"
-    model_revision = "echo-1"
+    """Answers labelled with the run's model and revision (``echo``/``echo-1`` unless ``--model`` names one)."""
 
-    def __init__(self, model: str | None = None, options: dict[str, Any] | None = None):
+    def __init__(self, model: Any = None, options: dict[str, Any] | None = None):
+        self.model_name = getattr(model, "name", None) or model or "echo"
+        self.model_revision = getattr(model, "revision", None) or "echo-1"
         options = options or {}
         self.delay = float(options.get("delay", 0.0))
         self.batch = int(options.get("batch", 64))

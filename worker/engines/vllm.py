@@ -25,7 +25,7 @@ import os
 from typing import Any
 
 from chunkpilot.errors import ConfigError
-from chunkpilot.model import resolve_model
+from chunkpilot.model import ResolvedModel, resolve_model
 from chunkpilot.requests import Request, Result
 
 log = logging.getLogger("chunkpilot.vllm")
@@ -109,9 +109,10 @@ def sampling_kwargs(params: dict[str, Any], kind: str, defaults: dict[str, Any] 
 class VllmEngine:
     """The Engine protocol over ``vllm.LLM(...).llm_engine``."""
 
-    def __init__(self, model: str | None = None, options: dict[str, Any] | None = None):
+    def __init__(self, model: ResolvedModel | str | None = None, options: dict[str, Any] | None = None):
+        """``model``: the pinned model the worker resolved (or a model name, resolved here as given)."""
         options = {k: v for k, v in (options or {}).items() if v is not None}
-        resolved = resolve_model(model)
+        resolved = model if isinstance(model, ResolvedModel) else resolve_model(model)
         self.model_name = resolved.name
         self.model_revision = resolved.revision
         self._closed = False
@@ -182,9 +183,9 @@ class VllmEngine:
                 raise ConfigError(f"engine option {key} must be a number, got {value!r}") from None
 
         kwargs: dict[str, Any] = {"model": resolved.path_or_id, "seed": 0}
-        if not resolved.local:
-            kwargs["revision"] = resolved.revision
-            kwargs["tokenizer_revision"] = resolved.revision
+        if not resolved.local:  # model and tokenizer from the one commit the run pinned
+            kwargs["revision"] = resolved.load_revision
+            kwargs["tokenizer_revision"] = resolved.load_revision
         for key in ("max_model_len", "tensor_parallel_size", "pipeline_parallel_size", "seed", "max_num_seqs",
                     "max_num_batched_tokens"):
             if key in options:
@@ -283,6 +284,10 @@ class VllmEngine:
     # -- helpers ----------------------------------------------------------------
     def _sampling_params(self, request: Request):
         kwargs = sampling_kwargs(request.params, request.kind, self._defaults)
+        if request.constraint:
+            from vllm.sampling_params import StructuredOutputsParams
+
+            kwargs["structured_outputs"] = StructuredOutputsParams(**request.constraint)
         try:
             params = self._SamplingParams(**kwargs)
         except self._request_errors as exc:

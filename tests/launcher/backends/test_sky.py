@@ -272,11 +272,13 @@ def test_a_model_a_cloud_machine_cannot_load_is_refused_before_anything_runs(tmp
 def test_a_hub_model_or_a_model_folder_in_object_storage_is_accepted(sky, tmp_path, s3_bucket, s3_admin_client):
     write_input(tmp_path / "in.jsonl", 10)
     s3_admin_client.put_object(Bucket=s3_bucket, Key="models/m/config.json", Body=b"{}")
-    for model in ("Qwen/Qwen2.5-7B-Instruct@main", f"s3://{s3_bucket}/models/m/"):
+    sha = "0123456789abcdef0123456789abcdef01234567"
+    for model, shown in ((f"Qwen/Qwen2.5-7B-Instruct@{sha}", f"model vllm:Qwen/Qwen2.5-7B-Instruct (revision {sha})"),
+                         (f"s3://{s3_bucket}/models/m/", f"model vllm:s3://{s3_bucket}/models/m (revision store-")):
         result = cli("submit", str(tmp_path / "in.jsonl"), "--chunks", "1", "--backend", "sky", "--store",
                      str(tmp_path / "runs"), "--model", model, "--dry-run")
         assert result.exit_code == 0, result.stderr
-        assert f"model vllm:{model.rstrip('/')}" in flat(result.stdout)
+        assert shown in flat(result.stdout)
 
 
 def test_the_tensor_parallel_template_checks_the_gpu_count(sky, tmp_path):
