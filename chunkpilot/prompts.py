@@ -32,6 +32,16 @@ class PromptSpec:
     raw: bool = False
     output_key: str = "response"
     constraint: dict[str, Any] | None = None
+    id_key: str = "custom_id"  # the field holding a record's custom_id
+
+    def columns(self) -> set[str] | None:
+        """The fields a record's prompt is made of (a format that can, reads only those); None: all."""
+        if self.input_key is not None:
+            return {self.input_key, self.id_key}
+        if self.template is None:
+            return None
+        _, names, whole_record = compile_template(self.template)
+        return None if whole_record else set(names) | {self.id_key}
 
     @property
     def from_fields(self) -> bool:
@@ -70,8 +80,8 @@ def compile_template(text: str):
         parsed = env.parse(text)
     except TemplateSyntaxError as exc:
         raise ConfigError(f"--prompt-template does not parse: {exc.message} (line {exc.lineno})") from None
-    names = frozenset(meta.find_undeclared_variables(parsed) - {"record"})
-    return env.from_string(text), names
+    used = meta.find_undeclared_variables(parsed)
+    return env.from_string(text), frozenset(used - {"record"}), "record" in used
 
 
 def render(spec: PromptSpec, fields: dict[str, Any]) -> str:
@@ -85,7 +95,7 @@ def render(spec: PromptSpec, fields: dict[str, Any]) -> str:
         if isinstance(value, (dict, list, bool)):
             raise TemplateProblem(f"field {spec.input_key!r} is {type(value).__name__}, not text")
         return str(value)
-    template, names = compile_template(spec.template)
+    template, names, _ = compile_template(spec.template)
     for name in sorted(names):
         if name not in fields:
             raise TemplateProblem(f"record has no field {name!r}")

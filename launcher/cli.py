@@ -133,6 +133,7 @@ prompt_options = _options(
     click.option("--system-prompt", default=None, metavar="TEXT|@FILE", help="A system message before each templated prompt."),
     click.option("--raw-prompt", is_flag=True, help="Send the rendered text as a completion prompt, without the chat template."),
     click.option("--output-key", default="response", show_default=True, help="Field of the answer in `collect --format records` (and <key>_error)."),
+    click.option("--id-key", default=None, metavar="FIELD", help="The field holding each record's custom_id (default: custom_id; without one, its position)."),
     click.option("--json-schema", default=None, metavar="FILE", help="Answers must be JSON matching this JSON Schema (constrained decoding, checked)."),
     click.option("--choice", "choices", multiple=True, metavar="TEXT", help="Answers must be one of these (repeatable)."),
     click.option("--regex", default=None, help="Answers must match this regular expression."),
@@ -348,8 +349,9 @@ def watch(run_id, store_uri, max_attempts, max_error_rate, interval, stuck_after
 @click.argument("run_id")
 @store_option
 @click.option("-o", "--output", required=True, help="Where to write: a local path or s3://bucket/key.")
-@click.option("--format", "fmt", type=click.Choice(["openai", "records"]), default="openai", show_default=True,
-              help="openai: OpenAI Batch output lines. records: each input record with its answer merged in.")
+@click.option("--format", "fmt", type=click.Choice(["openai", "records", "parquet"]), default=None,
+              help="openai: OpenAI Batch output lines. records: each input record with its answer merged in (JSON Lines). "
+                   "parquet: the same as Parquet. Default: parquet for -o *.parquet, else openai.")
 @click.option("--output-key", default=None, help="records: the answers' field (default: the run's --output-key, else 'response').")
 @click.option("--allow-partial", is_flag=True, help="Merge what is done even if some chunks are not.")
 @handle_errors
@@ -360,6 +362,7 @@ def collect(run_id, store_uri, output, fmt, output_key, allow_partial):
     Examples:
       launcher collect run-20261203-101500-3f2a -o results.jsonl
       launcher collect my-run -o reviews-answered.jsonl --format records   # your records + answers
+      launcher collect my-run -o answered.parquet                           # the same, as Parquet
       launcher collect my-run --store s3://bkt/runs -o s3://bkt/results/my-run.jsonl
       launcher collect my-run -o partial.jsonl --allow-partial
     """

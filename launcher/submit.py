@@ -65,6 +65,7 @@ class SubmitOptions:
     choices: tuple[str, ...] = ()
     regex: str | None = None
     allow_unpinned: bool = False  # a hub model whose commit cannot be looked up runs unpinned
+    id_key: str | None = None  # the field holding each record's custom_id (None: "custom_id")
 
     @classmethod
     def from_cli(cls, inputs: tuple[str, ...], given: dict[str, Any]) -> "SubmitOptions":
@@ -137,14 +138,15 @@ def plan_run(options: SubmitOptions) -> Plan:
     check_backend_name(options.backend)
     open_store(options.store_uri).check_writable()
     run_id = new_run_id(options.run_name)
+    prompt = prompt_spec(options)
     pin = pin_run_model(options.engine, options.model, options.backend, options.allow_unpinned)
     resolved = resolve_inputs(list(options.inputs))
-    pins = resolved.pins
-    fmt = choose_format(pins)
-    warnings, sniffed = _sniff(pins, fmt)
-    planned = fmt.plan(pins, options.chunks)
-    manifests = planned.manifests
-    prompt = prompt_spec(options)
+    fmt = choose_format(resolved.pins)
+    warnings, sniffed = _sniff(resolved.pins, fmt)
+    planned = fmt.plan(resolved.pins, options.chunks)
+    pins, manifests = planned.pins or resolved.pins, planned.manifests
+    if planned.fields is not None:
+        check_fields(prompt, planned.fields, explicit_id_key=options.id_key is not None)
     parallel = options.parallel
     if parallel is None:
         parallel = default_local_parallel(options.engine, len(manifests)) if options.backend == "local" else 0
@@ -200,7 +202,26 @@ def prompt_spec(options: SubmitOptions) -> PromptSpec:
     if not options.output_key or options.output_key == "custom_id":
         raise ConfigError(f"--output-key {options.output_key!r}: name a field for the answers (default 'response')")
     return PromptSpec(template=template, input_key=options.input_key, system=system, raw=options.raw_prompt,
-                      output_key=options.output_key, constraint=_constraint(options))
+                      output_key=options.output_key, constraint=_constraint(options), id_key=options.id_key or "custom_id")
+
+
+def check_fields(prompt: PromptSpec, fields: tuple[str, ...], explicit_id_key: bool) -> None:
+    """ConfigError, before anything is written, for a field the prompt needs that the inputs' schema lacks."""
+    needed = prompt.columns()
+    if needed is None and not prompt.from_fields:
+        if not {"prompt", "messages"} & set(fields):
+            raise ConfigError(
+                f"the inputs have no 'prompt' or 'messages' column (columns: {', '.join(fields)}): "
+                "say how to make prompts with --input-key COLUMN or --prompt-template"
+            )
+        return
+    for name in sorted(needed or ()):
+        if name == prompt.id_key and not explicit_id_key:
+            continue  # the default custom_id column is optional: records without one get their position
+        if name not in fields:
+            what = "--id-key" if name == prompt.id_key else "--input-key" if name == prompt.input_key else "--prompt-template"
+            raise ConfigError(f"{what} uses the field {name!r}, which the inputs do not have "
+                              f"(columns: {', '.join(fields)})")
 
 
 def _constraint(options: SubmitOptions) -> dict[str, Any] | None:
@@ -228,7 +249,7 @@ def preview(spec: RunSpec, manifest: ChunkManifest, count: int = 3) -> list[Requ
     """The first ``count`` records of a chunk as the worker will send them (the dry run shows them)."""
     fmt, prompt = get_format(spec.input_format), PromptSpec.from_dict(spec.prompt)
     out: list[Request | RecordError] = []
-    for record in fmt.records(spec.inputs, manifest):
+    for record in fmt.records(spec.inputs, manifest, prompt.columns()):
         if record.blank:
             continue
         if record.error is not None:

@@ -226,13 +226,14 @@ class ChunkRun:
     def _work(self, committed: CommittedSet, held: dict[Position, bytes]) -> Iterator[Work]:
         """Every record of the chunk with what to do about it."""
         defaults, prompt = self.spec.sampling, PromptSpec.from_dict(self.spec.prompt)
-        for record in get_format(self.spec.input_format).records(self.spec.inputs, self.manifest):
+        records = get_format(self.spec.input_format).records(self.spec.inputs, self.manifest, prompt.columns())
+        for record in records:
             if record.blank:
                 self.counters.skipped_blank += 1
                 continue
             position = record.position
             self.counters.records += 1
-            self.custom_id_hashes.append(custom_id_hash(custom_id_of(position, record.fields)))
+            self.custom_id_hashes.append(custom_id_hash(custom_id_of(position, record.fields, prompt.id_key)))
             if position in committed or position in held:
                 self.counters.resumed += 1
                 yield position, record.end, held.pop(position, None)

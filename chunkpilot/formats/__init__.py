@@ -5,6 +5,7 @@ from __future__ import annotations
 from chunkpilot.errors import ConfigError
 from chunkpilot.formats.base import InputFormat, PlannedChunks, Record, units_before, units_between
 from chunkpilot.formats.jsonl import JsonlFormat
+from chunkpilot.formats.parquet import ParquetFormat
 
 _FORMATS: dict[str, InputFormat] = {}
 
@@ -31,6 +32,7 @@ def data_suffixes() -> tuple[str, ...]:
 
 
 register_format(JsonlFormat())
+register_format(ParquetFormat())
 
 __all__ = ["InputFormat", "PlannedChunks", "Record", "units_before", "units_between", "register_format",
            "get_format", "format_of", "data_suffixes"]

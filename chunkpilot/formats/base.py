@@ -49,10 +49,12 @@ class Record:
 class PlannedChunks:
     manifests: list[ChunkManifest]
     bytes_read: int  # what planning read of the inputs: nothing else is read
+    pins: list[InputPin] | None = None  # the inputs with their size in the format's unit, where that is not bytes
+    fields: tuple[str, ...] | None = None  # the fields every record has, where the format knows (a schema)
 
 
 class InputFormat(Protocol):
-    """One kind of input file. Implementations: ``jsonl`` (byte ranges)."""
+    """One kind of input file. Implementations: ``jsonl`` (byte ranges), ``parquet`` (rows)."""
 
     name: str
     title: str  # for people: "JSON Lines"
@@ -67,8 +69,10 @@ class InputFormat(Protocol):
         """At most ``chunks`` manifests covering every record once, reading as little as possible."""
         ...
 
-    def records(self, pins: Sequence[InputPin], manifest: ChunkManifest) -> Iterator[Record]:
-        """Every record of the chunk in order, holding a bounded amount in memory."""
+    def records(self, pins: Sequence[InputPin], manifest: ChunkManifest,
+                columns: Iterable[str] | None = None) -> Iterator[Record]:
+        """Every record of the chunk in order, holding a bounded amount in memory. ``columns``: the
+        fields that will be used (a format that can read only those, does); None: all."""
         ...
 
 

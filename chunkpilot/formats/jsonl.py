@@ -60,7 +60,7 @@ class JsonlFormat:
             manifests = plan_chunks([p.size for p in pins], chunks, probe, pool.map, self.unit)
         return PlannedChunks(manifests, sum(read_sizes))
 
-    def records(self, pins: Sequence[InputPin], manifest: ChunkManifest) -> Iterator[Record]:
+    def records(self, pins: Sequence[InputPin], manifest: ChunkManifest, columns=None) -> Iterator[Record]:
         for r in manifest.ranges:
             store, key = split_object_uri(pins[r.source].uri)
             for offset, line in iter_lines(store, key, r.start, r.end):

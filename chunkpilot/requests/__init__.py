@@ -45,9 +45,10 @@ def positional_id(position: Position) -> str:
     return f"{position[0]}:{position[1]}"
 
 
-def custom_id_of(position: Position, fields: dict[str, Any] | None) -> str:
-    """The record's custom_id as output lines carry it: its own (a string or an integer), else its position."""
-    value = fields.get("custom_id") if fields else None
+def custom_id_of(position: Position, fields: dict[str, Any] | None, key: str = "custom_id") -> str:
+    """The record's custom_id as output lines carry it: its ``key`` field (a string or an integer),
+    else its position."""
+    value = fields.get(key) if fields else None
     if value is None or isinstance(value, bool) or not isinstance(value, (str, int)):
         return positional_id(position)
     return str(value)
@@ -63,17 +64,17 @@ def request_from_record(position: Position, fields: dict[str, Any], defaults: di
     the run's structured-output constraint applies unless the request brings its own.
     """
     prompt = prompt or PromptSpec()
-    custom_id = custom_id_of(position, fields)
-    raw_id = fields.get("custom_id")
+    custom_id = custom_id_of(position, fields, prompt.id_key)
+    raw_id = fields.get(prompt.id_key)
     if raw_id is not None and (isinstance(raw_id, bool) or not isinstance(raw_id, (str, int))):
-        return RecordError(position, custom_id, "invalid_custom_id", "custom_id must be a string")
+        return RecordError(position, custom_id, "invalid_custom_id", f"{prompt.id_key} must be a string or an integer")
     if prompt.from_fields:
         return _from_fields(position, custom_id, fields, defaults, prompt)
     try:
         if "url" in fields or "method" in fields:  # a Batch line (a record may well have a field named "body")
             kind, body, strict = _batch_kind(fields), fields.get("body"), True
         else:
-            kind, body, strict = _record_kind(fields), {k: v for k, v in fields.items() if k != "custom_id"}, False
+            kind, body, strict = _record_kind(fields), {k: v for k, v in fields.items() if k not in ("custom_id", prompt.id_key)}, False
         inputs, params = kind.parse(body, defaults, strict)
     except Invalid as exc:
         return RecordError(position, custom_id, exc.code, str(exc))

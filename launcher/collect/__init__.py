@@ -50,17 +50,26 @@ class CollectReport:
     chunk_offsets: list[int] = field(default_factory=list, repr=False)  # where each chunk starts in the output
 
 
-FORMATS = ("openai", "records")
+FORMATS = ("openai", "records", "parquet")
+
+
+def output_format(path: str, fmt: str | None) -> str:
+    """The format asked for, or the one ``path`` names: Parquet for ``*.parquet``, else OpenAI Batch lines."""
+    if fmt is not None:
+        return fmt
+    return "parquet" if path.lower().endswith((".parquet", ".parq")) else "openai"
 
 
 def collect(run: OpenRun, path: str, allow_partial: bool = False, max_examples: int = 5, *,
-            fmt: str = "openai", output_key: str | None = None) -> CollectReport:
+            fmt: str | None = None, output_key: str | None = None) -> CollectReport:
     """Write the run's merged output to ``path``; refuse if a chunk is incomplete unless ``allow_partial``.
 
-    ``fmt``: ``openai`` (OpenAI Batch output lines, copied from the parts) or ``records`` (the
-    input records with their answers, ``launcher.collect.records``). Atomic: the output appears
-    whole under ``path`` or not at all.
+    ``fmt``: ``openai`` (OpenAI Batch output lines, copied from the parts), ``records`` (the
+    input records with their answers as JSON Lines, ``launcher.collect.records``) or ``parquet``
+    (the same as Parquet, ``launcher.collect.parquet``); None: by ``path``'s suffix. Atomic: the
+    output appears whole under ``path`` or not at all.
     """
+    fmt = output_format(path, fmt)
     if fmt not in FORMATS:
         raise OutputError(f"unknown output format {fmt!r}: use one of {', '.join(FORMATS)}")
     chunks = sorted(run.spec.chunk_ids, key=lambda c: c + "/")  # the order a listing of out/ gives them
@@ -77,9 +86,11 @@ def collect(run: OpenRun, path: str, allow_partial: bool = False, max_examples: 
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
+            key = output_key or PromptSpec.from_dict(run.spec.prompt).output_key
             if fmt == "records":
-                key = output_key or PromptSpec.from_dict(run.spec.prompt).output_key
                 report = _collect_records(run, done, fd, key)
+            elif fmt == "parquet":
+                report = _collect_parquet(run, done, fd, key)
             else:
                 report = _collect_into(run.run_store, chunks, done, fd, max_examples)
         finally:
@@ -99,6 +110,18 @@ def collect(run: OpenRun, path: str, allow_partial: bool = False, max_examples: 
         report.duplicate_examples = custom_ids_at(
             path, [r for r in report.duplicate_example_records if r >> 32 not in mismatched], report.chunk_offsets
         )
+    return report
+
+
+def _collect_parquet(run: OpenRun, done: set[str], fd: int, output_key: str) -> CollectReport:
+    from launcher.collect.parquet import write_parquet
+
+    report, tally = CollectReport(), RecordsTally()
+    report.records, report.errors = write_parquet(run.spec, run.run_store, done, fd, output_key, tally)
+    report.ok = report.records - report.errors
+    report.skipped_blank = tally.blank
+    report.mismatched_chunks = sorted(tally.missing or {})
+    report.bytes = os.fstat(fd).st_size
     return report
 
 

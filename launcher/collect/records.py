@@ -58,34 +58,69 @@ class Tally:
     missing: dict[str, int] | None = None  # chunk -> records of a done chunk without an answer
 
 
-def merged_records(spec: RunSpec, run_store: Store, done: set[str], tally: Tally) -> Iterator[Merged]:
-    """Every non-blank input record of the run, in order, joined with its answer."""
-    fmt = get_format(spec.input_format)
+class Answers:
+    """One chunk's answers in order, taken by position as the input is read alongside (``take``)."""
+
+    def __init__(self, chunk: str, lines: Iterator[tuple[Position, dict]], done: bool, tally: "Tally"):
+        self.chunk, self.lines, self.done, self.tally = chunk, lines, done, tally
+        self.pending = next(lines, None)
+
+    def take(self, position: Position) -> tuple[Any, dict[str, Any] | None]:
+        """(answer, error) of the record at ``position``."""
+        while self.pending is not None and self.pending[0] < position:
+            self.pending = next(self.lines, None)  # an answer to no record of this input: not ours to write
+        if self.pending is not None and self.pending[0] == position:
+            answer, error = answer_of(self.pending[1])
+            self.pending = next(self.lines, None)
+            return answer, error
+        if not self.done:
+            return None, NOT_ANSWERED
+        self.tally.missing[self.chunk] = self.tally.missing.get(self.chunk, 0) + 1
+        return None, {"code": "not_answered", "message": "no answer was committed for this record"}
+
+
+def chunks_with_answers(spec: RunSpec, run_store: Store, done: set[str], tally: "Tally"
+                        ) -> Iterator[tuple[ChunkManifest, Answers]]:
+    """Each chunk's manifest, in order, with the stream of its answers."""
     tally.missing = {}
     chunks = sorted(spec.chunk_ids, key=lambda c: c + "/")
     for chunk, parts in parts_by_chunk(run_store, chunks):
         manifest = ChunkManifest.from_json(run_store.get(layout.manifest(chunk)))
-        outputs = output_lines(run_store, parts) if chunk in done else iter(())
-        pending = next(outputs, None)
+        lines = output_lines(run_store, parts) if chunk in done else iter(())
+        yield manifest, Answers(chunk, lines, chunk in done, tally)
+
+
+def merged_records(spec: RunSpec, run_store: Store, done: set[str], tally: "Tally") -> Iterator[Merged]:
+    """Every non-blank input record of the run, in order, joined with its answer."""
+    fmt = get_format(spec.input_format)
+    for manifest, answers in chunks_with_answers(spec, run_store, done, tally):
         for record in fmt.records(spec.inputs, manifest):
             if record.blank:
                 tally.blank += 1
                 continue
-            while pending is not None and pending[0] < record.position:
-                pending = next(outputs, None)  # an answer to no record of this input: not ours to write
-            if pending is not None and pending[0] == record.position:
-                answer, error = answer_of(pending[1])
-                pending = next(outputs, None)
-            elif chunk not in done:
-                answer, error = None, NOT_ANSWERED
-            else:
-                answer, error = None, {"code": "not_answered", "message": "no answer was committed for this record"}
-                tally.missing[chunk] = tally.missing.get(chunk, 0) + 1
-            yield _merged(record, answer, error)
+            yield _merged(record, *answers.take(record.position))
 
 
 def _merged(record: Record, answer: Any, error: dict[str, Any] | None) -> Merged:
     return Merged(record.position, record.fields, answer, error, record.raw if record.fields is None else None)
+
+
+def json_value(value: Any) -> Any:
+    """Values JSON has no type for, as Parquet inputs hold them: times as ISO 8601, bytes as base64,
+    decimals as strings (exact)."""
+    import base64
+    import datetime
+    import decimal
+
+    if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
+        return value.isoformat()
+    if isinstance(value, datetime.timedelta):
+        return value.total_seconds()
+    if isinstance(value, (bytes, bytearray)):
+        return base64.b64encode(value).decode("ascii")
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 class RecordsJsonWriter:
@@ -108,6 +143,6 @@ class RecordsJsonWriter:
             out = dict(row.fields)
         out[self.key] = row.answer
         out[self.error_key] = row.error
-        data = json.dumps(out, ensure_ascii=False).encode() + b"\n"
+        data = json.dumps(out, ensure_ascii=False, default=json_value).encode() + b"\n"
         self.file.write(data)
         return len(data)
