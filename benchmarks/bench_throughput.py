@@ -85,6 +85,7 @@ def run_chunkpilot(work: Path, prompts: Path, model_folder: str, i: int) -> dict
     from launcher.submit import SubmitOptions, plan_run, write_run
 
     store = work / f"store-{i}"
+    shutil.rmtree(store, ignore_errors=True)  # a run redone (the machine was busy) starts afresh
     options = SubmitOptions(inputs=(str(prompts),), chunks=1, store_uri=str(store), engine="vllm", model=None,
                             max_tokens=64, temperature=0.0, run_name=f"tput-{i}",
                             engine_options={"dtype": "float32"})  # matched with the peers (the worker's CPU default too)

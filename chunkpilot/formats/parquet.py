@@ -118,16 +118,17 @@ class ParquetFormat:
                 row = start + offset
                 yield Record((source, row), (source, row + 1), fields=fields)
 
-    def batches(self, pins: Sequence[InputPin], manifest: ChunkManifest, columns: Iterable[str] | None = None):
+    def batches(self, pins: Sequence[InputPin], manifest: ChunkManifest, columns: Iterable[str] | None = None,
+                batch_rows: int = BATCH_ROWS):
         """``(source, first row, end row, RecordBatch)`` of the chunk's rows, in order, Arrow-typed."""
         for r in manifest.ranges:
             pf = parquet_file(pins[r.source])
             # A column a file lacks is simply absent from its records (submit checked the needed ones).
             wanted = None if columns is None else [c for c in pf.schema_arrow.names if c in set(columns)]
-            yield from _row_batches(pf, r.source, r.start, r.end, wanted)
+            yield from _row_batches(pf, r.source, r.start, r.end, wanted, batch_rows)
 
 
-def _row_batches(pf, source: int, start: int, end: int, columns: list[str] | None):
+def _row_batches(pf, source: int, start: int, end: int, columns: list[str] | None, batch_rows: int = BATCH_ROWS):
     """Batches of rows ``[start, end)`` of one file, reading only the row groups that hold them."""
     first = 0
     for group in range(pf.metadata.num_row_groups):
@@ -135,7 +136,7 @@ def _row_batches(pf, source: int, start: int, end: int, columns: list[str] | Non
         lo, hi = max(start, first), min(end, first + rows)
         if lo < hi:
             at = first
-            for batch in pf.iter_batches(batch_size=BATCH_ROWS, row_groups=[group], columns=columns):
+            for batch in pf.iter_batches(batch_size=batch_rows, row_groups=[group], columns=columns):
                 b_lo, b_hi = max(lo, at), min(hi, at + batch.num_rows)
                 if b_lo < b_hi:
                     yield source, b_lo, b_hi, batch.slice(b_lo - at, b_hi - b_lo)

@@ -19,14 +19,17 @@ from __future__ import annotations
 import json
 from typing import Any, Iterator
 
+from chunkpilot import layout
 from chunkpilot.errors import OutputError
-from chunkpilot.formats import get_format
 from chunkpilot.formats.parquet import parquet_file
-from chunkpilot.spec import RunSpec
+from chunkpilot.spec import ChunkManifest, RunSpec
 from chunkpilot.store import Store
-from launcher.collect.records import Merged, Tally, chunks_with_answers, json_value, merged_records
+from launcher.collect.copy import parts_by_chunk
+from launcher.collect.merge import Drop, merge_plan
+from launcher.collect.records import NOT_ANSWERED, Merged, Tally, json_value, merged_records
 
 ROW_GROUP_ROWS = 65_536
+BATCH_ROWS = 16_384  # input rows taken at a time
 INFER_ROWS = 4_096  # rows per table when inferring JSON Lines types
 
 
@@ -107,35 +110,193 @@ def write_parquet(spec: RunSpec, run_store: Store, done: set[str], fd: int, outp
     return counts
 
 
-def _with_answers(table, answers: list[Any], errors: list[Any], key: str):
+def _with_answers(table, answers, errors, key: str):
+    """The table with the answer and error columns: ``answers``/``errors`` are Arrow arrays (in bulk)
+    or Python lists."""
     import pyarrow as pa
 
     if key in table.column_names or f"{key}_error" in table.column_names:
         clash = key if key in table.column_names else f"{key}_error"
         raise OutputError(f"the records already have a column {clash!r}: collect with another --output-key, e.g. --output-key answer")
-    kind, values = answer_values(answers)
-    table = table.append_column(key, pa.array(values, kind))
-    return table.append_column(f"{key}_error", pa.array(errors, error_type()))
+    if not isinstance(answers, pa.Array):
+        kind, values = answer_values(answers)
+        answers = pa.array(values, kind)
+    elif pa.types.is_list(answers.type):  # vectors: one length, a fixed-size list
+        lengths = {n for n in answers.value_lengths().to_pylist() if n is not None}
+        if len(lengths) == 1:
+            answers = answers.cast(pa.list_(pa.float32(), lengths.pop()))
+    if not isinstance(errors, pa.Array):
+        errors = pa.array(errors, error_type())
+    table = table.append_column(key, answers)
+    return table.append_column(f"{key}_error", errors)
+
+
+# What collect reads of an output line, as pyarrow.json parses it (every other field ignored).
+def _line_schema():
+    import pyarrow as pa
+
+    choice = pa.struct([("text", pa.string()), ("message", pa.struct([("content", pa.string())]))])
+    body = pa.struct([("choices", pa.list_(choice)), ("data", pa.list_(pa.struct([("embedding", pa.list_(pa.float32()))])))])
+    return pa.schema([("id", pa.string()), ("error", error_type()), ("response", pa.struct([("body", body)]))])
+
+
+PARSE_BYTES = 8 << 20  # parts parsed together, so pyarrow's per-call cost is paid once per this much
+
+
+def parts_answers(store: Store, steps: list, schema):
+    """Some parts' answers, parsed together in bulk by pyarrow's JSON reader: (sources, offsets,
+    answers, errors), each part's records before its step's ``after`` (another part holds them)
+    left out. Answers are the text of a completion or chat (a JSON answer's text), or a vector."""
+    import io
+
+    import numpy as np
+    import pyarrow.compute as pc
+    import pyarrow.json as pj
+
+    blobs = [store.get(step.item.key) for step in steps]
+    counts = [blob.count(b"\n") + (not blob.endswith(b"\n") and len(blob) > 0) for blob in blobs]
+    data = b"".join(blob if blob.endswith(b"\n") else blob + b"\n" for blob in blobs)
+    table = pj.read_json(io.BytesIO(data), read_options=pj.ReadOptions(block_size=1 << 20),  # blocks parse in parallel
+                         parse_options=pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore"))
+    ids = pc.split_pattern(pc.utf8_slice_codeunits(table["id"], len("batch_req_")), "_")
+    sources = pc.list_element(ids, 1).cast("int64").to_numpy()
+    offsets = pc.list_element(ids, 2).cast("int64").to_numpy()
+    body = pc.struct_field(table["response"], ["body"])
+    first = pc.list_element(pc.struct_field(body, ["choices"]), 0)
+    answers = pc.coalesce(pc.struct_field(first, ["message", "content"]), pc.struct_field(first, ["text"]))
+    vectors = pc.struct_field(pc.list_element(pc.struct_field(body, ["data"]), 0), ["embedding"])
+    if vectors.null_count < len(vectors):
+        answers = vectors
+    errors = table["error"]
+    afters = [getattr(step, "after", None) for step in steps]
+    if any(a is not None for a in afters):
+        after_source = np.repeat([a[0] if a else -1 for a in afters], counts)
+        after_offset = np.repeat([a[1] if a else -1 for a in afters], counts)
+        keep = (sources > after_source) | ((sources == after_source) & (offsets >= after_offset))
+        sources, offsets, answers, errors = sources[keep], offsets[keep], answers.filter(keep), errors.filter(keep)
+    return sources, offsets, _one_chunk(answers), _one_chunk(errors)
+
+
+def _one_chunk(array):
+    return array.combine_chunks() if hasattr(array, "combine_chunks") else array
+
+
+class RunAnswers:
+    """The run's answers as Arrow arrays, in input order, parsed a group of parts at a time and taken
+    a batch of input rows at a time. Chunks that are not done (``--allow-partial``) hold none."""
+
+    def __init__(self, spec: RunSpec, store: Store, done: set[str], tally: Tally, schema):
+        import bisect
+
+        self.store, self.tally, self.schema, self.bisect = store, tally, schema, bisect
+        tally.missing = {}
+        chunks = sorted(spec.chunk_ids, key=lambda c: c + "/")
+        # Where each chunk starts, for telling a missing answer of a done chunk from one of an unfinished chunk.
+        starts = []
+        for chunk in chunks:
+            manifest = ChunkManifest.from_json(store.get(layout.manifest(chunk)))
+            starts += [((r.source, r.start), chunk) for r in manifest.ranges]
+        starts.sort()
+        self.starts, self.chunk_at = [p for p, _ in starts], [c for _, c in starts]
+        self.done_chunks = done
+        self.groups = (group for chunk, parts in parts_by_chunk(store, chunks) if chunk in done
+                       for group in _grouped([s for s in merge_plan(parts, read_all=True) if not isinstance(s, Drop)]))
+        self.buffer: list = []  # [sources, offsets, answers, errors, next row]
+
+    def _head(self):
+        while not self.buffer or self.buffer[4] >= len(self.buffer[0]):
+            group = next(self.groups, None)
+            if group is None:
+                return None
+            self.buffer = [*parts_answers(self.store, group, self.schema), 0]
+        return self.buffer
+
+    def take(self, source: int, start: int, end: int):
+        """(answers, errors) of rows ``[start, end)`` of ``source``: Arrow arrays where the parts hold
+        them in order (always, for done chunks), else Python lists with ``not_answered`` gaps."""
+        import numpy as np
+        import pyarrow as pa
+
+        pieces, row = [], start
+        while row < end:
+            head = self._head()
+            if head is None:
+                break
+            sources, offsets, answers, errors, at = head
+            if sources[at] != source or offsets[at] != row:
+                break
+            n = min(end - row, len(sources) - at)
+            if not (np.all(sources[at:at + n] == source) and np.array_equal(offsets[at:at + n], np.arange(row, row + n))):
+                break
+            pieces.append((answers.slice(at, n), errors.slice(at, n)))
+            head[4] += n
+            row += n
+        if row == end:
+            return (pa.concat_arrays([a for a, _ in pieces]) if pieces else pa.array([], pa.string()),
+                    pa.concat_arrays([e for _, e in pieces]).cast(error_type()) if pieces else pa.array([], error_type()))
+        return self._slow(source, start, end, pieces)
+
+    def _slow(self, source: int, start: int, end: int, pieces):
+        """Rows the parts do not hold in order: by position, each gap ``not_answered``."""
+        answers = [a for piece, _ in pieces for a in piece.to_pylist()]
+        errors = [e for _, piece in pieces for e in piece.to_pylist()]
+        for row in range(start + len(answers), end):
+            head = self._head()
+            while head is not None and (head[0][head[4]], head[1][head[4]]) < (source, row):
+                head[4] += 1
+                head = self._head()
+            if head is not None and (head[0][head[4]], head[1][head[4]]) == (source, row):
+                answers.append(head[2][head[4]].as_py())
+                errors.append(head[3][head[4]].as_py())
+                head[4] += 1
+                continue
+            chunk = self.chunk_at[max(0, self.bisect.bisect_right(self.starts, (source, row)) - 1)]
+            answers.append(None)
+            if chunk in self.done_chunks:
+                errors.append({"code": "not_answered", "message": "no answer was committed for this record"})
+                self.tally.missing[chunk] = self.tally.missing.get(chunk, 0) + 1
+            else:
+                errors.append(NOT_ANSWERED)
+        return answers, errors
+
+
+def _grouped(steps: list) -> list[list]:
+    """Consecutive merge steps in groups of about PARSE_BYTES (by their parts' listed sizes)."""
+    groups, current, size = [], [], 0
+    for step in steps:
+        current.append(step)
+        size += step.item.size
+        if size >= PARSE_BYTES:
+            groups.append(current)
+            current, size = [], 0
+    if current:
+        groups.append(current)
+    return groups
 
 
 def _from_parquet(spec, run_store, done, writer: _Writer, key: str, tally: Tally) -> tuple[int, int]:
-    """Parquet in: each input batch as it is (cast to the inputs' unified schema) plus its answers."""
+    """Parquet in: every input file read once, in order, batch by batch with all its columns (cast
+    to the inputs' unified schema), each batch with its answers taken in order from the parts."""
     import pyarrow as pa
+    import pyarrow.compute as pc
 
     schema = pa.unify_schemas([parquet_file(pin).schema_arrow for pin in spec.inputs], promote_options="permissive")
-    fmt = get_format("parquet")
+    answers = RunAnswers(spec, run_store, done, tally, _line_schema())
     records = errors = 0
-    for manifest, answers in chunks_with_answers(spec, run_store, done, tally):
-        for source, start, end, batch in fmt.batches(spec.inputs, manifest):
+    for source, pin in enumerate(spec.inputs):
+        row = 0
+        for batch in parquet_file(pin).iter_batches(batch_size=BATCH_ROWS):
             table = pa.Table.from_batches([batch])
-            missing = [f for f in schema if f.name not in table.column_names]
-            for field in missing:
-                table = table.append_column(field, pa.nulls(table.num_rows, field.type))
+            for field in schema:
+                if field.name not in table.column_names:
+                    table = table.append_column(field, pa.nulls(table.num_rows, field.type))
             table = table.select(schema.names).cast(schema)
-            outcomes = [answers.take((source, row)) for row in range(start, end)]
-            writer.add(_with_answers(table, [a for a, _ in outcomes], [e for _, e in outcomes], key))
-            records += len(outcomes)
-            errors += sum(e is not None for _, e in outcomes)
+            values, faults = answers.take(source, row, row + batch.num_rows)
+            writer.add(_with_answers(table, values, faults, key))
+            records += batch.num_rows
+            errors += (batch.num_rows - pc.sum(pc.is_null(faults)).as_py() if isinstance(faults, pa.Array)
+                       else sum(e is not None for e in faults))
+            row += batch.num_rows
     return records, errors
 
 
