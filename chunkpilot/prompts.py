@@ -33,6 +33,7 @@ class PromptSpec:
     output_key: str = "response"
     constraint: dict[str, Any] | None = None
     id_key: str = "custom_id"  # the field holding a record's custom_id
+    task: str = "generate"  # or "embed": the records' texts become vectors
 
     def columns(self) -> set[str] | None:
         """The fields a record's prompt is made of (a format that can, reads only those); None: all."""

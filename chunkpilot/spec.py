@@ -86,6 +86,7 @@ class RunSpec:
     backend_options: dict[str, Any] = field(default_factory=dict)
     # Share of error records past which watch pauses the run; 1 turns the budget and fail-fast off.
     max_error_rate: float = DEFAULT_MAX_ERROR_RATE
+    task: str = "generate"  # or "embed": every record becomes a vector
     input_format: str = "jsonl"  # every input is read by this format (chunkpilot.formats)
     unit: str = "bytes"  # what the input format measures progress in
     # How records become prompts and where answers go (chunkpilot.prompts.PromptSpec as a dict).

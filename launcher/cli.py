@@ -111,6 +111,9 @@ max_error_rate_help = (f"Share of error records past which watch pauses the run 
 # The run's settings: each becomes the SubmitOptions field of the same name.
 run_options = _options(
     click.option("--chunks", type=click.IntRange(min=1), required=True, help="Number of chunks (one job each)."),
+    click.option("--task", type=click.Choice(["generate", "embed"]), default="generate", show_default=True,
+                 help="generate: text answers. embed: each record's text becomes a vector (default model all-minilm-l6-v2)."),
+    click.option("--truncate", is_flag=True, help="embed: cut inputs longer than the model takes instead of refusing them (prompt_too_long)."),
     click.option("--backend", type=click.Choice(BACKENDS), default="local", show_default=True),
     click.option("--engine", default="vllm", show_default=True, help="vllm, or echo (no model: plumbing checks)."),
     store_option,
@@ -164,6 +167,7 @@ def submit(inputs, watch, dry_run, **given):
     Examples:
       launcher submit examples/prompts.jsonl --chunks 4 --watch
       launcher submit data/ --chunks 8 --engine echo --dry-run        # see the plan, write nothing
+      launcher submit docs.parquet --chunks 8 --task embed --input-key text --watch   # vectors
       launcher submit reviews.jsonl --chunks 3 --prompt-template 'Review: {{ body }}' \\
           --json-schema sentiment.schema.json --output-key sentiment --watch
       launcher submit s3://bkt/prompts/ --chunks 100 --backend sky --gpus L4:1 \\

@@ -114,6 +114,8 @@ def summarize(spec: RunSpec, observed: dict[str, ChunkObservation], decision: De
     """The status of every chunk and of the run at time ``now``."""
     details = details or {}
     sizes = [p.length for p in spec.inputs]
+    # The tokens a run makes: generated ones, or for embeddings the ones it reads.
+    made = (lambda p: p.prompt_tokens) if spec.task == "embed" else (lambda p: p.completion_tokens)
     finished = bool(decision.states) and all(s.final for s in decision.states.values())
     started = datetime.fromisoformat(spec.created_at).timestamp()
     ends = [info.mtime for o in observed.values() for _, info in o.parts] + \
@@ -136,7 +138,7 @@ def summarize(spec: RunSpec, observed: dict[str, ChunkObservation], decision: De
             recent = [p for p, info in obs.parts if info.mtime > chunk_lo]
             if recent and now > chunk_lo:
                 rec_rate = sum(p.records for p in recent) / (now - chunk_lo)
-                tok_rate = sum(p.completion_tokens for p in recent) / (now - chunk_lo)
+                tok_rate = sum(made(p) for p in recent) / (now - chunk_lo)
                 unit_rate = sum(part_units(p, sizes) for p in recent) / (now - chunk_lo)
                 eta = (obs.size - units_done) / unit_rate if unit_rate else None
         phase = ""
@@ -167,7 +169,7 @@ def summarize(spec: RunSpec, observed: dict[str, ChunkObservation], decision: De
 
     in_window = [p for o in observed.values() for p, info in o.parts if info.mtime > lo]
     records_per_s = sum(p.records for p in in_window) / span if span > 0 else 0.0
-    tokens_per_s = sum(p.completion_tokens for p in in_window) / span if span > 0 else 0.0
+    tokens_per_s = sum(made(p) for p in in_window) / span if span > 0 else 0.0
     unit_rate = sum(part_units(p, sizes) for p in in_window) / span if span > 0 else 0.0
     units_done = sum(r.done for r in rows)
     units_total = sum(r.total for r in rows)

@@ -21,7 +21,7 @@ from chunkpilot.formats import InputFormat, get_format
 from chunkpilot.model import ModelPin
 from chunkpilot.names import validate_run_name
 from chunkpilot.prompts import PromptSpec, compile_template, load_text
-from chunkpilot.requests import RecordError, Request, custom_id_of, request_from_record
+from chunkpilot.requests import TASKS, RecordError, Request, custom_id_of, request_from_record
 from chunkpilot.requests.structured import check_constraint
 from chunkpilot.spec import DEFAULT_MAX_ERROR_RATE, ChunkManifest, ChunkSummary, InputPin, RunSpec
 from chunkpilot.store import open_store, split_object_uri
@@ -66,6 +66,8 @@ class SubmitOptions:
     regex: str | None = None
     allow_unpinned: bool = False  # a hub model whose commit cannot be looked up runs unpinned
     id_key: str | None = None  # the field holding each record's custom_id (None: "custom_id")
+    task: str = "generate"  # or "embed"
+    truncate: bool = False  # embed: inputs longer than the model takes are cut, not refused
 
     @classmethod
     def from_cli(cls, inputs: tuple[str, ...], given: dict[str, Any]) -> "SubmitOptions":
@@ -101,20 +103,21 @@ def new_run_id(name: str | None, now: float | None = None) -> str:
     return f"run-{stamp}-{secrets.token_hex(2)}"
 
 
-def pin_run_model(engine: str, model: str | None, backend: str = "local", allow_unpinned: bool = False) -> ModelPin:
+def pin_run_model(engine: str, model: str | None, backend: str = "local", allow_unpinned: bool = False,
+                  task: str = "generate") -> ModelPin:
     """The run's model, pinned to exact weights (``chunkpilot.model.pin_model``). An engine that loads
     no model (echo) pins the one ``--model`` names, if any, to label its answers with it.
 
     On the sky backend the model must be one a cloud machine can load: a hub id or a
     folder in object storage, not the bundled model or a folder on this machine.
     """
-    from chunkpilot.model import DEFAULT_MODEL, model_kind, pin_model
+    from chunkpilot.model import default_model, model_kind, pin_model
 
     if not loads_model(engine) and model is None:
         return ModelPin(engine, f"{engine}-1", {})
-    chosen = model or DEFAULT_MODEL
+    chosen = model or default_model(task)
     if backend == "sky" and model_kind(chosen) in ("alias", "local"):
-        what = ("the default model (SmolLM2-135M, bundled for local runs)" if model_kind(chosen) == "alias"
+        what = (f"the bundled model {chosen} (for local runs)" if model_kind(chosen) == "alias"
                 else f"{chosen} is a folder on this machine, which")
         raise ConfigError(
             f"--backend sky: {what} cannot be loaded on a cloud machine. Pass --model with a hub id "
@@ -139,7 +142,7 @@ def plan_run(options: SubmitOptions) -> Plan:
     open_store(options.store_uri).check_writable()
     run_id = new_run_id(options.run_name)
     prompt = prompt_spec(options)
-    pin = pin_run_model(options.engine, options.model, options.backend, options.allow_unpinned)
+    pin = pin_run_model(options.engine, options.model, options.backend, options.allow_unpinned, options.task)
     resolved = resolve_inputs(list(options.inputs))
     fmt = choose_format(resolved.pins)
     warnings, sniffed = _sniff(resolved.pins, fmt)
@@ -150,7 +153,10 @@ def plan_run(options: SubmitOptions) -> Plan:
     parallel = options.parallel
     if parallel is None:
         parallel = default_local_parallel(options.engine, len(manifests)) if options.backend == "local" else 0
-    sampling = {"max_tokens": options.max_tokens, "temperature": options.temperature}
+    if options.task == "embed":  # what an embedding request may be told by the run: how to cut long inputs
+        sampling: dict[str, Any] = {"truncate_prompt_tokens": -1} if options.truncate else {}
+    else:
+        sampling = {"max_tokens": options.max_tokens, "temperature": options.temperature}
     spec = RunSpec(
         run_id=run_id,
         created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -175,6 +181,7 @@ def plan_run(options: SubmitOptions) -> Plan:
         input_format=fmt.name,
         unit=fmt.unit,
         prompt=prompt.to_dict(),
+        task=options.task,
     )
     return Plan(spec, manifests, planned.bytes_read + sniffed, resolved.skipped, warnings)
 
@@ -201,18 +208,30 @@ def prompt_spec(options: SubmitOptions) -> PromptSpec:
         raise ConfigError("--system-prompt is a chat message: it does not apply with --raw-prompt")
     if not options.output_key or options.output_key == "custom_id":
         raise ConfigError(f"--output-key {options.output_key!r}: name a field for the answers (default 'response')")
+    if options.task not in TASKS:
+        raise ConfigError(f"--task {options.task!r}: use one of {', '.join(TASKS)}")
+    if options.task == "embed":
+        generation = [flag for flag, used in (("--raw-prompt", options.raw_prompt), ("--system-prompt", system is not None),
+                                              ("--json-schema", options.json_schema), ("--choice", options.choices),
+                                              ("--regex", options.regex)) if used]
+        if generation:
+            raise ConfigError(f"{', '.join(generation)} shape generated answers: they do not apply with --task embed")
+    elif options.truncate:
+        raise ConfigError("--truncate applies to --task embed (generation refuses a prompt longer than the model's context)")
     return PromptSpec(template=template, input_key=options.input_key, system=system, raw=options.raw_prompt,
-                      output_key=options.output_key, constraint=_constraint(options), id_key=options.id_key or "custom_id")
+                      output_key=options.output_key, constraint=_constraint(options), id_key=options.id_key or "custom_id",
+                      task=options.task)
 
 
 def check_fields(prompt: PromptSpec, fields: tuple[str, ...], explicit_id_key: bool) -> None:
     """ConfigError, before anything is written, for a field the prompt needs that the inputs' schema lacks."""
     needed = prompt.columns()
     if needed is None and not prompt.from_fields:
-        if not {"prompt", "messages"} & set(fields):
+        wanted = ("input",) if prompt.task == "embed" else ("prompt", "messages")
+        if not set(wanted) & set(fields):
             raise ConfigError(
-                f"the inputs have no 'prompt' or 'messages' column (columns: {', '.join(fields)}): "
-                "say how to make prompts with --input-key COLUMN or --prompt-template"
+                f"the inputs have no {' or '.join(repr(w) for w in wanted)} column (columns: {', '.join(fields)}): "
+                "say how to make each record's text with --input-key COLUMN or --prompt-template"
             )
         return
     for name in sorted(needed or ()):

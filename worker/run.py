@@ -458,7 +458,7 @@ def run_chunk(chunk_uri: str, options: WorkerOptions) -> int:
             model = resolve_pinned(spec.model, spec.model_revision)
         else:  # an engine without a model still labels its answers with the run's (echo)
             model = ResolvedModel(spec.model, spec.model, spec.model_revision)
-        engine = load_engine(spec.engine, model, engine_options)
+        engine = load_engine(spec.engine, model, engine_options, spec.task)
     except ConfigError as exc:
         log.error("%s", exc)
         _state_only(store, chunk, options.attempt, "failed", str(exc))

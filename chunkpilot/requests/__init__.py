@@ -14,6 +14,7 @@ from typing import Any
 
 from chunkpilot.prompts import PromptSpec, TemplateProblem, render
 from chunkpilot.requests.base import Invalid, RecordError, Request, RequestKind, Result
+from chunkpilot.requests.embedding import EmbeddingKind
 from chunkpilot.requests.text import ChatKind, CompletionKind
 from chunkpilot.spec import Position
 
@@ -72,9 +73,10 @@ def request_from_record(position: Position, fields: dict[str, Any], defaults: di
         return _from_fields(position, custom_id, fields, defaults, prompt)
     try:
         if "url" in fields or "method" in fields:  # a Batch line (a record may well have a field named "body")
-            kind, body, strict = _batch_kind(fields), fields.get("body"), True
+            kind, body, strict = _batch_kind(fields, prompt.task), fields.get("body"), True
         else:
-            kind, body, strict = _record_kind(fields), {k: v for k, v in fields.items() if k not in ("custom_id", prompt.id_key)}, False
+            body = {k: v for k, v in fields.items() if k not in ("custom_id", prompt.id_key)}
+            kind, strict = _record_kind(fields, prompt.task), False
         inputs, params = kind.parse(body, defaults, strict)
     except Invalid as exc:
         return RecordError(position, custom_id, exc.code, str(exc))
@@ -91,36 +93,50 @@ def _from_fields(position: Position, custom_id: str, fields: dict[str, Any], def
     if not text.strip():
         return RecordError(position, custom_id, "template_error", "the rendered prompt is empty")
     params = dict(defaults)
+    if prompt.task == "embed":
+        return Request(position, custom_id, "embedding", get_kind("embedding").parse({"input": text}, defaults)[1],
+                       inputs=(text,))
     if prompt.raw:
         return Request(position, custom_id, "completion", params, prompt=text, constraint=prompt.constraint)
     messages = ([{"role": "system", "content": prompt.system}] if prompt.system else []) + [{"role": "user", "content": text}]
     return Request(position, custom_id, "chat", params, messages=tuple(messages), constraint=prompt.constraint)
 
 
-def _batch_kind(fields: dict[str, Any]) -> RequestKind:
+def _batch_kind(fields: dict[str, Any], task: str) -> RequestKind:
     method = fields.get("method", "POST")
     if method != "POST":
         raise Invalid("invalid_method", f"method must be POST, got {method!r}")
     url = fields.get("url")
     kind = kind_for_endpoint(url)
     if kind is None:
-        endpoints = " or ".join(sorted(k.endpoint for k in _KINDS.values()))
+        endpoints = " or ".join(sorted(k.endpoint for k in _KINDS.values() if k.task == task))
         raise Invalid("unsupported_url", f"url {url!r} is not supported: use {endpoints}")
+    if kind.task != task:
+        raise Invalid("wrong_task", f"url {url!r} is a request to {kind.task}, and this run is to {task} "
+                                    f"(one run, one task: submit {kind.endpoint} lines with --task {kind.task})")
     if not isinstance(fields.get("body"), dict):
         raise Invalid("invalid_body", "body must be a JSON object")
     return kind
 
 
-def _record_kind(fields: dict[str, Any]) -> RequestKind:
-    for kind in _KINDS.values():
+def _record_kind(fields: dict[str, Any], task: str) -> RequestKind:
+    kinds = [k for k in _KINDS.values() if k.task == task]
+    for kind in kinds:
         if any(name in fields for name in kind.input_fields):
             return kind
-    wanted = " nor ".join(f"'{name}'" for k in _KINDS.values() for name in k.input_fields)
-    raise Invalid("missing_prompt", f"record has neither {wanted}")
+    names = [f"'{name}'" for k in kinds for name in k.input_fields]
+    code = "missing_prompt" if task == "generate" else "missing_input"
+    hint = " (or --input-key / --prompt-template to build it from the record's fields)"
+    if len(names) == 1:
+        raise Invalid(code, f"record has no {names[0]}{hint}")
+    raise Invalid(code, f"record has neither {' nor '.join(names)}{hint}")
 
 
 register_kind(ChatKind())
 register_kind(CompletionKind())
+register_kind(EmbeddingKind())
 
-__all__ = ["Request", "RecordError", "Result", "RequestKind", "Invalid", "register_kind", "get_kind",
+TASKS = ("generate", "embed")
+
+__all__ = ["TASKS", "Request", "RecordError", "Result", "RequestKind", "Invalid", "register_kind", "get_kind",
            "kind_for_endpoint", "kind_for_output", "request_from_record", "custom_id_of", "positional_id"]

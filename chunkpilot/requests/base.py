@@ -31,6 +31,7 @@ class Request:
     prompt: str | None = None
     messages: tuple[dict[str, Any], ...] | None = None
     constraint: dict[str, Any] | None = None  # a structured-output constraint (``requests.structured``)
+    inputs: tuple[str, ...] | None = None  # texts to embed
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,7 @@ class Result:
     completion_tokens: int = 0
     error: tuple[str, str] | None = None  # (code, message)
     extra: dict[str, Any] = field(default_factory=dict)
+    embeddings: list[list[float]] | None = None  # one vector per input of an embedding request
 
 
 class Invalid(Exception):
@@ -70,6 +72,7 @@ class RequestKind(Protocol):
     name: str  # "chat"
     endpoint: str  # "/v1/chat/completions"
     output_object: str  # the "object" of the bodies it renders: "chat.completion"
+    task: str  # the run task it belongs to: "generate" or "embed"
     input_fields: tuple[str, ...]  # the body fields that carry the input ("messages")
 
     def parse(self, body: dict[str, Any], defaults: dict[str, Any], strict: bool = True) -> tuple[dict[str, Any], dict[str, Any]]:

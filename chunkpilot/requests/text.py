@@ -48,6 +48,7 @@ class ChatKind:
     name = "chat"
     endpoint = "/v1/chat/completions"
     output_object = "chat.completion"
+    task = "generate"
     input_fields = ("messages",)
 
     def parse(self, body: dict[str, Any], defaults: dict[str, Any], strict: bool = True):
@@ -76,6 +77,7 @@ class CompletionKind:
     name = "completion"
     endpoint = "/v1/completions"
     output_object = "text_completion"
+    task = "generate"
     input_fields = ("prompt",)
 
     def parse(self, body: dict[str, Any], defaults: dict[str, Any], strict: bool = True):

@@ -45,7 +45,9 @@ def answer_values(answers: list[Any]) -> tuple[Any, list[Any]]:
     import pyarrow as pa
 
     present = [a for a in answers if a is not None]
-    if present and all(isinstance(a, list) and a and all(isinstance(x, (int, float)) for x in a) for a in present):
+    if not present:
+        return pa.null(), answers
+    if all(isinstance(a, list) and a and all(isinstance(x, (int, float)) for x in a) for a in present):
         dims = {len(a) for a in present}
         if len(dims) == 1:
             return pa.list_(pa.float32(), dims.pop()), answers
@@ -53,38 +55,45 @@ def answer_values(answers: list[Any]) -> tuple[Any, list[Any]]:
 
 
 class _Writer:
-    """Appends row batches to one Parquet file in row groups of ROW_GROUP_ROWS; the file's schema is
-    the first batch's, and every later one is cast to it (or refused, saying why)."""
+    """Appends tables to one Parquet file in row groups of ROW_GROUP_ROWS. The file's schema is that
+    of the first row group's tables, unified (an answer column that is all null in one table takes
+    the type the others give it); every later table is cast to it, or refused, saying why."""
 
     def __init__(self, fd: int):
         self.sink = open(fd, "wb", closefd=False)
         self.writer = None
+        self.schema = None
         self.buffered: list = []
         self.rows = 0
 
     def add(self, table) -> None:
-        import pyarrow.parquet as pq
-
-        if self.writer is None:
-            self.schema = table.schema
-            self.writer = pq.ParquetWriter(self.sink, table.schema, compression="zstd")
-        elif table.schema != self.schema:
-            try:
-                table = table.cast(self.schema)
-            except Exception as exc:  # noqa: BLE001 - arrow's cast errors
-                raise OutputError(f"records do not fit one Parquet schema ({exc}); collect with --format records "
-                                  "to get JSON Lines, which keeps every record as it is") from None
         self.buffered.append(table)
         self.rows += table.num_rows
         if self.rows >= ROW_GROUP_ROWS:
             self.flush()
 
+    def _cast(self, table):
+        try:
+            return table.cast(self.schema)
+        except Exception as exc:  # noqa: BLE001 - arrow's cast errors
+            raise OutputError(f"records do not fit one Parquet schema ({exc}); collect with --format records "
+                              "to get JSON Lines, which keeps every record as it is") from None
+
     def flush(self) -> None:
         import pyarrow as pa
+        import pyarrow.parquet as pq
 
-        if self.buffered:
-            self.writer.write_table(pa.concat_tables(self.buffered), row_group_size=ROW_GROUP_ROWS)
-            self.buffered, self.rows = [], 0
+        if not self.buffered:
+            return
+        if self.writer is None:
+            try:
+                self.schema = pa.unify_schemas([t.schema for t in self.buffered], promote_options="permissive")
+            except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+                raise OutputError(f"records do not fit one Parquet schema ({exc}); collect with --format records "
+                                  "to get JSON Lines, which keeps every record as it is") from None
+            self.writer = pq.ParquetWriter(self.sink, self.schema, compression="zstd")
+        self.writer.write_table(pa.concat_tables([self._cast(t) for t in self.buffered]), row_group_size=ROW_GROUP_ROWS)
+        self.buffered, self.rows = [], 0
 
     def close(self) -> None:
         self.flush()
@@ -101,7 +110,7 @@ def write_parquet(spec: RunSpec, run_store: Store, done: set[str], fd: int, outp
             counts = _from_parquet(spec, run_store, done, writer, output_key, tally)
         else:
             counts = _from_records(spec, run_store, done, writer, output_key, tally)
-        if writer.writer is None:  # no record at all: still a valid, empty file
+        if writer.writer is None and not writer.buffered:  # no record at all: still a valid, empty file
             import pyarrow as pa
 
             writer.add(pa.table({output_key: pa.array([], pa.string()), f"{output_key}_error": pa.array([], error_type())}))

@@ -58,7 +58,7 @@ def test_user_fields_of_a_plain_record_are_data_not_parameters():
         ({"messages": [{"content": "no role"}]}, "invalid_messages", "message 0"),
         ({"messages": ["str"]}, "invalid_messages", "message 0"),
         ({"messages": [{"role": "user", "content": [{"type": "image_url"}]}]}, "invalid_messages", "image_url"),
-        ({"url": "/v1/embeddings", "method": "POST", "body": {"input": "x"}}, "unsupported_url", "/v1/embeddings"),
+        ({"url": "/v1/audio/speech", "method": "POST", "body": {"input": "x"}}, "unsupported_url", "/v1/audio/speech"),
         ({"url": "/v1/completions", "method": "GET", "body": {"prompt": "x"}}, "invalid_method", "GET"),
         ({"url": "/v1/completions", "method": "POST", "body": "x"}, "invalid_body", "body"),
         ({"prompt": "x", "max_tokens": "ten"}, "invalid_parameter", "max_tokens"),
@@ -102,3 +102,58 @@ def test_output_lines_are_read_back_as_json_not_by_their_layout():
     assert body["object"] == "chat.completion" and body["choices"][0]["message"]["content"] == "answer"
     with pytest.raises(ValueError):
         position_of_line(b'{"id": "someone-else"}\n')
+
+
+# -- embeddings ----------------------------------------------------------------------------------
+
+from chunkpilot.prompts import PromptSpec  # noqa: E402
+from chunkpilot.requests.embedding import decode, encode  # noqa: E402
+
+EMBED = PromptSpec(task="embed")
+
+
+def test_embedding_records_and_batch_lines():
+    r = request_from_record(POSITION, {"input": "hello", "custom_id": "e1"}, {}, EMBED)
+    assert r.kind == "embedding" and r.inputs == ("hello",) and r.custom_id == "e1"
+    batch = request_from_record(POSITION, {"custom_id": "e2", "method": "POST", "url": "/v1/embeddings",
+                                           "body": {"model": "m", "input": ["a", "b"], "encoding_format": "base64",
+                                                    "dimensions": 64}}, {"truncate_prompt_tokens": -1}, EMBED)
+    assert batch.inputs == ("a", "b") and batch.params == {"encoding_format": "base64", "dimensions": 64,
+                                                           "truncate_prompt_tokens": -1}
+    templated = request_from_record(POSITION, {"title": "T", "body": "B"}, {}, PromptSpec(template="{{ title }}. {{ body }}", task="embed"))
+    assert templated.kind == "embedding" and templated.inputs == ("T. B",)
+
+
+@pytest.mark.parametrize("fields, code", [
+    ({"input": ""}, "empty_input"),
+    ({"input": ["ok", "  "]}, "empty_input"),
+    ({"input": []}, "missing_input"),
+    ({"input": [1, 2, 3]}, "unsupported_parameter"),
+    ({"text": "no input field"}, "missing_input"),
+    ({"prompt": "a generation record"}, "missing_input"),
+    ({"url": "/v1/embeddings", "body": {"input": "x", "encoding_format": "int8"}}, "invalid_parameter"),
+    ({"url": "/v1/embeddings", "body": {"input": "x", "dimensions": 0}}, "invalid_request"),
+    ({"url": "/v1/embeddings", "body": {"input": "x", "pooling": "cls"}}, "unsupported_parameter"),
+    ({"url": "/v1/chat/completions", "body": {"messages": [{"role": "user", "content": "q"}]}}, "wrong_task"),
+])
+def test_bad_embedding_requests_get_specific_codes(fields, code):
+    r = request_from_record(POSITION, fields, {}, EMBED)
+    assert isinstance(r, RecordError) and r.code == code, r
+
+
+def test_a_generation_run_refuses_embedding_lines_with_wrong_task():
+    r = parse({"url": "/v1/embeddings", "body": {"input": "x"}})
+    assert isinstance(r, RecordError) and r.code == "wrong_task" and "--task embed" in r.message
+
+
+def test_embedding_output_is_shaped_as_run_batch_writes_it():
+    request = request_from_record(POSITION, {"input": ["a", "b"], "encoding_format": "base64"}, {}, EMBED)
+    result = Result("r", prompt_tokens=4, embeddings=[[0.5, -0.25], [1.0, 0.0]])
+    line = json.loads(ok_line("run-x", request, result, "m", "rev"))
+    body = line["response"]["body"]
+    assert body["object"] == "list" and body["usage"] == {"prompt_tokens": 4, "total_tokens": 4}
+    assert [d["index"] for d in body["data"]] == [0, 1] and all(d["object"] == "embedding" for d in body["data"])
+    assert decode(body["data"][0]["embedding"]) == [0.5, -0.25] and encode([0.5, -0.25]) == body["data"][0]["embedding"]
+    from chunkpilot.output import answer_of
+
+    assert answer_of(line) == ([[0.5, -0.25], [1.0, 0.0]], None)

@@ -51,7 +51,7 @@ def test_local_run_end_to_end_with_hostile_input(tmp_path, store_uri, cli, promp
     assert [r["custom_id"] for r in rows[:3]] == ["p0", "c1", "b2"]
     by_id = {r["custom_id"]: r for r in rows}
     codes = [r["error"]["code"] for r in rows if r["error"]]
-    assert sorted(codes) == sorted(["invalid_json", "not_an_object", "missing_prompt", "invalid_utf8", "unsupported_url"])
+    assert sorted(codes) == sorted(["invalid_json", "not_an_object", "missing_prompt", "invalid_utf8", "wrong_task"])
     assert by_id["ok-2"]["response"]["body"]["object"] == "chat.completion"
     assert by_id["ok-1"]["response"]["body"]["choices"][0]["text"] == "fine"
     assert [r["response"]["body"]["choices"][0]["text"] for r in rows if r["custom_id"] == "dup"] == ["first", "second"]

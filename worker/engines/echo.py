@@ -39,6 +39,18 @@ def echo_text(request: Request) -> str:
     return text
 
 
+ECHO_DIMENSIONS = 8
+
+
+def echo_vector(text: str) -> list[float]:
+    """A deterministic unit vector of ``text``'s words (each word adds to the dimension its letters pick)."""
+    vector = [0.0] * ECHO_DIMENSIONS
+    for word in text.split():
+        vector[sum(map(ord, word)) % ECHO_DIMENSIONS] += 1.0
+    norm = sum(x * x for x in vector) ** 0.5 or 1.0
+    return [x / norm for x in vector]
+
+
 def minimal_instance(schema: Any, text: str) -> Any:
     """A small value of ``schema`` (objects with their required properties, the first enum value,
     ``text`` for strings); best effort — what it gets wrong, the worker's check refuses."""
@@ -72,7 +84,7 @@ def minimal_instance(schema: Any, text: str) -> Any:
 class EchoEngine:
     """Answers labelled with the run's model and revision (``echo``/``echo-1`` unless ``--model`` names one)."""
 
-    def __init__(self, model: Any = None, options: dict[str, Any] | None = None):
+    def __init__(self, model: Any = None, options: dict[str, Any] | None = None, task: str = "generate"):
         self.model_name = getattr(model, "name", None) or model or "echo"
         self.model_revision = getattr(model, "revision", None) or "echo-1"
         options = options or {}
@@ -109,16 +121,15 @@ class EchoEngine:
         self._steps += 1
         done = []
         for request_id, request in self._take_ready():
-            text = echo_text(request)
-            done.append(
-                Result(
-                    request_id=request_id,
-                    text=text,
-                    finish_reason="stop",
-                    prompt_tokens=len((request.prompt or str(request.messages)).split()),
-                    completion_tokens=len(text.split()),
-                )
-            )
+            if request.kind == "embedding":
+                vectors = [echo_vector(text) for text in request.inputs or ()]
+                words = sum(len(text.split()) for text in request.inputs or ())
+                done.append(Result(request_id=request_id, prompt_tokens=words, embeddings=vectors))
+            else:
+                text = echo_text(request)
+                done.append(Result(request_id=request_id, text=text, finish_reason="stop",
+                                   prompt_tokens=len((request.prompt or str(request.messages)).split()),
+                                   completion_tokens=len(text.split())))
             if self._trace:
                 self._trace.write(f"{request_id}\n")
         return done

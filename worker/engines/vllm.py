@@ -109,9 +109,13 @@ def sampling_kwargs(params: dict[str, Any], kind: str, defaults: dict[str, Any] 
 class VllmEngine:
     """The Engine protocol over ``vllm.LLM(...).llm_engine``."""
 
-    def __init__(self, model: ResolvedModel | str | None = None, options: dict[str, Any] | None = None):
-        """``model``: the pinned model the worker resolved (or a model name, resolved here as given)."""
+    def __init__(self, model: ResolvedModel | str | None = None, options: dict[str, Any] | None = None,
+                 task: str = "generate"):
+        """``model``: the pinned model the worker resolved (or a model name, resolved here as given).
+        ``task``: ``generate``, or ``embed`` (vLLM's pooling runner: requests of the embedding kind)."""
         options = {k: v for k, v in (options or {}).items() if v is not None}
+        self.task = task
+        self._parts: dict[str, list] = {}  # an embedding request's vectors, one per input, as they come
         resolved = model if isinstance(model, ResolvedModel) else resolve_model(model)
         self.model_name = resolved.name
         self.model_revision = resolved.revision
@@ -145,7 +149,7 @@ class VllmEngine:
         self._SamplingParams = SamplingParams
         self._final_only = RequestOutputKind.FINAL_ONLY
 
-        kwargs = self._engine_kwargs(resolved, options, on_cpu=current_platform.is_cpu())
+        kwargs = self._engine_kwargs(resolved, options, on_cpu=current_platform.is_cpu(), task=task)
         try:
             from vllm.engine.arg_utils import EngineArgs
 
@@ -172,7 +176,7 @@ class VllmEngine:
 
     # -- construction ---------------------------------------------------------
     @staticmethod
-    def _engine_kwargs(resolved, options: dict[str, Any], *, on_cpu: bool) -> dict[str, Any]:
+    def _engine_kwargs(resolved, options: dict[str, Any], *, on_cpu: bool, task: str = "generate") -> dict[str, Any]:
         def number(key: str, kind):
             value = options[key]
             try:
@@ -183,6 +187,8 @@ class VllmEngine:
                 raise ConfigError(f"engine option {key} must be a number, got {value!r}") from None
 
         kwargs: dict[str, Any] = {"model": resolved.path_or_id, "seed": 0}
+        if task == "embed":
+            kwargs["runner"] = "pooling"
         if not resolved.local:  # model and tokenizer from the one commit the run pinned
             kwargs["revision"] = resolved.load_revision
             kwargs["tokenizer_revision"] = resolved.load_revision
@@ -202,7 +208,8 @@ class VllmEngine:
         if on_cpu:
             # torch.compile on CPU is slow to start and changes greedy outputs.
             kwargs["enforce_eager"] = True
-            kwargs.setdefault("max_model_len", CPU_MAX_MODEL_LEN)
+            if task != "embed":  # an embedding model's own limit is what it was trained with
+                kwargs.setdefault("max_model_len", CPU_MAX_MODEL_LEN)
             # float32, the bundled model's own dtype, whatever the CPU: with bfloat16 greedy answers
             # change with the batch, so a resumed chunk would not answer as an uninterrupted run does
             # (README, "Worker"). ``dtype=bfloat16`` asks for the speed.
@@ -224,6 +231,8 @@ class VllmEngine:
             raise RuntimeError("engine is closed")
         if request_id in self._in_flight:
             raise ValueError(f"request {request_id!r} is already in flight")
+        if request.kind == "embedding":
+            return self._add_embedding(request_id, request)
         try:
             params = self._sampling_params(request)
             token_ids = self._prompt_token_ids(request)
@@ -246,15 +255,59 @@ class VllmEngine:
         self._in_flight.add(request_id)
         return None
 
+    def _add_embedding(self, request_id: str, request: Request) -> Result | None:
+        """One engine request per input (``<id>#<i>``); the Result comes when every vector has."""
+        from vllm import PoolingParams
+
+        inputs = request.inputs or ()
+        try:
+            truncate = request.params.get("truncate_prompt_tokens")
+            limit = self.max_model_len if truncate in (None, -1) else min(int(truncate), self.max_model_len)
+            prompts = []
+            for i, text in enumerate(inputs):
+                if truncate is None:
+                    ids = list(self._tokenizer(text)["input_ids"])
+                    if len(ids) > self.max_model_len:
+                        raise _Rejected("prompt_too_long", f"input {i} has {len(ids)} tokens, the model accepts at most "
+                                                           f"{self.max_model_len} (truncate_prompt_tokens, or --truncate, cuts it)")
+                else:  # the end is cut, special tokens kept (as sentence-transformers does)
+                    ids = list(self._tokenizer(text, truncation=True, max_length=limit)["input_ids"])
+                prompt: Any = {"prompt_token_ids": ids}
+                if self._render is not None:
+                    (prompt,) = self._render([prompt])
+                prompts.append(prompt)
+            params = PoolingParams(task="embed", dimensions=request.params.get("dimensions"))
+            self._parts[request_id] = [None] * len(prompts)
+            for i, prompt in enumerate(prompts):
+                try:
+                    self._engine.add_request(f"{request_id}#{i}", prompt, params)
+                except self._request_errors as exc:
+                    self._engine.abort_request([f"{request_id}#{j}" for j in range(i)])
+                    del self._parts[request_id]
+                    raise _Rejected("invalid_request", str(exc)) from exc
+        except _Rejected as exc:
+            return Result(request_id=request_id, error=(exc.code, str(exc)))
+        self._in_flight.add(request_id)
+        return None
+
     def step(self) -> list[Result]:
         if self._closed or not self._engine.has_unfinished_requests():
             return []
         done = []
         for output in self._engine.step():
-            if not getattr(output, "finished", False) or output.request_id not in self._in_flight:
+            if not getattr(output, "finished", False):
                 continue
-            self._in_flight.discard(output.request_id)
-            done.append(self._completion(output))
+            parent, _, index = output.request_id.partition("#")
+            if index and parent in self._parts:
+                parts = self._parts[parent]
+                parts[int(index)] = output
+                if all(p is not None for p in parts):
+                    del self._parts[parent]
+                    self._in_flight.discard(parent)
+                    done.append(self._embedding(parent, parts))
+            elif output.request_id in self._in_flight:
+                self._in_flight.discard(output.request_id)
+                done.append(self._completion(output))
         return done
 
     def in_flight(self) -> int:
@@ -262,8 +315,17 @@ class VllmEngine:
 
     def abort_all(self) -> None:
         if self._in_flight and not self._closed:
-            self._engine.abort_request(sorted(self._in_flight))
+            ids = [f"{rid}#{i}" for rid in sorted(self._in_flight) if rid in self._parts
+                   for i in range(len(self._parts[rid]))]
+            self._engine.abort_request(ids + sorted(r for r in self._in_flight if r not in self._parts))
         self._in_flight.clear()
+        self._parts.clear()
+
+    @staticmethod
+    def _embedding(request_id: str, outputs: list) -> Result:
+        vectors = [[float(x) for x in o.outputs.data.tolist()] for o in outputs]
+        tokens = sum(len(o.prompt_token_ids or ()) for o in outputs)
+        return Result(request_id=request_id, prompt_tokens=tokens, embeddings=vectors)
 
     def close(self) -> None:
         if self._closed:

@@ -255,7 +255,7 @@ def test_dry_run_prints_the_plan_and_the_rendered_task_without_secrets(sky, sky_
     assert "use_spot: false" in out and "accelerators: L4:1" in out and "infra: aws" in out and "H100" not in out
 
 
-@pytest.mark.parametrize("model, refused", [(None, "the default model (SmolLM2-135M, bundled for local runs)"),
+@pytest.mark.parametrize("model, refused", [(None, "the bundled model smollm2-135m-instruct (for local runs)"),
                                             ("LOCAL", "is a folder on this machine")])
 def test_a_model_a_cloud_machine_cannot_load_is_refused_before_anything_runs(tmp_path, model, refused):
     write_input(tmp_path / "in.jsonl", 10)
