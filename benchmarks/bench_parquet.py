@@ -173,8 +173,8 @@ def main() -> None:
                     client.upload_file(str(f), "bench-parquet", f"data/{f.name}")
                 print(f"uploaded to the S3 test server in {time.perf_counter() - t0:.0f}s", flush=True)
                 env = {**os.environ, "AWS_ENDPOINT_URL": direct}
-                s3runs = [plan_once("s3://bench-parquet/data/", "s3://bench-parquet/runs", args.chunks, env=env)
-                          for _ in range(args.repeats)]
+                s3runs = [plan_once("s3://bench-parquet/data/", f"s3://bench-parquet/runs-{i}", args.chunks, env=env)
+                          for i in range(args.repeats)]
                 results["plan"]["s3"] = s3runs
                 rows.append(["S3 test server", f"{s3runs[0]['input_bytes'] / GB:.2f} GB", s3runs[0]["chunks"],
                              f"{median([r['bytes_read'] for r in s3runs]) / 1024:.0f} KB",

@@ -10,7 +10,10 @@ One run (``<store>/<run_id>/``)::
     held/<chunk>/a<attempt>.jsonl   answers finished but not yet in a part (a slower record comes
                                     before them); rewritten every commit, deleted when the chunk is done
     progress/<chunk>.json           Progress heartbeat
-    jobs/<chunk>/a<attempt>.json    AttemptRecord, one object per launch
+    jobs/<chunk>/a<attempt>.json    AttemptRecord, one object per launch: the launcher's facts (launch,
+                                    the backend's start/end, resources, price); only the watcher writes it
+    history/<chunk>/a<attempt>.<life>.jsonl
+                                    one worker process's events (chunkpilot.history); only it writes it
     lease.json                      the watch lease
     CANCELLED                       CancelMarker: the run is paused (``launcher cancel``, or its error
                                     budget ran out); ``launcher watch`` removes it and resumes
@@ -41,6 +44,7 @@ OUTPUTS = "out/"
 HELD = "held/"
 PROGRESS = "progress/"
 JOBS = "jobs/"
+HISTORY = "history/"
 DONE_NAME = "_SUCCESS"
 
 
@@ -75,6 +79,15 @@ def progress(chunk: str) -> str:
 
 def attempt_record(chunk: str, attempt: int) -> str:
     return f"{JOBS}{chunk}/a{attempt}.json"
+
+
+def history_folder(chunk: str) -> str:
+    return f"{HISTORY}{chunk}/"
+
+
+def history(chunk: str, attempt: int, life: int) -> str:
+    """One worker process's history of an attempt (``life`` 0, then 1 after a restart in place...)."""
+    return f"{HISTORY}{chunk}/a{attempt}.{life}.jsonl"
 
 
 # -- reading keys back ------------------------------------------------------------------

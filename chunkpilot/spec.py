@@ -93,6 +93,10 @@ class RunSpec:
     prompt: dict[str, Any] = field(default_factory=dict)
     # A model folder's files at submit, by name (chunkpilot.fingerprint): a worker names what changed.
     model_files: dict[str, str] = field(default_factory=dict)
+    # What one job costs an hour (USD), as the user said (--price-per-hour); None: SkyPilot's catalog
+    # prices the resources each job got. The on-demand price is what the run is compared with.
+    price_per_hour: float | None = None
+    on_demand_price_per_hour: float | None = None
     version: int = SPEC_VERSION
 
     def to_json(self) -> bytes:
@@ -246,6 +250,11 @@ class AttemptRecord:
 
     Creating this object is what claims an attempt number, so two launchers can
     never start the same attempt; ``job_id`` is filled in once the backend answers.
+    Only the watcher holding the run's lease writes it afterwards, with what the backend
+    says first-hand: when the job started and ended by its clock (``started_at``,
+    ``ended_at``; our own observation where it has none), ``recoveries`` (preemptions the
+    backend restarted the job from), the ``resources`` it runs on, and their hourly
+    price (USD; ``price_source`` says where it came from).
     """
 
     chunk: str
@@ -258,6 +267,12 @@ class AttemptRecord:
     ended_at: float | None = None
     reason: str | None = None
     cancelled_by_us: bool = False
+    started_at: float | None = None
+    recoveries: int = 0
+    resources: dict[str, Any] = field(default_factory=dict)
+    price_per_hour: float | None = None
+    on_demand_per_hour: float | None = None
+    price_source: str = ""
 
     def to_json(self) -> bytes:
         return dumps(asdict(self))

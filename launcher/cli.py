@@ -108,6 +108,10 @@ def _options(*decorators):
 max_error_rate_help = (f"Share of error records past which watch pauses the run and exits 1 (default "
                        f"{DEFAULT_MAX_ERROR_RATE:g}); 1 turns the budget and per-chunk fail-fast off.")
 
+price_help = ("What one job costs an hour, for cost in status and report. Default: SkyPilot's catalog price of "
+              "what each sky job got; local runs are priced only with this.")
+on_demand_help = "What one job would cost an hour on demand, to compare a spot run with (default: SkyPilot's catalog)."
+
 # The run's settings: each becomes the SubmitOptions field of the same name.
 run_options = _options(
     click.option("--chunks", type=click.IntRange(min=1), required=True, help="Number of chunks (one job each)."),
@@ -128,6 +132,8 @@ run_options = _options(
     click.option("--commit-seconds", type=click.FloatRange(min=0.1), default=5.0, show_default=True, help="Commit finished records at least this often."),
     click.option("--commit-records", type=click.IntRange(min=1), default=256, show_default=True, help="...or after this many records."),
     click.option("--engine-option", "engine_options", multiple=True, metavar="KEY=VALUE", callback=_key_values, help="Engine setting, e.g. max_model_len=4096 (repeatable; unknown keys are refused)."),
+    click.option("--price-per-hour", type=click.FloatRange(min=0), default=None, metavar="USD", help=price_help),
+    click.option("--on-demand-price-per-hour", type=click.FloatRange(min=0), default=None, metavar="USD", help=on_demand_help),
 )
 # How records become prompts and what answers must look like: the run's PromptSpec.
 prompt_options = _options(
@@ -182,12 +188,13 @@ def submit(inputs, watch, dry_run, **given):
     err.print(plan_summary(plan), markup=False)
     sky_text = None
     if spec.backend == "sky":
-        from launcher.backends.sky import validate_run
+        from launcher.backends.sky import price_lines, validate_run
         from launcher.backends.sky_sdk import sky_version
         from launcher.render import sky_dry_run
 
         sky_plan = validate_run(spec, plan.manifests, store_uri, launching=not dry_run)
-        sky_text = sky_dry_run(spec, plan.manifests, sky_plan, sky_version())
+        prices = price_lines(spec, sky_plan.first[0]) if dry_run else []
+        sky_text = sky_dry_run(spec, plan.manifests, sky_plan, sky_version(), prices)
     if dry_run:
         from launcher.render import prompt_preview
         from launcher.submit import preview
@@ -282,19 +289,42 @@ def _watch(run, options) -> int:
     return 0
 
 
+def _price_override(price_per_hour, on_demand):
+    from launcher.pricing import Price
+
+    if on_demand is not None and price_per_hour is None:
+        raise click.UsageError("--on-demand-price-per-hour is compared with what the run costs: give --price-per-hour too")
+    return None if price_per_hour is None else Price(price_per_hour, on_demand, "--price-per-hour")
+
+
+price_override_options = _options(
+    click.option("--price-per-hour", type=click.FloatRange(min=0), default=None, metavar="USD",
+                 help="Price every job at this (USD an hour) instead of the run's prices."),
+    click.option("--on-demand-price-per-hour", type=click.FloatRange(min=0), default=None, metavar="USD",
+                 help="...and compare with this on-demand price."),
+)
+
+
 @cli.command()
 @click.argument("run_id")
 @store_option
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@price_override_options
 @handle_errors
-def status(run_id, store_uri, as_json):
-    """Per-chunk state, records and errors, attempts, preemptions, rate and ETA of RUN.
+def status(run_id, store_uri, as_json, price_per_hour, on_demand_price_per_hour):
+    """Per-chunk state, records and errors, attempts, preemptions, rate, ETA and cost of RUN.
+
+    Cost: each job's GPU time x its hourly price (the run's --price-per-hour, or SkyPilot's
+    catalog price of what the job got), so far and projected; what interruptions threw away;
+    what on-demand machines would have cost.
 
     \b
     Examples:
       launcher status run-20261203-101500-3f2a
-      launcher status my-run --store s3://bkt/runs --json | jq .totals
+      launcher status my-run --store s3://bkt/runs --json | jq .totals.cost
+      launcher status my-run --price-per-hour 0.35 --on-demand-price-per-hour 1.01
     """
+    price = _price_override(price_per_hour, on_demand_price_per_hour)
     from launcher.observe import observe
     from launcher.reconcile import decide
     from launcher.render import status_table
@@ -304,7 +334,7 @@ def status(run_id, store_uri, as_json):
     run = open_run(store_uri, run_id)
     observed = observe(run.run_store, run.spec, make_backend(run.spec, store_uri))
     decision = decide([o.view() for o in observed.values()], policy_for(run, WatchOptions()), time.time())
-    report = look(run, decision, observed)
+    report = look(run, decision, observed, price=price)
     paused = run.cancel_marker()
     if as_json:
         data = report.to_dict()
@@ -316,6 +346,39 @@ def status(run_id, store_uri, as_json):
     console.print(status_table(report, run.spec))
     if paused is not None:
         console.print(f"[magenta]paused[/]: {escape(paused.reason)}. `launcher watch {run_id}{_store_arg(store_uri)}` resumes it")
+
+
+@cli.command()
+@click.argument("run_id")
+@store_option
+@click.option("-o", "--output", default=None, help="Where to write the page: a local path or s3://bucket/key (default: <run>-report.html).")
+@price_override_options
+@handle_errors
+def report(run_id, store_uri, output, price_per_hour, on_demand_price_per_hour):
+    """Write RUN's report: one self-contained HTML page (opens offline) of what it did and cost.
+
+    Totals (records, errors, tokens, wall and GPU time, cost, spot saving), a timeline with one
+    row per chunk (attempts, interruptions, completion), throughput over time, error codes
+    with example records, and the work each interruption threw away. Works on a run in progress.
+
+    \b
+    Examples:
+      launcher report run-20261203-101500-3f2a -o report.html
+      launcher report my-run --store s3://bkt/runs -o s3://bkt/reports/my-run.html
+      launcher report my-run --price-per-hour 0.35 -o report.html    # price a local run
+    """
+    from launcher.render import human_bytes
+    from launcher.report import report_html, write_report
+    from launcher.runs import open_run
+
+    price = _price_override(price_per_hour, on_demand_price_per_hour)
+    run = open_run(store_uri, run_id)
+    html, data = report_html(run, make_backend(run.spec, store_uri), price)
+    output = output or f"{run_id}-report.html"
+    size = write_report(html, output)
+    tl = data["timeline"]
+    err.print(f"[green]wrote[/] {output}: {human_bytes(size)}, {len(tl['chunks'])} chunk rows, "
+              f"{len(data['interruptions'])} interruption(s), {len(data['errors'])} error code(s)")
 
 
 @cli.command()

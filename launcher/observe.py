@@ -32,7 +32,8 @@ DETAIL_READS = 64
 class ChunkObservation:
     chunk: str
     size: int  # in the run's format's unit
-    attempts: int = 0
+    attempts: int = 0  # the latest attempt's number
+    attempt_numbers: list[int] = field(default_factory=list)  # every attempt with a record
     launched_at: float | None = None
     job: JobState | None = None
     done: ObjectInfo | None = None
@@ -51,12 +52,17 @@ class ChunkObservation:
 
 
 
-def list_attempts(run_store: Store) -> dict[str, tuple[int, float]]:
-    """chunk -> (latest attempt number, its record's mtime) from one listing of ``jobs/``."""
+def list_attempts(run_store: Store, every: dict[str, list[int]] | None = None) -> dict[str, tuple[int, float]]:
+    """chunk -> (latest attempt number, its record's mtime) from one listing of ``jobs/``;
+    ``every`` (when given) gets each chunk's attempt numbers, in order."""
     latest: dict[str, tuple[int, float]] = {}
     for obj in run_store.list(layout.JOBS):
         parsed = layout.parse_attempt_record(obj.key)
-        if parsed and parsed[1] >= latest.get(parsed[0], (0, 0.0))[0]:
+        if not parsed:
+            continue
+        if every is not None:
+            every.setdefault(parsed[0], []).append(parsed[1])
+        if parsed[1] >= latest.get(parsed[0], (0, 0.0))[0]:
             latest[parsed[0]] = (parsed[1], obj.mtime)
     return latest
 
@@ -66,9 +72,11 @@ def observe(run_store: Store, spec: RunSpec, backend: Backend | None, skip_poll:
     chunks = {c.id: ChunkObservation(c.id, c.size) for c in spec.chunks}
     with ThreadPoolExecutor(1, thread_name_prefix="observe") as pool:
         heartbeats = pool.submit(_listed, run_store, layout.PROGRESS)
-        for chunk, (attempt, mtime) in list_attempts(run_store).items():
+        every: dict[str, list[int]] = {}
+        for chunk, (attempt, mtime) in list_attempts(run_store, every).items():
             if chunk in chunks:
                 chunks[chunk].attempts, chunks[chunk].launched_at = attempt, mtime
+                chunks[chunk].attempt_numbers = sorted(every[chunk])
         if backend is not None:
             _poll(backend, spec.run_id, chunks, skip_poll)
         _add_outputs(chunks, _listed(run_store, layout.OUTPUTS))

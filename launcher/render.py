@@ -74,7 +74,7 @@ def status_table(report: StatusReport, spec: RunSpec) -> Table:
             human_seconds(r.eta_seconds),
             note,
         )
-    t.caption = escape(run_summary(report))
+    t.caption = escape("\n".join(x for x in (run_summary(report), cost_line(report.totals.get("cost"))) if x))
     t.caption_justify = "left"
     return t
 
@@ -101,6 +101,35 @@ def run_summary(report: StatusReport) -> str:
         f"{human_units(tot['total'], report.unit)} · {tot['records_per_s']:.1f} rec/s, {tot['tokens_per_s']:.0f} tok/s ({rate}) · "
         f"elapsed {human_seconds(tot['elapsed_seconds'])}{eta} · {tot['attempts']} attempts · {tot['preemptions']} preemptions"
     )
+
+
+def money(x: float | None) -> str:
+    if x is None:
+        return "?"
+    return f"${x:,.2f}" if abs(x) >= 1 else f"${x:.4f}".rstrip("0").rstrip(".") if x else "$0"
+
+
+def cost_line(cost: dict | None) -> str:
+    """``cost $1.20 so far (GPU 3h12m; --price-per-hour) · projected $4.10 · lost to 2 preemptions: 130
+    records, 4m10s, $0.05 · on demand $3.90 (saved $2.70, 69%)`` — or why there is no cost."""
+    if not cost:
+        return ""
+    gpu = human_seconds(cost["gpu_seconds"])
+    sources = "; ".join(cost["sources"])
+    if cost["so_far"] is None:
+        return f"cost: not known (GPU time {gpu}; {sources or 'no jobs yet'})"
+    unpriced = f"; {cost['unpriced_attempts']} job(s) not priced yet" if cost["unpriced_attempts"] else ""
+    parts = [f"cost {money(cost['so_far'])} so far (GPU time {gpu}; {sources}{unpriced})"]
+    if cost["projected"] is not None and cost["projected"] != cost["so_far"]:
+        parts.append(f"projected {money(cost['projected'])} at {money(cost['per_hour_now'])}/h now")
+    if cost["interruptions"]:
+        parts.append(f"lost to {cost['interruptions']} interruption(s): {cost['lost_records']} records answered again, "
+                     f"{human_seconds(cost['lost_seconds'])} of GPU time, {money(cost['lost_cost'])}")
+    if cost["on_demand"] is not None:
+        share = f", {100 * cost['saving'] / cost['on_demand']:.0f}%" if cost["on_demand"] else ""
+        verb = "saved" if cost["saving"] >= 0 else "spent an extra"
+        parts.append(f"on demand {money(cost['on_demand'])} ({verb} {money(abs(cost['saving']))}{share})")
+    return " · ".join(parts)
 
 
 def progress_line(report: StatusReport) -> str:
@@ -187,7 +216,8 @@ def collect_summary(console: Console, report: CollectReport, path: str) -> None:
         console.print(f"[red]mismatch[/]: output count differs from the done marker in chunk(s) {', '.join(report.mismatched_chunks)}")
 
 
-def sky_dry_run(spec: RunSpec, manifests: list[ChunkManifest], plan: SkyPlan, sky_version: str) -> str:
+def sky_dry_run(spec: RunSpec, manifests: list[ChunkManifest], plan: SkyPlan, sky_version: str,
+                prices: list[str] = ()) -> str:
     """What ``submit --backend sky`` would launch: the plan, then the first chunk's task YAML, secrets redacted."""
     import json
 
@@ -208,6 +238,7 @@ def sky_dry_run(spec: RunSpec, manifests: list[ChunkManifest], plan: SkyPlan, sk
         f"  gpus         {accelerators}",
         f"  infra        {resources.get('infra') or resources.get('cloud') or 'any enabled cloud (see `sky check`)'}",
         f"  recovery     {json.dumps(recovery) if recovery is not None else 'SkyPilot default'}",
+        *[f"  {'price' if i == 0 else '':<12} {line}" for i, line in enumerate(prices)],
         f"  chunkpilot   {spec.chunkpilot_version}, shipped as a wheel built at launch in {plan.dist}",
         "  secrets      " + (", ".join(f"{n} (from ${n})" for n in secrets.passed) or "none")
         + (f"; not set here, left out: {', '.join(secrets.left_out)}" if secrets.left_out else ""),

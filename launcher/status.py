@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from typing import Any
 
 from chunkpilot.formats import units_between
 from chunkpilot.layout import PartName
@@ -51,6 +52,7 @@ class StatusReport:
     rows: list[ChunkRow]
     totals: dict = field(default_factory=dict)
     unit: str = "bytes"
+    cost: Any = None  # launcher.cost.RunCost, once a look has priced the run (totals["cost"] is its dict)
 
     def to_dict(self) -> dict:
         return {"run_id": self.run_id, "unit": self.unit, "totals": self._named(self.totals),

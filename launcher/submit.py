@@ -68,6 +68,8 @@ class SubmitOptions:
     id_key: str | None = None  # the field holding each record's custom_id (None: "custom_id")
     task: str = "generate"  # or "embed"
     truncate: bool = False  # embed: inputs longer than the model takes are cut, not refused
+    price_per_hour: float | None = None  # USD a job costs an hour (None: SkyPilot's catalog prices each)
+    on_demand_price_per_hour: float | None = None  # ... and on demand, to compare with
 
     @classmethod
     def from_cli(cls, inputs: tuple[str, ...], given: dict[str, Any]) -> "SubmitOptions":
@@ -137,6 +139,8 @@ def plan_run(options: SubmitOptions) -> Plan:
         raise ConfigError("--max-attempts must be at least 1")
     if not 0 <= options.max_error_rate <= 1:
         raise ConfigError(f"--max-error-rate must be between 0 and 1, got {options.max_error_rate}")
+    if options.on_demand_price_per_hour is not None and options.price_per_hour is None:
+        raise ConfigError("--on-demand-price-per-hour is compared with what the run costs: give --price-per-hour too")
     engine_options = check_engine_options(options.engine, options.engine_options)
     check_backend_name(options.backend)
     open_store(options.store_uri).check_writable()
@@ -178,6 +182,8 @@ def plan_run(options: SubmitOptions) -> Plan:
         engine_options=engine_options,
         backend_options=dict(options.backend_options),
         max_error_rate=options.max_error_rate,
+        price_per_hour=options.price_per_hour,
+        on_demand_price_per_hour=options.on_demand_price_per_hour,
         input_format=fmt.name,
         unit=fmt.unit,
         prompt=prompt.to_dict(),

@@ -19,13 +19,16 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from chunkpilot import layout
-from chunkpilot.errors import BackendError, NotFoundError, StoreError
+from chunkpilot.errors import BackendError, StoreError
 from chunkpilot.names import job_name
 from chunkpilot.retry import call
 from chunkpilot.spec import AttemptRecord, CancelMarker, ResumeAllowance
+from launcher.attempts import AttemptBook, list_lives, lives_worth_reading, read_lives
 from launcher.backends.base import Backend, LaunchRequest
+from launcher.cost import run_cost
 from launcher.lease import Lease
-from launcher.observe import ChunkDetail, ChunkObservation, list_attempts, observe, read_details
+from launcher.observe import DETAIL_READS, ChunkDetail, ChunkObservation, list_attempts, observe, read_details
+from launcher.pricing import Price
 from launcher.reconcile import Decision, Policy, decide, error_budget_exceeded
 from launcher.runs import OpenRun
 from launcher.status import StatusReport, chunks_needing_detail, summarize, top_codes
@@ -54,44 +57,65 @@ def policy_for(run: OpenRun, options: WatchOptions, extra_attempts: dict[str, in
     )
 
 
+def attempt_book(run: OpenRun, backend: Backend) -> AttemptBook:
+    """The run's attempt records as a watcher keeps them; jobs on a cloud are priced from SkyPilot's catalog."""
+    catalog = None
+    if backend.name == "sky":
+        from launcher.backends.sky_sdk import catalog_price
+
+        catalog = catalog_price
+    return AttemptBook(run.run_store, run.spec, catalog)
+
+
 def reconcile_once(run: OpenRun, backend: Backend, options: WatchOptions, known_done: set[str],
-                   extra_attempts: dict[str, int] | None = None,
-                   unfinished: set[str] | None = None) -> tuple[Decision, dict[str, ChunkObservation]]:
+                   extra_attempts: dict[str, int] | None = None, unfinished: set[str] | None = None,
+                   book: AttemptBook | None = None) -> tuple[Decision, dict[str, ChunkObservation]]:
     """One cycle: observe, decide, then cancel, record and launch.
 
     ``known_done`` and ``unfinished`` carry what earlier cycles saw: done chunks are not polled
     again, and a chunk seen unfinished that is now done gets its attempt record's end (a chunk
-    done before this watcher started costs no read).
+    done before this watcher started costs no read). What the backend says about each job
+    it was asked about goes into the attempt's record (``AttemptBook.note_job``).
     """
     unfinished = set() if unfinished is None else unfinished
+    book = book or attempt_book(run, backend)
     observed = observe(run.run_store, run.spec, backend, skip_poll=known_done)
     decision = decide([o.view() for o in observed.values()], policy_for(run, options, extra_attempts), time.time())
     for chunk, obs in observed.items():
+        if obs.job is not None and obs.attempts:
+            book.note_job(chunk, obs.attempts, obs.job)
         if obs.done is None:
             unfinished.add(chunk)
         elif chunk not in known_done:
             known_done.add(chunk)
             if chunk in unfinished and obs.attempts:  # seen running by this watcher: its attempt ends with the marker
-                _update_record(run, chunk, obs.attempts, state="DONE", ended_at=obs.done.mtime, only_if_open=True)
+                book.update(chunk, obs.attempts, state="DONE", ended_at=obs.done.mtime, only_if_open=True)
 
     if decision.cancels:
         backend.cancel(run.spec.run_id, [job_name(run.spec.run_id, c.chunk, c.attempt) for c in decision.cancels])
         for c in decision.cancels:
-            _update_record(run, c.chunk, c.attempt, cancelled_by_us=True, reason=c.reason)
+            book.update(c.chunk, c.attempt, cancelled_by_us=True, reason=c.reason)
     for e in decision.ended:
-        _update_record(run, e.chunk, e.attempt, state=e.state.value, reason=e.reason, ended_at=time.time(), only_if_open=True)
-    launch(run, backend, decision)
+        job = observed[e.chunk].job if e.chunk in observed else None
+        ended_at = job.ended_at if job is not None and job.ended_at is not None else time.time()
+        book.update(e.chunk, e.attempt, state=e.state.value, reason=e.reason, ended_at=ended_at, only_if_open=True)
+    launch(run, backend, decision, book)
     return decision, observed
 
 
-def launch(run: OpenRun, backend: Backend, decision: Decision) -> None:
+def launch(run: OpenRun, backend: Backend, decision: Decision, book: AttemptBook | None = None) -> None:
+    book = book or attempt_book(run, backend)
     requests = []
     for item in decision.launches:
         name = job_name(run.spec.run_id, item.chunk, item.attempt)
         record = AttemptRecord(item.chunk, item.attempt, backend.name, name, launched_at=time.time())
+        if run.spec.price_per_hour is not None:  # the user's price needs no resources: priced from the start
+            record = record.with_(price_per_hour=run.spec.price_per_hour,
+                                  on_demand_per_hour=run.spec.on_demand_price_per_hour, price_source="--price-per-hour")
         if not run.run_store.put_if_absent(layout.attempt_record(item.chunk, item.attempt), record.to_json()):
             log.warning("attempt %s was already claimed by another launcher; not launching it", name)
             continue
+        book.created(record)
         requests.append(LaunchRequest(run.spec, run.run_uri, item.chunk, item.attempt, name))
     if not requests:
         return
@@ -99,18 +123,7 @@ def launch(run: OpenRun, backend: Backend, decision: Decision) -> None:
     for req, job_id in zip(requests, job_ids):
         log.info("launched %s (job %s)", req.name, job_id)
         if job_id is not None:
-            _update_record(run, req.chunk, req.attempt, job_id=str(job_id), state="LAUNCHED")
-
-
-def _update_record(run: OpenRun, chunk: str, attempt: int, only_if_open: bool = False, **changes) -> None:
-    key = layout.attempt_record(chunk, attempt)
-    try:
-        record = AttemptRecord.from_json(run.run_store.get(key))
-    except NotFoundError:
-        return
-    if only_if_open and record.ended_at is not None:
-        return
-    run.run_store.put(key, record.with_(**changes).to_json())
+            book.update(req.chunk, req.attempt, job_id=str(job_id), state="LAUNCHED")
 
 
 # -- pausing and resuming -----------------------------------------------------------
@@ -153,11 +166,36 @@ class WatchResult:
     resumed_from: CancelMarker | None = None
 
 
-def look(run: OpenRun, decision: Decision, observed: dict[str, ChunkObservation],
-         cache: dict[str, ChunkDetail] | None = None) -> StatusReport:
-    """The status report of one observation, reading the few heartbeats and markers it needs."""
-    details = read_details(run.run_store, chunks_needing_detail(observed, decision), observed, cache)
-    return summarize(run.spec, observed, decision, time.time(), details)
+@dataclass
+class LookCache:
+    """What a watcher keeps between looks: final details, attempt records and worker lives."""
+
+    details: dict[str, ChunkDetail] = field(default_factory=dict)
+    book: AttemptBook | None = None
+    lives: dict = field(default_factory=dict)
+
+
+def look(run: OpenRun, decision: Decision, observed: dict[str, ChunkObservation], cache: LookCache | None = None,
+         price: Price | None = None, detail_reads: int = DETAIL_READS) -> StatusReport:
+    """The status report of one observation, reading the few heartbeats and markers it needs, and
+    what its cost needs: every attempt record (ended ones once per watcher) and the histories
+    of chunks that were interrupted. ``price`` overrides the records' prices."""
+    cache = cache or LookCache()
+    details = read_details(run.run_store, chunks_needing_detail(observed, decision), observed, cache.details,
+                           limit=detail_reads)
+    now = time.time()
+    report = summarize(run.spec, observed, decision, now, details)
+    book = cache.book or AttemptBook(run.run_store, run.spec)
+    parallel = max(1, run.run_store.parallel_reads)
+    records = book.all([(c, a) for c, o in sorted(observed.items()) for a in o.attempt_numbers], parallel)
+    done = {c for c, o in observed.items() if o.done is not None}
+    keys = list_lives(run.run_store)
+    worth = lives_worth_reading(keys, records, done)
+    lives = read_lives(run.run_store, keys, cache.lives, parallel, wanted=worth.__contains__)
+    cost = run_cost(records, lives, now, report.totals["eta_seconds"], report.totals["finished"], price)
+    report.cost = cost
+    report.totals["cost"] = cost.to_dict()
+    return report
 
 
 def budget_sample(report: StatusReport) -> tuple[int, int]:
@@ -190,7 +228,7 @@ def watch(
     lease.acquire()
     known_done: set[str] = set()
     unfinished: set[str] = set()
-    details: dict[str, ChunkDetail] = {}
+    cache = LookCache(book=attempt_book(run, backend))
     max_error_rate = run.spec.max_error_rate if options.max_error_rate is None else options.max_error_rate
     try:
         resumed = resume(run)
@@ -199,8 +237,8 @@ def watch(
         extra = run.allowance().extra_attempts
         while True:
             try:
-                decision, observed = reconcile_once(run, backend, options, known_done, extra, unfinished)
-                report = look(run, decision, observed, details)
+                decision, observed = reconcile_once(run, backend, options, known_done, extra, unfinished, cache.book)
+                report = look(run, decision, observed, cache)
             except (StoreError, BackendError) as exc:  # transient: the store's or backend's retries gave up
                 log.warning("%s; retrying next cycle", exc)
                 time.sleep(options.interval)

@@ -27,6 +27,7 @@ Faults are scripted per job name (``fake.faults[name] = PREEMPT``):
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import signal
 import subprocess
@@ -51,6 +52,22 @@ LOSE_LAUNCH_REPLY = "lose_launch_reply"
 REFUSE_LAUNCH = "refuse_launch"
 
 S = ManagedJobStatus
+# Where the fake's jobs "run", as SkyPilot reports it for a cluster it launched.
+FAKE_CLOUD, FAKE_REGION, FAKE_ZONE = "AWS", "us-east-1", "us-east-1a"
+FAKE_INSTANCE_TYPES = {"L4": "g6.xlarge", "A10G": "g5.xlarge", "T4": "g4dn.xlarge"}
+
+
+def launched_resources(task) -> tuple[str, int, bool]:
+    """(accelerator, count, spot) a launched cluster would have: of the task's choices, the first
+    the fake knows an instance type for (in FAKE_INSTANCE_TYPES' order), as an optimizer would
+    pick one; L4:1 on demand for a task without accelerators."""
+    choices = []
+    for r in task.resources:
+        for name, count in (r.accelerators or {"L4": 1}).items():
+            choices.append((name, int(count), bool(r.use_spot)))
+    order = list(FAKE_INSTANCE_TYPES)
+    choices.sort(key=lambda c: (order.index(c[0]) if c[0] in order else len(order), c[0]))
+    return choices[0] if choices else ("L4", 1, False)
 
 
 @dataclass
@@ -64,6 +81,7 @@ class FakeJob:
     recovery_count: int = 0
     failure_reason: Optional[str] = None
     submitted_at: float = field(default_factory=time.time)
+    start_at: Optional[float] = None
     end_at: Optional[float] = None
     process: Optional[subprocess.Popen] = None
     worker_starts: int = 0
@@ -76,8 +94,13 @@ class FakeJob:
             "status": self.status, "recovery_count": self.recovery_count, "failure_reason": self.failure_reason,
             "submitted_at": self.submitted_at, "end_at": self.end_at, "workspace": "default",
             "resources": "1x[L4:1]", "job_duration": (self.end_at or time.time()) - self.submitted_at,
-            "details": None, "pool": None,
+            "details": None, "pool": None, "start_at": self.start_at,
         }
+        if self.start_at is not None:  # a cluster is up: SkyPilot fills these from its handle
+            accelerator, count, spot = launched_resources(self.task)
+            values.update(cloud=FAKE_CLOUD, region=FAKE_REGION, zone=FAKE_ZONE, accelerators={accelerator: count},
+                          cluster_resources_full=(f"1x{'[spot]' if spot else ''}(gpus={accelerator}:{count}, cpus=4, "
+                                                  f"mem=16, {FAKE_INSTANCE_TYPES.get(accelerator, 'fake.xlarge')}, disk=256)"))
         if fields is not None:
             wanted = set(fields) | {"status", "job_id"}  # SkyPilot always adds these two
             values = {k: v for k, v in values.items() if k in wanted}
@@ -273,6 +296,8 @@ class FakeSky:
             job.status = status
             if reason is not None:
                 job.failure_reason = reason
+            if status is S.RUNNING and job.start_at is None:
+                job.start_at = time.time()
             if status.is_terminal():
                 job.end_at = time.time()
 
@@ -359,7 +384,9 @@ class FakeSky:
         command = [self.python, "-m", "worker", "--chunk", job.envs["CHUNKPILOT_CHUNK_URI"],
                    "--attempt", job.envs["CHUNKPILOT_ATTEMPT"]]
         env = {**os.environ, **job.envs, **job.secrets, "PYTHONUNBUFFERED": "1",
-               "SKYPILOT_TASK_ID": f"sky-managed-{job.job_id}"}
+               "SKYPILOT_TASK_ID": f"sky-managed-{job.job_id}", "SKYPILOT_NUM_GPUS_PER_NODE": "1",
+               "SKYPILOT_CLUSTER_INFO": json.dumps({"cluster_name": f"fake-{job.job_id}", "cloud": FAKE_CLOUD,
+                                                    "region": FAKE_REGION, "zone": FAKE_ZONE})}
         log = open(self.workdir / f"{job.name}-{job.job_id}.log", "ab")
         with log:
             job.process = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, stdout=log,

@@ -48,6 +48,7 @@ from worker.commit import (
 )
 from worker.engines import load_engine
 from worker.engines.base import Engine
+from worker.journal import Journal
 
 log = logging.getLogger("chunkpilot.worker")
 
@@ -108,8 +109,10 @@ Work = tuple[Position, Position, Request | RecordError | bytes | None]
 class ChunkRun:
     """One worker process's run of one chunk."""
 
-    def __init__(self, store: Store, spec: RunSpec, manifest: ChunkManifest, engine: Engine, options: WorkerOptions):
+    def __init__(self, store: Store, spec: RunSpec, manifest: ChunkManifest, engine: Engine, options: WorkerOptions,
+                 journal: Journal | None = None):
         self.store = store
+        self.journal = journal or Journal(store, manifest.chunk, options.attempt)
         self.spec = spec
         self.manifest = manifest
         self.chunk = manifest.chunk
@@ -123,9 +126,11 @@ class ChunkRun:
         self.seq = 0
         self.unsaved = 0  # records finished since the last commit: what a kill now would lose
         self.held_saved: list[Position] = []  # positions in this attempt's held object
+        self.held_fresh = 0  # of them, answered by this process
         self.custom_id_hashes = array("Q")  # every record's, in input order, for _SUCCESS
         self.started = time.monotonic()
         self.last_commit = self.started
+        self.last_commit_wall = time.time()
         self.last_heartbeat = 0.0
         self.units_done = 0
         self.error_codes: Counter[str] = Counter()  # the chunk's committed error lines, by code
@@ -176,15 +181,18 @@ class ChunkRun:
         self._commit(min_run=1)
         if self.failure is not None:
             self._heartbeat("failed", reason=self.failure)
+            self.journal.end("failed", EXIT_CONFIG, self.failure)
             log.error("chunk %s stopped: %s", self.chunk, self.failure)
             return EXIT_CONFIG
         if not exhausted or self.pending:
             self._heartbeat("stopped")
+            self.journal.end("stopped", EXIT_PREEMPTED, "stop requested" if self.stop.requested else "")
             log.warning("chunk %s stopped: %d record(s) committed this attempt", self.chunk, self.counters.committed)
             return EXIT_PREEMPTED
         self._delete_held()
         self._write_success()
         self._heartbeat("done")
+        self.journal.end("done", EXIT_DONE)
         return EXIT_DONE
 
     def _committed_parts(self) -> list[PartName]:
@@ -313,15 +321,22 @@ class ChunkRun:
     # -- committing -------------------------------------------------------------
     def _commit(self, *, min_run: int) -> None:
         """Parts for what can form them, the held object for every other finished answer."""
-        self.last_commit = time.monotonic()
+        self.last_commit, since = time.monotonic(), self.last_commit_wall
+        self.last_commit_wall = time.time()
         batches, remaining = take_finished(list(self.pending), min_run=min_run)
         for batch in batches:
             self.seq = self._retry(lambda b=batch: write_part(self.store, self.chunk, b, self.options.attempt, self.seq))
             self.counters.committed += sum(not s.recovered for s in batch.slots)
             self.error_codes.update(s.error_code for s in batch.slots if s.error_code is not None)
             self.units_done = max(self.units_done, units_before(self.manifest, batch.slots[-1].end))
+        fresh = [s for b in batches for s in b.slots if not s.recovered]
+        if fresh:
+            self.journal.commit(len(fresh), sum(s.error_code is not None for s in fresh),
+                                sum(s.prompt_tokens for s in fresh), sum(s.completion_tokens for s in fresh),
+                                batches[-1].slots[-1].end, since)
         self.pending = deque(remaining)
         held = held_slots(remaining)
+        self.held_fresh = sum(not s.recovered for s in held)
         positions = [s.position for s in held]
         if positions != self.held_saved:  # parts first: a kill in between leaves held answers a part also has, harmless
             body = b"".join(s.line for s in held)  # type: ignore[misc]
@@ -350,6 +365,7 @@ class ChunkRun:
             reason=reason,
         )
         write_heartbeat(self.store, progress)
+        self.journal.beat(self.counters.ok + self.counters.errors, self.counters.committed, self.held_fresh)
 
     def _write_success(self) -> None:
         marker = SuccessMarker(
@@ -437,15 +453,19 @@ def run_chunk(chunk_uri: str, options: WorkerOptions) -> int:
         return EXIT_DONE
     except NotFoundError:
         pass
+    journal = Journal(store, chunk, options.attempt)
+    journal.start()
     try:
         for source in sorted({r.source for r in manifest.ranges}):
             check_pin(spec.inputs[source])
     except InputError as exc:
         log.error("%s", exc)
         _state_only(store, chunk, options.attempt, "failed", str(exc))
+        journal.end("failed", EXIT_CONFIG, str(exc))
         return EXIT_CONFIG
     except StoreError as exc:
         log.error("cannot check inputs: %s", exc)
+        journal.end("stopped", EXIT_PREEMPTED, f"cannot check inputs: {exc}")
         return EXIT_PREEMPTED
     _exit_on_stop_signal()  # until the loop can stop gracefully, a stop means exit now: nothing to commit yet
     engine_options = dict(spec.engine_options)
@@ -462,19 +482,26 @@ def run_chunk(chunk_uri: str, options: WorkerOptions) -> int:
     except ConfigError as exc:
         log.error("%s", exc)
         _state_only(store, chunk, options.attempt, "failed", str(exc))
+        journal.end("failed", EXIT_CONFIG, str(exc))
         return EXIT_CONFIG
+    except SystemExit as exc:  # stopped while the engine was starting
+        journal.end("stopped", EXIT_PREEMPTED, "stopped while the engine was starting")
+        raise exc
+    journal.event("ready")
     heartbeat = min(options.heartbeat_seconds, spec.commit_seconds)  # watch's stuck check relies on it
     options = dataclasses.replace(options, max_in_flight=max_in_flight, heartbeat_seconds=heartbeat)
-    chunk_run = ChunkRun(store, spec, manifest, engine, options)
+    chunk_run = ChunkRun(store, spec, manifest, engine, options, journal)
     chunk_run.stop.install()
     try:
         return chunk_run.run()
     except StoreError as exc:
         log.error("store unavailable, stopping so the job is retried: %s", exc)
+        journal.end("stopped", EXIT_PREEMPTED, f"store unavailable: {exc}")
         return EXIT_PREEMPTED
     except InputError as exc:
         log.error("%s", exc)
         _state_only(store, chunk, options.attempt, "failed", str(exc))
+        journal.end("failed", EXIT_CONFIG, str(exc))
         return EXIT_CONFIG
     finally:
         engine.close()

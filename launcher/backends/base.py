@@ -7,9 +7,9 @@ differs from another only in these three calls (datatrove's executor shape).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
-from typing import Protocol
+from typing import Any, Protocol
 
 from chunkpilot.spec import RunSpec
 
@@ -34,9 +34,16 @@ class JobStatus(str, Enum):
 
 @dataclass(frozen=True)
 class JobState:
+    """A job as its backend sees it: its state and the facts it knows first-hand — when the job
+    started and ended by the backend's own clock, and what it runs on (``resources``: cloud,
+    region, zone, accelerators, instance_type, spot; whichever the backend says)."""
+
     status: JobStatus
     detail: str = ""
     recoveries: int = 0  # preemptions the backend recovered from
+    started_at: float | None = None
+    ended_at: float | None = None
+    resources: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from launcher.backends.base import JobState, JobStatus, LaunchRequest
@@ -22,6 +23,8 @@ EXIT_CONFIG = 2
 # What one in-process vLLM CPU worker holds (measured with the bundled model: ~2.7 GB RSS with its
 # 1 GiB KV cache): how many fit decides the default ``--parallel`` together with the cores.
 VLLM_WORKER_BYTES = 3 << 30
+# What a local job runs on: this machine, priced only by --price-per-hour.
+LOCAL_RESOURCES = {"cloud": "local"}
 
 
 def machine_cores() -> int:
@@ -121,6 +124,11 @@ class LocalBackend:
         return {name: self._state(name) for name in names}
 
     def _state(self, name: str) -> JobState:
+        state = self._status(name)
+        return replace(state, started_at=_mtime(self._file(name, "pid")), ended_at=_mtime(self._file(name, "exit")),
+                       resources=LOCAL_RESOURCES)
+
+    def _status(self, name: str) -> JobState:
         cancelled = self._file(name, "cancelled").exists()
         exit_file = self._file(name, "exit")
         if exit_file.exists():
@@ -173,6 +181,14 @@ class LocalBackend:
             since = 0.0
         if time.time() - since > self.kill_after_seconds:
             _signal(pid, signal.SIGKILL)
+
+
+def _mtime(path: Path) -> float | None:
+    """When the job wrapper wrote ``path`` (its pid file when the worker started, its exit file when it ended)."""
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return None
 
 
 def _signal(pid: int, signum: int) -> None:

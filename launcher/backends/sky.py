@@ -59,7 +59,8 @@ log = logging.getLogger("chunkpilot.sky")
 TEMPLATE_KEY = layout.SKY_TEMPLATE
 
 # queue_v2 fields the poll needs (status and job_id are always included by SkyPilot).
-QUEUE_FIELDS = ("job_id", "task_id", "job_name", "task_name", "submitted_at", "end_at", "recovery_count", "status", "failure_reason")
+QUEUE_FIELDS = ("job_id", "task_id", "job_name", "task_name", "submitted_at", "start_at", "end_at", "recovery_count",
+                "status", "failure_reason", "cloud", "region", "zone", "accelerators", "cluster_resources_full")
 
 # ManagedJobStatus value -> normalized state. FAILED_SETUP / FAILED_PRECHECKS are configuration
 # errors: a new attempt would fail the same way. FAILED_NO_RESOURCE / FAILED_CONTROLLER are worth one.
@@ -382,7 +383,80 @@ def job_state(record: Any) -> JobState:
     detail = " ".join(p for p in (status if status != normalized.value else "", reason) if p)
     if status == "RECOVERING" and not reason:
         detail = "preempted or failed; SkyPilot is restarting it"
-    return JobState(normalized, detail, recoveries)
+    return JobState(normalized, detail, recoveries, started_at=_float(record.get("start_at")),
+                    ended_at=_float(record.get("end_at")) if not normalized.active else None,
+                    resources=resources_of(record))
+
+
+def _float(value: Any) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def resources_of(record: Any) -> dict[str, Any]:
+    """What a queue record says the job runs on: cloud, region, zone, accelerators, and from
+    SkyPilot's resources text (``1x[spot](gpus=A10G:1, cpus=4, mem=16, g5.xlarge, disk=256)``)
+    the instance type and whether it is spot. Only what the record holds; empty while the
+    job has no cluster yet."""
+    out: dict[str, Any] = {}
+    for key in ("cloud", "region", "zone"):
+        if record.get(key):
+            out[key] = str(record.get(key))
+    accelerators = record.get("accelerators")
+    if isinstance(accelerators, dict) and accelerators:
+        out["accelerators"] = {str(k): v for k, v in accelerators.items()}
+    text = str(record.get("cluster_resources_full") or "")
+    inner = re.search(r"\((.*)\)\s*$", text)
+    if inner:
+        out["spot"] = "[spot]" in text.lower()
+        plain = [e.strip() for e in inner.group(1).split(",") if e.strip() and "=" not in e and e.strip() != "..."]
+        if plain:
+            out["instance_type"] = plain[0]
+    return out
+
+
+# -- prices for the dry run -------------------------------------------------------------
+
+
+def price_lines(spec: RunSpec, cfg: dict, catalog: Any = None, clouds: list[str] | None = None) -> list[str]:
+    """What one job of the plan costs an hour: the user's price, or SkyPilot's catalog price of
+    each accelerator choice in the template's cloud (or in every cloud whose catalog this
+    machine has), spot and on demand. Lines for the dry run."""
+    from launcher.pricing import price_for, user_price
+
+    if catalog is None:
+        from launcher.backends.sky_sdk import cached_catalog_clouds, catalog_price
+
+        catalog = catalog_price
+        clouds = clouds if clouds is not None else cached_catalog_clouds()
+    resources = cfg.get("resources") if isinstance(cfg.get("resources"), dict) else {}
+    spot = bool(resources.get("use_spot", False)) if spec.use_spot is None else spec.use_spot
+    user = user_price(spec.price_per_hour, spec.on_demand_price_per_hour)
+    infra = str(resources.get("infra") or resources.get("cloud") or "")
+    cloud, _, rest = infra.partition("/")
+    region = rest.split("/")[0] or None
+    where = [cloud] if cloud else list(clouds or [])
+    accelerators = accelerator_choices(cfg)
+    if user is not None:
+        on_demand = f", on demand ${user.on_demand_per_hour:g}/h" if user.on_demand_per_hour is not None else ""
+        return [f"${user.per_hour:g}/h per job (--price-per-hour){on_demand}"]
+    if not accelerators:
+        return ["not priced: no accelerators in the task (pass --price-per-hour)"]
+    if not where:
+        return ["not priced: no SkyPilot catalog on this machine yet (`sky show-gpus` fetches them; or pass "
+                "--price-per-hour)"]
+    lines = []
+    for name, count in accelerators.items():
+        for c in where:
+            price = price_for({"cloud": c, "region": region, "accelerators": {name: count}, "spot": spot}, spot, None, catalog)
+            if price.per_hour is None:
+                lines.append(f"{name}:{count:g} on {c}: {price.source}")
+                continue
+            on_demand = f" (on demand ${price.on_demand_per_hour:.4g}/h)" if spot and price.on_demand_per_hour else ""
+            lines.append(f"{name}:{count:g} ${price.per_hour:.4g}/h{' spot' if spot else ''}{on_demand} · {price.source}")
+    return lines
 
 
 __all__ = ["SkyBackend", "SkyPlan", "validate_run", "plan_tasks", "job_state", "STATUS_MAP", "SkyBackendError"]

@@ -171,3 +171,60 @@ def validate_task(cfg: dict, envs: list[tuple[str, str]], secrets: Secrets, sour
 
 def sky_version() -> str:
     return str(import_sky().__version__)
+
+
+# -- prices ------------------------------------------------------------------------------
+
+
+def catalog_price(cloud: str, use_spot: bool, *, instance_type: str | None = None,
+                  accelerators: dict[str, float] | None = None, region: str | None = None,
+                  zone: str | None = None) -> tuple[float, str]:
+    """The hourly price (USD) SkyPilot's catalog gives, and the instance type it is for.
+
+    With ``instance_type``, that instance's; else the cheapest instance carrying
+    ``accelerators``. In ``region``/``zone`` when given, else the cheapest anywhere (as
+    ``sky.catalog`` does). The catalog is SkyPilot's local copy
+    (``$SKY_RUNTIME_DIR|~/.sky/catalogs/v8/<cloud>/vms.csv``); SkyPilot downloads it when it is
+    missing. LookupError with a readable reason when there is no price.
+    """
+    import contextlib
+    import logging
+
+    sky = import_sky()
+    catalog = sky.catalog
+    cloud_name = cloud.lower()
+    quiet = logging.getLogger("sky.catalog.common")  # "Failed to fetch ... catalog": we say it better
+    was_disabled, quiet.disabled = quiet.disabled, True
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):  # its progress output
+            if instance_type is None:
+                if not accelerators:
+                    raise LookupError("no instance type or accelerators to price")
+                name, count = next(iter(accelerators.items()))
+                found, _fuzzy = catalog.get_instance_type_for_accelerator(
+                    name, count, use_spot=use_spot, region=region, zone=zone, clouds=cloud_name)
+                if not found:
+                    raise LookupError(f"{cloud} offers no {name}:{count:g}" + (f" in {region}" if region else ""))
+                instance_type = found[0]
+            price = catalog.get_hourly_cost(instance_type, use_spot, region, zone, clouds=cloud_name)
+    except LookupError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - SkyPilot's own errors (no catalog offline, unknown cloud...)
+        if is_connection_error(exc):
+            raise LookupError(f"SkyPilot's {cloud} catalog is not on this machine and could not be downloaded "
+                              f"(`sky show-gpus --infra {cloud_name}` fetches it)") from exc
+        raise LookupError(f"SkyPilot's {cloud} catalog has no price: {message(exc).splitlines()[0]}") from exc
+    finally:
+        quiet.disabled = was_disabled
+    return float(price), instance_type
+
+
+def cached_catalog_clouds() -> list[str]:
+    """Clouds whose SkyPilot catalog is already on this machine (no download needed)."""
+    from sky.catalog import common as catalog_common
+
+    root = os.path.dirname(catalog_common.get_catalog_path("x"))
+    try:
+        return sorted(d for d in os.listdir(root) if os.path.exists(os.path.join(root, d, "vms.csv")))
+    except OSError:
+        return []

@@ -8,7 +8,16 @@ import shutil
 from pathlib import Path
 
 from chunkpilot.layout import PartName
-from chunkpilot.spec import ChunkManifest, ChunkSummary, InputPin, Progress, RunSpec, SourceRange, SuccessMarker
+from chunkpilot.spec import (
+    AttemptRecord,
+    ChunkManifest,
+    ChunkSummary,
+    InputPin,
+    Progress,
+    RunSpec,
+    SourceRange,
+    SuccessMarker,
+)
 
 OLD_RUN = Path(__file__).resolve().parents[1] / "data" / "run-0.1.0"
 
@@ -27,7 +36,7 @@ def test_run_json_is_pinned():
         "engine": "echo", "model": "echo", "model_revision": "echo-1", "sampling": {"max_tokens": 16},
         "backend": "local", "use_spot": None, "max_attempts": 3, "parallel": 2, "chunkpilot_version": "0.1.0",
         "template": None, "commit_seconds": 5.0, "commit_records": 256, "engine_options": {}, "backend_options": {},
-        "max_error_rate": 0.1, "task": "generate", "input_format": "jsonl", "unit": "bytes", "prompt": {}, "model_files": {}, "version": 2,
+        "max_error_rate": 0.1, "task": "generate", "input_format": "jsonl", "unit": "bytes", "prompt": {}, "model_files": {}, "price_per_hour": None, "on_demand_price_per_hour": None, "version": 2,
     }
     assert RunSpec.from_json(spec.to_json()) == spec
 
@@ -54,6 +63,39 @@ def test_manifest_marker_heartbeat_and_part_names_are_pinned():
     }
     part = PartName((0, 123), (0, 214), 2, 7, 3, 1, 10, 5)
     assert part.filename == "a2-00007_0.123_0.214_3_1_10.5.jsonl" and PartName.parse(part.filename) == part
+
+
+def test_attempt_records_and_worker_histories_are_pinned():
+    from chunkpilot.history import History, parse
+
+    record = AttemptRecord("0001", 2, "sky", "r1-0001-a2", 100.0, job_id="7", state="DONE", ended_at=160.0,
+                           started_at=110.0, recoveries=1, resources={"cloud": "AWS", "region": "us-east-1", "spot": True},
+                           price_per_hour=0.39, on_demand_per_hour=1.01, price_source="SkyPilot catalog: AWS us-east-1 g5.xlarge spot")
+    assert json.loads(record.to_json()) == {
+        "chunk": "0001", "attempt": 2, "backend": "sky", "name": "r1-0001-a2", "launched_at": 100.0, "job_id": "7",
+        "state": "DONE", "ended_at": 160.0, "reason": None, "cancelled_by_us": False, "started_at": 110.0, "recoveries": 1,
+        "resources": {"cloud": "AWS", "region": "us-east-1", "spot": True}, "price_per_hour": 0.39,
+        "on_demand_per_hour": 1.01, "price_source": "SkyPilot catalog: AWS us-east-1 g5.xlarge spot",
+    }
+    assert AttemptRecord.from_json(record.to_json()) == record
+    # A record written before prices and resources reads with their defaults.
+    old = AttemptRecord.from_json(b'{"chunk": "0001", "attempt": 1, "backend": "local", "name": "n", "launched_at": 1.0}')
+    assert (old.resources, old.price_per_hour, old.recoveries) == ({}, None, 0)
+
+    history = History()
+    history.add("start", 1.0, host="h", pid=7, resources={"cloud": "AWS"})
+    history.add("ready", 2.5)
+    history.commit(4.0, 2.5, records=3, errors=1, prompt_tokens=30, completion_tokens=12, end=(0, 300))
+    history.add("beat", 5.0, answered=5, committed=3, held=1)
+    history.add("end", 6.0, outcome="done", exit_code=0, reason="")
+    assert history.to_bytes().decode().splitlines() == [
+        '{"event":"start","host":"h","pid":7,"resources":{"cloud":"AWS"},"t":1.0}',
+        '{"event":"ready","t":2.5}',
+        '{"commits":1,"completion_tokens":12,"end":[0,300],"errors":1,"event":"commit","prompt_tokens":30,"records":3,"t":4.0,"t0":2.5}',
+        '{"answered":5,"committed":3,"event":"beat","held":1,"t":5.0}',
+        '{"event":"end","exit_code":0,"outcome":"done","reason":"","t":6.0}',
+    ]
+    assert parse(history.to_bytes()) == history.events
 
 
 def test_documents_of_chunkpilot_0_1_0_are_read():

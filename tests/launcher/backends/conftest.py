@@ -11,6 +11,7 @@ is in place, because SkyPilot reads SKY_RUNTIME_DIR when it is imported.
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 from typing import Iterator
 
@@ -49,6 +50,18 @@ def sky(sky_sandbox):
 
     assert not os.path.exists(os.path.join(sky_sandbox, ".sky", "catalogs")), "a catalog leaked into the sandbox"
     return sky_module
+
+
+@pytest.fixture(scope="session")
+def sky_catalog(sky) -> Path:
+    """A small AWS price catalog (tests/data/sky_catalog) where SkyPilot looks for its catalogs,
+    as `sky show-gpus` would have left one (kept for the session: SkyPilot caches what it read)."""
+    from sky.catalog import common
+
+    target = Path(common.get_catalog_path("aws/vms.csv"))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(Path(__file__).resolve().parents[2] / "data" / "sky_catalog" / "aws" / "vms.csv", target)
+    return target
 
 
 @pytest.fixture

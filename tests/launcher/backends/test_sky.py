@@ -255,6 +255,23 @@ def test_dry_run_prints_the_plan_and_the_rendered_task_without_secrets(sky, sky_
     assert "use_spot: false" in out and "accelerators: L4:1" in out and "infra: aws" in out and "H100" not in out
 
 
+def test_the_dry_run_prices_a_job_from_skypilots_catalog_or_the_users_price(sky, sky_catalog, tmp_path):
+    write_input(tmp_path / "in.jsonl", 10)
+    common = ("submit", str(tmp_path / "in.jsonl"), "--chunks", "1", "--backend", "sky", "--engine", "echo",
+              "--store", str(tmp_path / "runs"), "--dry-run")
+    spot = flat(cli(*common, "--gpus", "L4:1", "--infra", "aws").stdout)
+    assert "price L4:1 $0.3208/h spot (on demand $0.8048/h) · SkyPilot catalog: aws cheapest region g6.xlarge spot" in spot
+    in_region = flat(cli(*common, "--gpus", "A10G:1", "--infra", "aws/us-east-1", "--no-use-spot").stdout)
+    assert "price A10G:1 $1.006/h · SkyPilot catalog: aws us-east-1 g5.xlarge" in in_region
+    unknown = flat(cli(*common, "--gpus", "H100:1", "--infra", "aws").stdout)
+    assert "price H100:1 on aws: aws offers no H100:1 (pass --price-per-hour)" in unknown
+    # Every accelerator the template allows, in every cloud whose catalog is on this machine.
+    default = flat(cli(*common).stdout)
+    assert "L4:1 $0.3208/h spot" in default and "A10G:1 $0.438/h spot" in default and "L40S:1 on aws: aws offers no L40S:1" in default
+    given = flat(cli(*common, "--price-per-hour", "0.25", "--on-demand-price-per-hour", "0.9").stdout)
+    assert "price $0.25/h per job (--price-per-hour), on demand $0.9/h" in given
+
+
 @pytest.mark.parametrize("model, refused", [(None, "the bundled model smollm2-135m-instruct (for local runs)"),
                                             ("LOCAL", "is a folder on this machine")])
 def test_a_model_a_cloud_machine_cannot_load_is_refused_before_anything_runs(tmp_path, model, refused):
@@ -374,6 +391,15 @@ def test_the_launcher_ships_its_own_build_as_an_installable_wheel(tmp_path):
 # -- launching -------------------------------------------------------------------------------------
 
 
+def test_the_wheels_fallback_requirements_are_the_packages_dependencies():
+    import tomllib
+
+    from launcher.wheel import FALLBACK_REQUIRES
+
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[3] / "pyproject.toml").read_text())
+    assert list(FALLBACK_REQUIRES) == pyproject["project"]["dependencies"]
+
+
 def test_launch_refuses_local_paths_when_jobs_run_in_the_cloud(sky, tmp_path):
     from launcher.backends.sky import SkyBackend
     from tests.fakesky import FakeSky
@@ -441,7 +467,7 @@ def status_of(tmp_path: Path, run: str) -> dict:
     return {row["chunk"]: row for row in json.loads(result.stdout)["chunks"]}
 
 
-def test_a_run_survives_preemption_controller_failure_lost_replies_and_false_success(sky, tmp_path, fake_sky):
+def test_a_run_survives_preemption_controller_failure_lost_replies_and_false_success(sky, tmp_path, fake_sky, sky_catalog):
     from tests.fakesky import FAILED_CONTROLLER, LOSE_LAUNCH_REPLY, PREEMPT, SUCCEED_WITHOUT_MARKER
 
     run = "cloud"
@@ -452,7 +478,7 @@ def test_a_run_survives_preemption_controller_failure_lost_replies_and_false_suc
         f"{run}-0004-a1": LOSE_LAUNCH_REPLY,
     })
     records = 150
-    submit(tmp_path, run, records, 5, "--secret", "HF_TOKEN", env={"HF_TOKEN": SECRET})
+    submit(tmp_path, run, records, 5, "--secret", "HF_TOKEN", "--gpus", "L4:1", env={"HF_TOKEN": SECRET})
     assert fake_sky.max_launches_in_flight > 1, "launches were not concurrent"
     watched = cli("watch", run, "--store", str(tmp_path / "runs"), "--interval", "0.2", env={"HF_TOKEN": SECRET})
     assert watched.exit_code == 0, watched.stderr
@@ -487,6 +513,29 @@ def test_a_run_survives_preemption_controller_failure_lost_replies_and_false_suc
     assert collected.exit_code == 0, collected.stderr
     ids = [json.loads(line)["custom_id"] for line in out.read_text().splitlines()]
     assert ids == [f"r{i:04d}" for i in range(records)]
+
+    # What SkyPilot said about each job went into its attempt record, priced from SkyPilot's catalog
+    # (tests/data/sky_catalog: L4 on g6.xlarge, us-east-1 spot 0.3208/0.3411 by zone, on demand 0.8048).
+    # The job reports zone us-east-1a; AWS catalogs list zone ids, so the region's cheapest is used.
+    first = json.loads((tmp_path / "runs" / run / "jobs" / "0001" / "a1.json").read_text())
+    assert first["recoveries"] == 1 and first["started_at"] >= first["launched_at"]
+    assert first["resources"] == {"cloud": "AWS", "region": "us-east-1", "zone": "us-east-1a", "accelerators": {"L4": 1},
+                                  "spot": True, "instance_type": "g6.xlarge"}
+    assert (first["price_per_hour"], first["on_demand_per_hour"]) == (0.3208, 0.8048)
+    assert first["price_source"] == "SkyPilot catalog: AWS us-east-1 g6.xlarge spot"
+    # The worker's history: SkyPilot restarted the preempted job in place, a second life of attempt 1.
+    history = sorted(p.name for p in (tmp_path / "runs" / run / "history" / "0001").iterdir())
+    assert history == ["a1.0.jsonl", "a1.1.jsonl"]
+    start = json.loads((tmp_path / "runs" / run / "history" / "0001" / "a1.1.jsonl").read_text().splitlines()[0])
+    assert start["resources"] == {"cloud": "AWS", "region": "us-east-1", "zone": "us-east-1a", "gpus": 1}
+    cost = json.loads(cli("status", run, "--store", str(tmp_path / "runs"), "--json").stdout)["totals"]["cost"]
+    assert cost["unpriced_attempts"] == 0 and cost["so_far"] > 0 and cost["projected"] == cost["so_far"]
+    assert cost["on_demand"] > cost["so_far"] and cost["interruptions"] >= 2  # 0001's preemption, 0002's controller
+    report = cli("report", run, "--store", str(tmp_path / "runs"), "-o", str(tmp_path / "report.html"))
+    assert report.exit_code == 0, report.stderr
+    page = (tmp_path / "report.html").read_text()
+    data = json.loads(page.split('id="report-data">', 1)[1].split("</script>", 1)[0])
+    assert ("0001", 1) in {(m["chunk"], m["attempt"]) for m in data["timeline"]["markers"]}
 
 
 def test_a_setup_failure_is_reported_and_not_retried(sky, tmp_path, fake_sky):

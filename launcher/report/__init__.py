@@ -1,0 +1,47 @@
+"""``launcher report``: what a run did and cost, as one self-contained HTML page.
+
+``gather`` reads the store (and polls the backend for a live run), ``model.build`` turns the
+facts into the page's data, ``html.render`` writes the page. Works on a finished run and on
+one in progress.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+from chunkpilot.errors import OutputError
+from chunkpilot.store import split_object_uri
+from launcher.backends.base import Backend
+from launcher.pricing import Price
+from launcher.runs import OpenRun
+
+
+def report_html(run: OpenRun, backend: Backend | None, price: Price | None = None) -> tuple[str, dict]:
+    """The page and its data."""
+    from launcher.report.gather import gather
+    from launcher.report.html import render
+    from launcher.report.model import build
+
+    data = build(gather(run, backend, price))
+    return render(data), data
+
+
+def write_report(html: str, output: str) -> int:
+    """Write the page to a local path or ``s3://bucket/key``; returns its size in bytes."""
+    body = html.encode("utf-8")
+    if output.startswith("s3://"):
+        store, key = split_object_uri(output)
+        if not key or key.endswith("/"):
+            raise OutputError(f"-o {output}: name the object to write, e.g. s3://bucket/reports/run.html")
+        store.put(key, body)
+        return len(body)
+    folder = os.path.dirname(os.path.abspath(output))
+    try:
+        os.makedirs(folder, exist_ok=True)
+        with tempfile.NamedTemporaryFile("wb", dir=folder, delete=False, suffix=".tmp") as f:
+            f.write(body)
+        os.replace(f.name, output)
+    except OSError as exc:
+        raise OutputError(f"cannot write {output}: {exc.strerror or exc}") from exc
+    return len(body)
