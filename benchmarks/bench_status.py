@@ -3,13 +3,15 @@
 A real S3-protocol server (moto, on loopback) behind a request-counting proxy
 (tests/s3server.py's FaultProxy with no faults) holds a synthetic run in mid-flight:
 60% of chunks done (4 parts + _SUCCESS each), 40% running (2 parts, a held object,
-one in five on its second attempt), a heartbeat each, every attempt recorded under jobs/. Measured,
+one in five on its second attempt after a killed first), a heartbeat each, every attempt recorded
+under jobs/ and every worker life's history under history/, and the attempt ledger a watcher
+leaves (written by one real watch cycle before the clock starts). Measured,
 interleaved, straight to the server (the proxy shares this process's GIL, so
 requests are counted in one more pass through it):
 
 * status: ``observe`` + ``decide`` + ``summarize`` (what ``launcher status`` does);
-* watch: one ``reconcile_once`` (what ``launcher watch`` does per cycle) with a
-  backend that answers every poll "RUNNING" and launches nothing;
+* watch: one ``reconcile_once`` + ``look`` (what ``launcher watch`` does per cycle) with a
+  backend that answers every poll "RUNNING" and launches nothing, keeping what it learnt;
 * per-chunk polling: the obvious alternative (and the seed's ``.succeed`` check) —
   HEAD each chunk's done marker, GET the heartbeat and attempt record of each
   chunk not done.
@@ -30,6 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 from _util import PYTHON, admin_client, median, print_machine, run_measured, s3_server, spread, table, write_json
 
 from chunkpilot import layout
+from chunkpilot.history import History
 from chunkpilot.layout import PartName
 from chunkpilot.names import chunk_id, job_name
 from chunkpilot.spec import (
@@ -80,8 +83,22 @@ def synthesize(client, chunks: int, done_share: float) -> dict[str, int]:
         done = i < chunks * done_share
         attempts = 2 if (not done and i % 5 == 0) else 1
         for a in range(1, attempts + 1):
-            rec = AttemptRecord(c, a, "local", job_name(RUN, c, a), launched_at=now - 600, job_id=str(i * 10 + a), state="LAUNCHED")
+            rec = AttemptRecord(c, a, "local", job_name(RUN, c, a), launched_at=now - 600, job_id=str(i * 10 + a), state="LAUNCHED",
+                                started_at=now - 590, price_per_hour=0.35, price_source="--price-per-hour")
+            if a < attempts:  # killed: the watcher saw it end
+                rec = rec.with_(state="FAILED", ended_at=now - 400, reason="worker killed by signal 9")
+            if done:
+                rec = rec.with_(state="DONE", ended_at=now - 60)
             objects[f"runs/{RUN}/{layout.attempt_record(c, a)}"] = rec.to_json()
+            life = History()
+            life.add("start", now - 590, pid=1000 + i)
+            life.add("ready", now - 580)
+            for k in range(8):
+                life.commit(now - 570 + 10 * k, now - 580 + 10 * k, 128, 1, 4000, 2000, (0, base + k * 1000))
+            life.add("beat", now - 490, answered=1100, committed=1024, held=8)
+            if done:
+                life.add("end", now - 60, outcome="done", code=0)
+            objects[f"runs/{RUN}/{layout.history(c, a, 0)}"] = life.to_bytes()
         n_parts = 4 if done else 2
         step = CHUNK_BYTES // 4
         for p in range(n_parts):
@@ -134,10 +151,11 @@ def main() -> None:
     args = ap.parse_args()
     info = print_machine()
 
+    from launcher.attempts import AttemptBook
     from launcher.observe import observe
     from launcher.reconcile import decide
     from launcher.runs import open_run
-    from launcher.watch import WatchOptions, look, policy_for, reconcile_once
+    from launcher.watch import LookCache, WatchOptions, look, policy_for, reconcile_once
 
     with s3_server() as (proxy, direct):
         t0 = time.perf_counter()
@@ -154,9 +172,16 @@ def main() -> None:
             return look(run, decision, observed)
 
         known_done, unfinished = set(), set()
+        cache = LookCache(book=AttemptBook(run.run_store, run.spec))
 
         def watch_cycle():  # a watcher's steady state: what it learnt in earlier cycles, it keeps
-            return reconcile_once(run, backend, WatchOptions(), known_done, None, unfinished)
+            decision, observed = reconcile_once(run, backend, WatchOptions(), known_done, None, unfinished, cache.book)
+            report = look(run, decision, observed, cache)
+            cache.book.flush()
+            return report
+
+        timed_direct(direct, watch_cycle)  # the watcher that has been driving the run...
+        cache.book.flush(force=True)  # ...and the ledger it leaves
 
         def per_chunk_poll():
             """HEAD each done marker; GET heartbeat and attempt record of each chunk not done."""
@@ -183,13 +208,13 @@ def main() -> None:
             return states
 
         def raw_listings():
-            """The floor under any look at the store: the three listings, parsed by botocore, nothing else."""
-            for prefix in (layout.JOBS, layout.OUTPUTS, layout.PROGRESS):
+            """The floor under any look at the store: the four listings, parsed by botocore, nothing else."""
+            for prefix in (layout.JOBS, layout.OUTPUTS, layout.PROGRESS, layout.HISTORY):
                 for _ in run.run_store.list(prefix):
                     pass
 
         contenders = {"status (observe+summarize)": status_look, "watch cycle (reconcile_once)": watch_cycle,
-                      "the 3 listings alone (boto3)": raw_listings, "per-chunk polling": per_chunk_poll}
+                      "the 4 listings alone (boto3)": raw_listings, "per-chunk polling": per_chunk_poll}
         runs: dict[str, list] = {k: [] for k in contenders}
         for _ in range(args.repeats):
             for name, action in contenders.items():

@@ -45,6 +45,7 @@ HELD = "held/"
 PROGRESS = "progress/"
 JOBS = "jobs/"
 HISTORY = "history/"
+LEDGER = "jobs/_ledger.json.gz"  # the watcher's copy of every attempt record (launcher.attempts)
 DONE_NAME = "_SUCCESS"
 
 

@@ -279,7 +279,11 @@ class AttemptRecord:
 
     @classmethod
     def from_json(cls, raw: bytes) -> "AttemptRecord":
-        return _from_dict(cls, json.loads(raw))
+        return cls.from_dict(json.loads(raw))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "AttemptRecord":
+        return _from_dict(cls, data)
 
     def with_(self, **changes: Any) -> "AttemptRecord":
         return replace(self, **changes)

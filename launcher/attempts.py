@@ -1,31 +1,47 @@
 """The run's attempt records and worker histories, read and written with as few round trips as can be.
 
-``AttemptBook`` keeps the records this process has seen; an ended attempt's record no
-longer changes, so it is read once. Only the watcher holding the run's lease writes
-records (``update``, ``note_job``), so a read-modify-write here races nobody. The backend's
-first-hand facts about a job — its start and end by the backend's clock, its recoveries,
-its resources and their price — are written the first time they are seen, and again only
-when they change.
+``AttemptBook`` keeps the records this process has seen, each with the listing mtime its copy is
+good for: a record is read again only when the ``jobs/`` listing shows it written since. Only the
+watcher holding the run's lease writes records (``update``, ``note_job``), so a read-modify-write
+here races nobody, and its own writes need no reading back. The backend's first-hand facts about
+a job — its start and end by the backend's clock, its recoveries, its resources and their
+price — are written the first time they are seen, and again only when they change.
 
-``read_lives`` reads the worker histories (``chunkpilot.history``) the cost of preemptions
-needs: those of chunks that had more than one worker life, or whose last attempt ended
-without finishing.
+**The ledger** (``jobs/_ledger.json.gz``): the watcher writes its copy of every record, and the
+summaries of finished worker lives, into one object — at most every ``LEDGER_SECONDS`` while
+something changed, and when it stops. A fresh reader (``launcher status``) takes from it every
+record and life whose own object is older than the ledger (the listings it makes anyway give
+both mtimes) and reads only the rest, so a look at a 1,000-chunk run costs one GET here, not
+one per attempt.
+
+``lives`` reads the worker histories (``chunkpilot.history``) the cost of preemptions needs:
+those of chunks that had more than one worker life, or whose last attempt ended without
+finishing.
 """
 
 from __future__ import annotations
 
+import gzip
+import json
 import logging
+import math
+import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Iterable
+from dataclasses import asdict, replace
+from typing import Callable, Iterable, Mapping
 
 from chunkpilot import history, layout
 from chunkpilot.errors import NotFoundError, StoreError
 from chunkpilot.spec import AttemptRecord, RunSpec
-from chunkpilot.store import Store
+from chunkpilot.store import ObjectInfo, Store
 from launcher.backends.base import JobState
 from launcher.pricing import CatalogLookup, price_for, user_price
 
 log = logging.getLogger("chunkpilot.watch")
+
+LEDGER_SECONDS = 30.0
+
+LifeKey = tuple[str, int, int]
 
 
 class AttemptBook:
@@ -34,6 +50,12 @@ class AttemptBook:
         self.spec = spec
         self.catalog = catalog
         self._records: dict[tuple[str, int], AttemptRecord] = {}
+        self._good_below: dict[tuple[str, int], float] = {}  # a copy is current for listing mtimes below this
+        self.lives: dict[LifeKey, history.Life] = {}  # finished lives: they no longer change
+        self._ledger_lives: dict[LifeKey, tuple[history.Life, float]] = {}
+        self._ledger_mtime: float | None = None
+        self._dirty = False
+        self._flushed_at = 0.0
 
     def get(self, chunk: str, attempt: int) -> AttemptRecord | None:
         key = (chunk, attempt)
@@ -45,7 +67,7 @@ class AttemptBook:
         return self._records[key]
 
     def created(self, record: AttemptRecord) -> None:
-        self._records[(record.chunk, record.attempt)] = record
+        self._keep_own(record)
 
     def update(self, chunk: str, attempt: int, only_if_open: bool = False, **changes) -> None:
         record = self.get(chunk, attempt)
@@ -55,7 +77,13 @@ class AttemptBook:
 
     def _write(self, record: AttemptRecord) -> None:
         self.run_store.put(layout.attempt_record(record.chunk, record.attempt), record.to_json())
-        self._records[(record.chunk, record.attempt)] = record
+        self._keep_own(record)
+
+    def _keep_own(self, record: AttemptRecord) -> None:
+        """A record this process wrote: the lease makes it the latest, whatever later listings say."""
+        key = (record.chunk, record.attempt)
+        self._records[key], self._good_below[key] = record, math.inf
+        self._dirty = True
 
     def note_job(self, chunk: str, attempt: int, job: JobState) -> None:
         """Write what the backend says about the job that the record lacks (or that changed)."""
@@ -79,10 +107,12 @@ class AttemptBook:
         if changes:
             self._write(record.with_(**changes))
 
-    def all(self, listed: Iterable[tuple[str, int]], parallel: int = 1) -> list[AttemptRecord]:
-        """The records of every listed (chunk, attempt): an ended one cached, the rest read (in parallel)."""
-        listed = list(listed)
-        todo = [k for k in listed if k not in self._records or self._records[k].ended_at is None]
+    def all(self, listed: Mapping[tuple[str, int], float], parallel: int = 1,
+            ledger: ObjectInfo | None = None) -> list[AttemptRecord]:
+        """The records of every listed (chunk, attempt) -> its listing mtime: what the ledger or an
+        earlier read holds unless written since, the rest read (in parallel)."""
+        self._load_ledger(ledger)
+        todo = [k for k, mtime in listed.items() if k not in self._records or mtime >= self._good_below.get(k, -math.inf)]
 
         def read(key: tuple[str, int]) -> AttemptRecord | None:
             try:
@@ -94,8 +124,63 @@ class AttemptBook:
             with ThreadPoolExecutor(max(1, min(parallel, len(todo))), thread_name_prefix="attempts") as pool:
                 for key, record in zip(todo, pool.map(read, todo)):
                     if record is not None:
+                        if self._records.get(key) != record:
+                            self._dirty = True
                         self._records[key] = record
-        return [self._records[k] for k in listed if k in self._records]
+                        self._good_below[key] = listed[key] + 1e-6
+        return [self._records[k] for k in sorted(listed) if k in self._records]
+
+    def lives_of(self, listed: Mapping[LifeKey, float], parallel: int = 1,
+                 wanted: Callable[[str], bool] = lambda chunk: True) -> list[history.Life]:
+        """The lives of the listed histories (key -> mtime) whose chunk is ``wanted``: finished
+        ones from this book or the ledger unless written since, the rest read."""
+        for key, (life, good_below) in self._ledger_lives.items():
+            if key in listed and key not in self.lives and listed[key] < good_below:
+                self.lives[key] = life
+        before = len(self.lives)
+        lives = read_lives(self.run_store, sorted(listed), self.lives, parallel, wanted)
+        self._dirty |= len(self.lives) != before
+        return lives
+
+    def flush(self, force: bool = False) -> None:
+        """Write the ledger if anything changed (at most every LEDGER_SECONDS unless ``force``)."""
+        now = time.monotonic()
+        if not self._dirty or (not force and now - self._flushed_at < LEDGER_SECONDS):
+            return
+        body = {"records": [asdict(r) for _, r in sorted(self._records.items())],
+                "lives": [_life_dict(life) for _, life in sorted(self.lives.items())]}
+        try:
+            self.run_store.put(layout.LEDGER, gzip.compress(json.dumps(body, separators=(",", ":")).encode(), 6))
+        except StoreError as exc:  # a stale ledger only costs readers reads
+            log.warning("could not write the attempt ledger: %s", exc)
+            return
+        self._dirty, self._flushed_at = False, now
+
+    def _load_ledger(self, info: ObjectInfo | None) -> None:
+        if info is None or info.mtime == self._ledger_mtime:
+            return
+        try:
+            body = json.loads(gzip.decompress(self.run_store.get(layout.LEDGER)))
+            records = [AttemptRecord.from_dict(d) for d in body.get("records", ())]
+            lives = [_life_from_dict(d) for d in body.get("lives", ())]
+        except (NotFoundError, StoreError, OSError, ValueError, TypeError, KeyError) as exc:
+            log.debug("attempt ledger not used: %s", exc)
+            return
+        self._ledger_mtime = info.mtime
+        for record in records:
+            key = (record.chunk, record.attempt)
+            if self._good_below.get(key, -math.inf) < info.mtime:
+                self._records[key], self._good_below[key] = record, info.mtime
+        self._ledger_lives = {(life.chunk, life.attempt, life.life): (life, info.mtime) for life in lives}
+
+
+def _life_dict(life: history.Life) -> dict:
+    """A life for the ledger: its summary without the commit list (only the report draws that)."""
+    return asdict(replace(life, commits=()))
+
+
+def _life_from_dict(d: dict) -> history.Life:
+    return history.Life(**{**d, "commits": ()})
 
 
 def list_all_attempts(run_store: Store) -> list[tuple[str, int]]:
@@ -103,12 +188,12 @@ def list_all_attempts(run_store: Store) -> list[tuple[str, int]]:
     return sorted(p for obj in run_store.list(layout.JOBS) if (p := layout.parse_attempt_record(obj.key)))
 
 
-def list_lives(run_store: Store) -> list[tuple[str, int, int]]:
-    """Every (chunk, attempt, life) with a history, from one listing of ``history/``."""
-    return sorted(p for k in run_store.keys(layout.HISTORY) if (p := history.parse_key(k)))
+def list_lives(run_store: Store) -> dict[LifeKey, float]:
+    """Every (chunk, attempt, life) with a history -> its mtime, from one listing of ``history/``."""
+    return {p: obj.mtime for obj in run_store.list(layout.HISTORY) if (p := history.parse_key(obj.key))}
 
 
-def read_lives(run_store: Store, keys: Iterable[tuple[str, int, int]], cache: dict | None = None,
+def read_lives(run_store: Store, keys: Iterable[LifeKey], cache: dict | None = None,
                parallel: int = 1, wanted: Callable[[str], bool] = lambda chunk: True) -> list[history.Life]:
     """The lives of ``keys`` whose chunk is ``wanted`` (a finished life is cached in ``cache``)."""
     cache = {} if cache is None else cache
@@ -136,7 +221,7 @@ def read_lives(run_store: Store, keys: Iterable[tuple[str, int, int]], cache: di
     return [cache.get(k) or fresh[k] for k in keys if k in cache or k in fresh]
 
 
-def lives_worth_reading(lives: list[tuple[str, int, int]], records: list[AttemptRecord], done: set[str]) -> set[str]:
+def lives_worth_reading(lives: Iterable[LifeKey], records: list[AttemptRecord], done: set[str]) -> set[str]:
     """Chunks whose histories the cost of preemptions needs: more than one life, or a last
     attempt that ended without the chunk being done."""
     per_chunk: dict[str, int] = {}

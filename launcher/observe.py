@@ -33,12 +33,16 @@ class ChunkObservation:
     chunk: str
     size: int  # in the run's format's unit
     attempts: int = 0  # the latest attempt's number
-    attempt_numbers: list[int] = field(default_factory=list)  # every attempt with a record
+    attempt_mtimes: dict[int, float] = field(default_factory=dict)  # every attempt with a record: its mtime
     launched_at: float | None = None
     job: JobState | None = None
     done: ObjectInfo | None = None
     heartbeat_at: float | None = None
     parts: list[tuple[PartName, ObjectInfo]] = field(default_factory=list)
+
+    @property
+    def attempt_numbers(self) -> list[int]:
+        return sorted(self.attempt_mtimes)
 
     def view(self) -> ChunkView:
         return ChunkView(
@@ -52,31 +56,41 @@ class ChunkObservation:
 
 
 
-def list_attempts(run_store: Store, every: dict[str, list[int]] | None = None) -> dict[str, tuple[int, float]]:
+class Observed(dict):
+    """chunk -> ChunkObservation, and the attempt-record ledger the ``jobs/`` listing showed."""
+
+    ledger: ObjectInfo | None = None
+
+
+def list_attempts(run_store: Store, every: dict[str, dict[int, float]] | None = None,
+                  observed: Observed | None = None) -> dict[str, tuple[int, float]]:
     """chunk -> (latest attempt number, its record's mtime) from one listing of ``jobs/``;
-    ``every`` (when given) gets each chunk's attempt numbers, in order."""
+    ``every`` (when given) gets each chunk's attempts and their records' mtimes; ``observed``
+    (when given) the ledger's listing entry."""
     latest: dict[str, tuple[int, float]] = {}
     for obj in run_store.list(layout.JOBS):
         parsed = layout.parse_attempt_record(obj.key)
         if not parsed:
+            if obj.key == layout.LEDGER and observed is not None:
+                observed.ledger = obj
             continue
         if every is not None:
-            every.setdefault(parsed[0], []).append(parsed[1])
+            every.setdefault(parsed[0], {})[parsed[1]] = obj.mtime
         if parsed[1] >= latest.get(parsed[0], (0, 0.0))[0]:
             latest[parsed[0]] = (parsed[1], obj.mtime)
     return latest
 
 
-def observe(run_store: Store, spec: RunSpec, backend: Backend | None, skip_poll: set[str] = frozenset()) -> dict[str, ChunkObservation]:
+def observe(run_store: Store, spec: RunSpec, backend: Backend | None, skip_poll: set[str] = frozenset()) -> Observed:
     """Observe every chunk of ``spec``. ``skip_poll``: chunks known done, not worth polling."""
-    chunks = {c.id: ChunkObservation(c.id, c.size) for c in spec.chunks}
+    chunks = Observed((c.id, ChunkObservation(c.id, c.size)) for c in spec.chunks)
     with ThreadPoolExecutor(1, thread_name_prefix="observe") as pool:
         heartbeats = pool.submit(_listed, run_store, layout.PROGRESS)
-        every: dict[str, list[int]] = {}
-        for chunk, (attempt, mtime) in list_attempts(run_store, every).items():
+        every: dict[str, dict[int, float]] = {}
+        for chunk, (attempt, mtime) in list_attempts(run_store, every, chunks).items():
             if chunk in chunks:
                 chunks[chunk].attempts, chunks[chunk].launched_at = attempt, mtime
-                chunks[chunk].attempt_numbers = sorted(every[chunk])
+                chunks[chunk].attempt_mtimes = every[chunk]
         if backend is not None:
             _poll(backend, spec.run_id, chunks, skip_poll)
         _add_outputs(chunks, _listed(run_store, layout.OUTPUTS))

@@ -23,7 +23,7 @@ from chunkpilot.errors import BackendError, StoreError
 from chunkpilot.names import job_name
 from chunkpilot.retry import call
 from chunkpilot.spec import AttemptRecord, CancelMarker, ResumeAllowance
-from launcher.attempts import AttemptBook, list_lives, lives_worth_reading, read_lives
+from launcher.attempts import AttemptBook, list_lives, lives_worth_reading
 from launcher.backends.base import Backend, LaunchRequest
 from launcher.cost import run_cost
 from launcher.lease import Lease
@@ -168,11 +168,10 @@ class WatchResult:
 
 @dataclass
 class LookCache:
-    """What a watcher keeps between looks: final details, attempt records and worker lives."""
+    """What a watcher keeps between looks: final details, and attempt records and worker lives (its book)."""
 
     details: dict[str, ChunkDetail] = field(default_factory=dict)
     book: AttemptBook | None = None
-    lives: dict = field(default_factory=dict)
 
 
 def look(run: OpenRun, decision: Decision, observed: dict[str, ChunkObservation], cache: LookCache | None = None,
@@ -185,17 +184,22 @@ def look(run: OpenRun, decision: Decision, observed: dict[str, ChunkObservation]
                            limit=detail_reads)
     now = time.time()
     report = summarize(run.spec, observed, decision, now, details)
-    book = cache.book or AttemptBook(run.run_store, run.spec)
+    book = cache.book = cache.book or AttemptBook(run.run_store, run.spec)
     parallel = max(1, run.run_store.parallel_reads)
-    records = book.all([(c, a) for c, o in sorted(observed.items()) for a in o.attempt_numbers], parallel)
+    records = book.all(listed_attempts(observed), parallel, getattr(observed, "ledger", None))
     done = {c for c, o in observed.items() if o.done is not None}
     keys = list_lives(run.run_store)
     worth = lives_worth_reading(keys, records, done)
-    lives = read_lives(run.run_store, keys, cache.lives, parallel, wanted=worth.__contains__)
+    lives = book.lives_of(keys, parallel, wanted=worth.__contains__)
     cost = run_cost(records, lives, now, report.totals["eta_seconds"], report.totals["finished"], price)
     report.cost = cost
     report.totals["cost"] = cost.to_dict()
     return report
+
+
+def listed_attempts(observed: dict[str, ChunkObservation]) -> dict[tuple[str, int], float]:
+    """(chunk, attempt) -> its record's mtime, for every record the observation's listing showed."""
+    return {(c, a): mtime for c, o in observed.items() for a, mtime in o.attempt_mtimes.items()}
 
 
 def budget_sample(report: StatusReport) -> tuple[int, int]:
@@ -243,6 +247,7 @@ def watch(
                 log.warning("%s; retrying next cycle", exc)
                 time.sleep(options.interval)
                 continue
+            cache.book.flush()
             if on_cycle:
                 on_cycle(report)
             totals = report.totals
@@ -258,6 +263,7 @@ def watch(
             backend.wait(options.interval)
             _renew(lease)
     finally:
+        cache.book.flush(force=True)
         try:
             lease.release()
         except StoreError as exc:

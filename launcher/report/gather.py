@@ -25,7 +25,7 @@ from launcher.pricing import Price
 from launcher.reconcile import decide
 from launcher.report.model import ReportFacts
 from launcher.runs import OpenRun
-from launcher.watch import LookCache, WatchOptions, look, policy_for
+from launcher.watch import LookCache, WatchOptions, listed_attempts, look, policy_for
 
 log = logging.getLogger("chunkpilot.report")
 
@@ -46,8 +46,8 @@ def gather(run: OpenRun, backend: Backend | None, price: Price | None = None) ->
     cache = LookCache(book=AttemptBook(run.run_store, spec))
     status = look(run, decision, observed, cache, price, detail_reads=len(spec.chunks))
     parallel = max(1, run.run_store.parallel_reads)
-    records = cache.book.all([(c, a) for c, o in sorted(observed.items()) for a in o.attempt_numbers], parallel)
-    lives = read_lives(run.run_store, list_lives(run.run_store), cache.lives, parallel)
+    records = cache.book.all(listed_attempts(observed), parallel, observed.ledger)
+    lives = read_lives(run.run_store, sorted(list_lives(run.run_store)), {}, parallel)  # with their commits
     parts = [(chunk, part, info.mtime) for chunk, obs in observed.items() for part, info in obs.parts]
     return ReportFacts(
         spec=spec, t0=status.totals["started_at"], now=now, totals=status.totals,
