@@ -142,8 +142,12 @@ def main() -> None:
         size = out.stat().st_size
         html = out.read_text()
         chart_js = (Path(__file__).resolve().parents[1] / "launcher" / "report" / "vendor" / "chart.umd.min.js").stat().st_size
-        start = html.index("window.chunkpilotReport")
-        data_bytes = len(html[start:].split("</script>", 1)[0].encode())
+        start = html.index('id="report-data">') + len('id="report-data">')
+        data = html[start:].split("</script>", 1)[0]
+        data_bytes = len(data.encode())
+        facts = json.loads(data)
+        print("page data: " + ", ".join(f"{k} {len(v) if isinstance(v, (list, dict)) else v}" for k, v in facts.items()
+                                        if isinstance(v, (list, dict))))
         secs = [r["wall_s"] for r in runs]
         rss = [r["peak_rss_mb"] for r in runs]
         rows = [[f"{args.chunks:,}", counts["attempts"], counts["lives"], f"{median(secs):.2f} ({spread(secs)})",

@@ -52,7 +52,9 @@ class AttemptBook:
         self._records: dict[tuple[str, int], AttemptRecord] = {}
         self._good_below: dict[tuple[str, int], float] = {}  # a copy is current for listing mtimes below this
         self.lives: dict[LifeKey, history.Life] = {}  # finished lives: they no longer change
+        self.running: dict[LifeKey, history.Life] = {}  # running lives seen ready: all cost needs of them
         self._ledger_lives: dict[LifeKey, tuple[history.Life, float]] = {}
+        self._ledger_running: dict[LifeKey, history.Life] = {}
         self._ledger_mtime: float | None = None
         self._dirty = False
         self._flushed_at = 0.0
@@ -131,15 +133,31 @@ class AttemptBook:
         return [self._records[k] for k in sorted(listed) if k in self._records]
 
     def lives_of(self, listed: Mapping[LifeKey, float], parallel: int = 1,
-                 wanted: Callable[[str], bool] = lambda chunk: True) -> list[history.Life]:
+                 wanted: Callable[[str], bool] = lambda chunk: True,
+                 running: Iterable[LifeKey] = ()) -> list[history.Life]:
         """The lives of the listed histories (key -> mtime) whose chunk is ``wanted``: finished
-        ones from this book or the ledger unless written since, the rest read."""
+        ones from this book or the ledger unless written since, the rest read. ``running``: each
+        chunk's latest life while its attempt is open — cost needs only its start and readiness
+        (``launcher.cost.interruptions``), which do not change, so a copy that has them will do."""
         for key, (life, good_below) in self._ledger_lives.items():
             if key in listed and key not in self.lives and listed[key] < good_below:
                 self.lives[key] = life
-        before = len(self.lives)
-        lives = read_lives(self.run_store, sorted(listed), self.lives, parallel, wanted)
-        self._dirty |= len(self.lives) != before
+        running = set(running)
+        for key in running:
+            if key not in self.running and key in self._ledger_running:
+                self.running[key] = self._ledger_running[key]
+        stand_in = {k: self.running[k] for k in running if k in self.running}
+        cache = {**self.lives, **stand_in}
+        lives = read_lives(self.run_store, sorted(listed), cache, parallel, wanted)
+        for key, life in cache.items():
+            if key not in stand_in and key not in self.lives:
+                self.lives[key] = life
+                self._dirty = True
+        for life in lives:
+            key = (life.chunk, life.attempt, life.life)
+            if key in running and key not in stand_in and life.outcome is None and life.ready_at is not None:
+                self.running[key] = life
+                self._dirty = True
         return lives
 
     def flush(self, force: bool = False) -> None:
@@ -148,7 +166,8 @@ class AttemptBook:
         if not self._dirty or (not force and now - self._flushed_at < LEDGER_SECONDS):
             return
         body = {"records": [asdict(r) for _, r in sorted(self._records.items())],
-                "lives": [_life_dict(life) for _, life in sorted(self.lives.items())]}
+                "lives": [_life_dict(life) for _, life in sorted(self.lives.items())],
+                "running": [_life_dict(life) for _, life in sorted(self.running.items())]}
         try:
             self.run_store.put(layout.LEDGER, gzip.compress(json.dumps(body, separators=(",", ":")).encode(), 6))
         except StoreError as exc:  # a stale ledger only costs readers reads
@@ -163,6 +182,7 @@ class AttemptBook:
             body = json.loads(gzip.decompress(self.run_store.get(layout.LEDGER)))
             records = [AttemptRecord.from_dict(d) for d in body.get("records", ())]
             lives = [_life_from_dict(d) for d in body.get("lives", ())]
+            running = [_life_from_dict(d) for d in body.get("running", ())]
         except (NotFoundError, StoreError, OSError, ValueError, TypeError, KeyError) as exc:
             log.debug("attempt ledger not used: %s", exc)
             return
@@ -172,6 +192,7 @@ class AttemptBook:
             if self._good_below.get(key, -math.inf) < info.mtime:
                 self._records[key], self._good_below[key] = record, info.mtime
         self._ledger_lives = {(life.chunk, life.attempt, life.life): (life, info.mtime) for life in lives}
+        self._ledger_running = {(life.chunk, life.attempt, life.life): life for life in running}
 
 
 def _life_dict(life: history.Life) -> dict:

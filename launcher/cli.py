@@ -285,8 +285,18 @@ def _watch(run, options) -> int:
         err.print(f"[red]{len(failed)} chunk(s) failed, {len(cancelled)} cancelled[/]; see `launcher status {run.spec.run_id}{where}`"
                   + (f"; `launcher watch {run.spec.run_id}{where}` resumes a cancelled run" if cancelled else ""))
         return 1
-    err.print(f"[green]all {len(decision.states)} chunk(s) done[/]: `launcher collect {run.spec.run_id}{where} -o results.jsonl`")
+    err.print(f"[green]all {len(decision.states)} chunk(s) done[/]: `launcher collect {run.spec.run_id}{where} "
+              f"{collect_target(run.spec)}`")
     return 0
+
+
+def collect_target(spec) -> str:
+    """The output a finished run's hint suggests: the user's own records back when they brought records."""
+    if spec.input_format == "parquet":
+        return "-o results.parquet"
+    if spec.prompt.get("template") or spec.prompt.get("input_key"):
+        return "-o results.jsonl --format records"
+    return "-o results.jsonl"
 
 
 def _price_override(price_per_hour, on_demand):

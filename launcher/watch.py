@@ -16,7 +16,7 @@ import os
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterable
 
 from chunkpilot import layout
 from chunkpilot.errors import BackendError, StoreError
@@ -190,11 +190,20 @@ def look(run: OpenRun, decision: Decision, observed: dict[str, ChunkObservation]
     done = {c for c, o in observed.items() if o.done is not None}
     keys = list_lives(run.run_store)
     worth = lives_worth_reading(keys, records, done)
-    lives = book.lives_of(keys, parallel, wanted=worth.__contains__)
+    lives = book.lives_of(keys, parallel, wanted=worth.__contains__, running=open_latest_lives(keys, records, done))
     cost = run_cost(records, lives, now, report.totals["eta_seconds"], report.totals["finished"], price)
     report.cost = cost
     report.totals["cost"] = cost.to_dict()
     return report
+
+
+def open_latest_lives(keys: Iterable[tuple[str, int, int]], records: list[AttemptRecord], done: set[str]) -> set:
+    """Each unfinished chunk's latest worker life, when its attempt has not ended."""
+    latest: dict[str, tuple[str, int, int]] = {}
+    for key in keys:
+        latest[key[0]] = max(latest.get(key[0], key), key)
+    open_attempts = {(r.chunk, r.attempt) for r in records if r.ended_at is None}
+    return {k for c, k in latest.items() if c not in done and (k[0], k[1]) in open_attempts}
 
 
 def listed_attempts(observed: dict[str, ChunkObservation]) -> dict[tuple[str, int], float]:

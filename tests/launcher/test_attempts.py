@@ -37,6 +37,7 @@ def listed(store: LocalStore) -> tuple[dict[tuple[str, int], float], Observed]:
 def write_life(store: LocalStore, chunk: str, ended: bool) -> None:
     life = History()
     life.add("start", 100.0, pid=1)
+    life.add("ready", 105.0)
     life.commit(110.0, 100.0, records=20, errors=1, prompt_tokens=200, completion_tokens=300, end=(0, 2000))
     life.add("beat", 115.0, answered=30, committed=20, held=0)
     if ended:
@@ -115,3 +116,27 @@ def test_a_broken_ledger_costs_reads_not_answers(tmp_path):
     records = AttemptBook(store, None).all(mtimes, 1, observed.ledger)
     assert [r.chunk for r in records] == CHUNKS[:3]
     assert sorted(got) == sorted([layout.LEDGER] + [layout.attempt_record(c, 1) for c in CHUNKS[:3]])
+
+
+def test_a_running_life_seen_ready_is_not_read_again_until_its_attempt_ends(tmp_path):
+    store = LocalStore(tmp_path)
+    watcher = AttemptBook(store, None)
+    write_life(store, "0001", ended=False)  # a1.0: running, ready
+    key = ("0001", 1, 0)
+    got = counting(store)
+    first = watcher.lives_of(list_lives(store), running={key})
+    assert got == [layout.history(*key)] and first[0].ready_at == 105.0
+    watcher.flush(force=True)
+    write_life(store, "0001", ended=False)  # it commits on: its history changes
+
+    got.clear()
+    assert watcher.lives_of(list_lives(store), running={key})[0].ready_at == 105.0
+    assert got == []  # the watcher does not read it again while it runs
+    reader = AttemptBook(store, None)
+    mtimes, observed = listed(store)
+    reader.all(mtimes, 1, observed.ledger)
+    got.clear()
+    reader.lives_of(list_lives(store), running={key})
+    assert got == []  # the ledger's copy stands in for it, as for the watcher
+    reader.lives_of(list_lives(store), running=set())  # its attempt ended: it may be an interruption now
+    assert got == [layout.history(*key)]

@@ -54,6 +54,7 @@ def test_a_template_over_fields_with_answers_merged_back(tmp_path, store_uri, cl
     result = cli("submit", path, "--chunks", 3, "--engine", "echo", "--store", store_uri, "--run-name", "rec",
                  "--prompt-template", TEMPLATE, "--output-key", "summary", "--watch")
     assert "all 3 chunk(s) done" in result.output and "template_error" in result.output
+    assert "-o results.jsonl --format records`" in " ".join(result.output.split())  # the hint gives the records back
     out = tmp_path / "merged.jsonl"
     result = cli("collect", "rec", "--store", store_uri, "-o", out, "--format", "records")
     assert "300 records (294 ok, 6 errors), 1 blank input lines skipped" in result.output
