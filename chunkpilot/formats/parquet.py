@@ -64,12 +64,15 @@ def open_pin(pin: InputPin) -> StoreFile:
 
 
 def parquet_file(pin: InputPin, source: StoreFile | None = None):
-    """The file's ``pyarrow.parquet.ParquetFile`` (its footer read); InputError naming a file that is no Parquet."""
+    """The file's ``pyarrow.parquet.ParquetFile`` (its footer read); InputError naming a file that is no Parquet.
+
+    ``pre_buffer`` is off: pyarrow's read cache would keep every row group read so far (collect's
+    memory grew with the input, 186 → 340 MB from 1M to 4M rows read; 186 → 221 MB without it)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
-        return pq.ParquetFile(source or open_pin(pin))
+        return pq.ParquetFile(source or open_pin(pin), pre_buffer=False)
     except (pa.ArrowInvalid, pa.ArrowException, OSError, ValueError) as exc:
         raise InputError(f"input {pin.uri} is not a valid Parquet file: {exc}") from None
 

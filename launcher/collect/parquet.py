@@ -163,13 +163,21 @@ def parts_answers(store: Store, steps: list, schema):
     import pyarrow.json as pj
 
     blobs = [store.get(step.item.key) for step in steps]
-    counts = [blob.count(b"\n") + (not blob.endswith(b"\n") and len(blob) > 0) for blob in blobs]
     data = b"".join(blob if blob.endswith(b"\n") else blob + b"\n" for blob in blobs)
     table = pj.read_json(io.BytesIO(data), read_options=pj.ReadOptions(block_size=1 << 20),  # blocks parse in parallel
                          parse_options=pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore"))
-    ids = pc.split_pattern(pc.utf8_slice_codeunits(table["id"], len("batch_req_")), "_")
-    sources = pc.list_element(ids, 1).cast("int64").to_numpy()
-    offsets = pc.list_element(ids, 2).cast("int64").to_numpy()
+    # A part's records before ``after`` are another part's; an ``after`` at or before its first record cuts nothing.
+    afters = [a if (a := getattr(step, "after", None)) is not None and a > step.part.first else None for step in steps]
+    rows = [step.part.end[1] - step.part.first[1] for step in steps]
+    if (all(a is None for a in afters) and all(s.part.first[0] == s.part.end[0] for s in steps)
+            and rows == [s.part.records for s in steps] and sum(rows) == table.num_rows):
+        # Every part holds every row of its interval, one line each: positions from the names alone.
+        sources = np.repeat([s.part.first[0] for s in steps], rows)
+        offsets = np.concatenate([np.arange(s.part.first[1], s.part.end[1]) for s in steps]) if steps else np.array([], int)
+    else:
+        ids = pc.split_pattern(pc.utf8_slice_codeunits(table["id"], len("batch_req_")), "_")
+        sources = pc.list_element(ids, 1).cast("int64").to_numpy()
+        offsets = pc.list_element(ids, 2).cast("int64").to_numpy()
     body = pc.struct_field(table["response"], ["body"])
     first = pc.list_element(pc.struct_field(body, ["choices"]), 0)
     answers = pc.coalesce(pc.struct_field(first, ["message", "content"]), pc.struct_field(first, ["text"]))
@@ -177,8 +185,8 @@ def parts_answers(store: Store, steps: list, schema):
     if vectors.null_count < len(vectors):
         answers = vectors
     errors = table["error"]
-    afters = [getattr(step, "after", None) for step in steps]
     if any(a is not None for a in afters):
+        counts = [blob.count(b"\n") + (not blob.endswith(b"\n") and len(blob) > 0) for blob in blobs]
         after_source = np.repeat([a[0] if a else -1 for a in afters], counts)
         after_offset = np.repeat([a[1] if a else -1 for a in afters], counts)
         keep = (sources > after_source) | ((sources == after_source) & (offsets >= after_offset))
