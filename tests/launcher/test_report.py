@@ -43,7 +43,8 @@ def wait_for(predicate, timeout: float, what: str):
 
 @pytest.fixture(scope="module")
 def preempted_run(tmp_path_factory):
-    """(store, run folder, status --json while the run was going, stderr of watch)."""
+    """(store, run folder, status --json while the run was going, stderr of watch, the report's page
+    while the run was going)."""
     root = tmp_path_factory.mktemp("report")
     records = [{"custom_id": f"r{i}", "prompt": f"tell me about {i}"} for i in range(160)]
     data = write_jsonl(root / "in.jsonl", records[:70], extra_lines=[b'{"custom_id": "broken", "prompt": \n'])
@@ -69,19 +70,25 @@ def preempted_run(tmp_path_factory):
         os.kill(pid, signal.SIGKILL)  # a reclaimed spot machine: no chance to commit
         during = launcher("status", RUN, "--store", str(store), "--json", env=env)
         assert during.returncode == 0, during.stderr
+        midway = launcher("report", RUN, "--store", str(store), "-o", str(root / "midway.html"), env=env)
+        assert midway.returncode == 0, midway.stderr
         _, err = watch.communicate(timeout=240)
         assert watch.returncode == 0, err
     finally:
         if watch.poll() is None:
             watch.kill()
-    return store, run_dir, json.loads(during.stdout), err
+    return store, run_dir, json.loads(during.stdout), err, (root / "midway.html").read_text()
+
+
+def page_data(html: str) -> dict:
+    return json.loads(html.split('<script type="application/json" id="report-data">', 1)[1].split("</script>", 1)[0])
 
 
 def test_the_worker_and_watcher_write_the_run_history(preempted_run):
     from chunkpilot.history import parse, summarize
     from chunkpilot.spec import AttemptRecord
 
-    store, run_dir, _, _ = preempted_run
+    store, run_dir, _, _, _ = preempted_run
     lives = sorted(p.relative_to(run_dir / "history").as_posix() for p in (run_dir / "history").rglob("*.jsonl"))
     assert lives == ["0000/a1.0.jsonl", "0001/a1.0.jsonl", "0001/a2.0.jsonl", "0002/a1.0.jsonl", "0003/a1.0.jsonl"]
     killed = summarize("0001", 1, 0, parse((run_dir / "history/0001/a1.0.jsonl").read_bytes()))
@@ -97,7 +104,7 @@ def test_the_worker_and_watcher_write_the_run_history(preempted_run):
 
 
 def test_status_carries_cost_so_far_and_projected(preempted_run, cli):
-    store, run_dir, during, _ = preempted_run
+    store, run_dir, during, _, _ = preempted_run
     cost = during["totals"]["cost"]
     assert cost["so_far"] > 0 and cost["per_hour_now"] > 0 and cost["currency"] == "USD"
     assert cost["projected"] is None or cost["projected"] >= cost["so_far"]
@@ -122,7 +129,7 @@ def test_status_carries_cost_so_far_and_projected(preempted_run, cli):
 
 
 def test_report_data_has_every_chunk_the_kill_the_error_and_the_cost(preempted_run, cli, tmp_path):
-    store, run_dir, _, _ = preempted_run
+    store, run_dir, _, _, _ = preempted_run
     out = tmp_path / "report.html"
     result = cli("report", RUN, "--store", str(store), "-o", str(out))
     assert "wrote" in result.output and f"{CHUNKS} chunk rows" in result.output
@@ -140,6 +147,18 @@ def test_report_data_has_every_chunk_the_kill_the_error_and_the_cost(preempted_r
     assert data["cost"]["so_far"] > 0 and data["interruptions"][0]["chunk"] == "0001"
     assert sum(data["throughput"]["records_per_s"]) * data["throughput"]["bin_seconds"] == pytest.approx(161, abs=0.01)
     assert len(html.encode()) < 1_000_000  # self-contained, and small
+
+
+def test_a_report_of_a_run_in_progress_shows_what_runs_and_the_cost_so_far(preempted_run):
+    *_, midway = preempted_run
+    data = page_data(midway)
+    assert data["totals"]["finished"] is False
+    timeline = data["timeline"]
+    assert timeline["chunks"] == [f"{i:04d}" for i in range(CHUNKS)]
+    kinds = {s["kind"] for s in timeline["segments"]}
+    assert kinds & {"running", "starting"}, "what still runs is on the page"
+    assert data["cost"]["so_far"] > 0 and data["cost"]["projected"] >= data["cost"]["so_far"]
+    assert data["end"] == data["now"], "a run in progress: the time axes end now"
 
 
 def find_chromium() -> str | None:
@@ -170,7 +189,7 @@ def browser():
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])
 def test_report_in_headless_chromium(preempted_run, cli, tmp_path, browser, scheme):
-    store, _, _, _ = preempted_run
+    store, _, _, _, _ = preempted_run
     out = tmp_path / "report.html"
     cli("report", RUN, "--store", str(store), "-o", str(out))
     context = browser.new_context(viewport={"width": 1280, "height": 900}, color_scheme=scheme)
@@ -205,4 +224,22 @@ def test_report_in_headless_chromium(preempted_run, cli, tmp_path, browser, sche
     assert shot.stat().st_size > 10_000
     if os.environ.get("CHUNKPILOT_SCREENSHOT_DIR"):  # how docs/report-*.png are made
         shutil.copy(shot, Path(os.environ["CHUNKPILOT_SCREENSHOT_DIR"]) / shot.name)
+    context.close()
+
+
+def test_a_report_of_a_run_in_progress_opens_in_headless_chromium(preempted_run, tmp_path, browser):
+    *_, midway = preempted_run
+    page_file = tmp_path / "midway.html"
+    page_file.write_text(midway)
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    requests, problems = [], []
+    page.on("request", lambda r: requests.append(r.url))
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    page.goto(page_file.as_uri())
+    page.wait_for_function("window.chunkpilotReport && window.chunkpilotReport.charts.length === 2")
+    assert requests == [page_file.as_uri()] and problems == []
+    assert "in progress" in page.locator("body").inner_text()
+    labels = page.evaluate("() => Chart.getChart('timeline').data.labels")
+    assert labels == [f"{i:04d}" for i in range(CHUNKS)]
     context.close()
