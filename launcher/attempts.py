@@ -204,11 +204,6 @@ def _life_from_dict(d: dict) -> history.Life:
     return history.Life(**{**d, "commits": ()})
 
 
-def list_all_attempts(run_store: Store) -> list[tuple[str, int]]:
-    """Every (chunk, attempt) with a record, from one listing of ``jobs/``."""
-    return sorted(p for obj in run_store.list(layout.JOBS) if (p := layout.parse_attempt_record(obj.key)))
-
-
 def list_lives(run_store: Store) -> dict[LifeKey, float]:
     """Every (chunk, attempt, life) with a history -> its mtime, from one listing of ``history/``."""
     return {p: obj.mtime for obj in run_store.list(layout.HISTORY) if (p := history.parse_key(obj.key))}

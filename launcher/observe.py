@@ -40,10 +40,6 @@ class ChunkObservation:
     heartbeat_at: float | None = None
     parts: list[tuple[PartName, ObjectInfo]] = field(default_factory=list)
 
-    @property
-    def attempt_numbers(self) -> list[int]:
-        return sorted(self.attempt_mtimes)
-
     def view(self) -> ChunkView:
         return ChunkView(
             chunk=self.chunk,

@@ -43,11 +43,13 @@ def gather(run: OpenRun, backend: Backend | None, price: Price | None = None) ->
         observed = observe(run.run_store, spec, None)
     now = time.time()
     decision = decide([o.view() for o in observed.values()], policy_for(run, WatchOptions()), now)
-    cache = LookCache(book=AttemptBook(run.run_store, spec))
-    status = look(run, decision, observed, cache, price, detail_reads=len(spec.chunks))
     parallel = max(1, run.run_store.parallel_reads)
-    records = cache.book.all(listed_attempts(observed), parallel, observed.ledger)
-    lives = read_lives(run.run_store, sorted(list_lives(run.run_store)), {}, parallel)  # with their commits
+    book = AttemptBook(run.run_store, spec)
+    # Every life with its commits, read first: the finished ones then serve the look's cost as well.
+    lives = read_lives(run.run_store, sorted(list_lives(run.run_store)), book.lives, parallel)
+    cache = LookCache(book=book)
+    status = look(run, decision, observed, cache, price, detail_reads=len(spec.chunks))
+    records = book.all(listed_attempts(observed), parallel, observed.ledger)  # read by the look: nothing read here
     parts = [(chunk, part, info.mtime) for chunk, obs in observed.items() for part, info in obs.parts]
     return ReportFacts(
         spec=spec, t0=status.totals["started_at"], now=now, totals=status.totals,
