@@ -147,6 +147,10 @@ NOT_HONOURED = {
     "web_search_options", "truncate_prompt_tokens", "allowed_token_ids", "logits_processors",
 }
 
+# What to send instead of vLLM's old guided-decoding keys (which vLLM >= 0.12 ignores without a word).
+GUIDED_INSTEAD = {"guided_json": '{"json": <schema>}', "guided_regex": '{"regex": "..."}',
+                  "guided_choice": '{"choice": [...]}', "guided_grammar": '{"grammar": "..."}'}
+
 
 def sampling_params(body: dict[str, Any], defaults: dict[str, Any], allowed: set[str], strict: bool) -> dict[str, Any]:
     """The run's defaults overridden by the body's sampling fields, each checked.
@@ -166,8 +170,13 @@ def sampling_params(body: dict[str, Any], defaults: dict[str, Any], allowed: set
         if value is None or any(value == v and type(value) is type(v) for v in SINGLE_VALUED.get(name, ())):
             continue  # absent in all but name, or the one value chunkpilot gives anyway
         if name in NOT_HONOURED or strict:
-            detail = (f"only {name}={SINGLE_VALUED[name][0]!r} is supported" if name in SINGLE_VALUED
-                      else "it would change the answer and chunkpilot does not honour it")
+            if name in SINGLE_VALUED:
+                detail = f"only {name}={SINGLE_VALUED[name][0]!r} is supported"
+            elif name in GUIDED_INSTEAD:
+                detail = (f"vLLM's old guided decoding is not honoured: send structured_outputs {GUIDED_INSTEAD[name]} "
+                          "or response_format, or give the run --json-schema, --choice or --regex")
+            else:
+                detail = "it would change the answer and chunkpilot does not honour it"
             raise Invalid("unsupported_parameter", f"unsupported field {name!r}: {detail}")
     if "max_completion_tokens" in params:  # the newer name wins, as in OpenAI's API
         params["max_tokens"] = params.pop("max_completion_tokens")

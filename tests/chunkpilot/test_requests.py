@@ -70,6 +70,7 @@ def test_user_fields_of_a_plain_record_are_data_not_parameters():
         # Fields that would change the answer and are not honoured are refused, never ignored.
         ({"prompt": "x", "guided_json": {"type": "object"}}, "unsupported_parameter", "'guided_json'"),
         ({"prompt": "x", "guided_regex": "[a-z]+"}, "unsupported_parameter", "'guided_regex'"),
+        ({"prompt": "x", "guided_json": {}}, "unsupported_parameter", 'send structured_outputs {"json": <schema>}'),
         ({"messages": [{"role": "user", "content": "q"}], "tools": []}, "unsupported_parameter", "'tools'"),
         ({"prompt": "x", "logprobs": 5}, "unsupported_parameter", "'logprobs'"),
         ({"custom_id": "b", "method": "POST", "url": "/v1/chat/completions",
