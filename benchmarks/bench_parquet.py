@@ -94,6 +94,7 @@ def synthesize_run(root: Path, rows: int) -> Path:
     import pyarrow.parquet as pq
 
     sys.path.insert(0, str(REPO))
+    from chunkpilot import answer_columns, layout
     from chunkpilot.layout import PartName
     from chunkpilot.output import ok_line
     from chunkpilot.requests import Request, Result
@@ -124,7 +125,11 @@ def synthesize_run(root: Path, rows: int) -> Path:
             for i in range(start, end):
                 line = sample.replace(b'"batch_req_bench-parquet_0_0"', f'"batch_req_{RUN}_0_{i}"'.encode())
                 lines.append(line.replace(b'"custom_id": "0"', f'"custom_id": "{i}"'.encode()).replace(b"ANSWER", f"answer {i}".encode()))
-            (out / PartName((0, start), (0, end), 1, seq, end - start).filename).write_bytes(b"".join(lines))
+            name = PartName((0, start), (0, end), 1, seq, end - start)
+            (out / name.filename).write_bytes(b"".join(lines))
+            columns = run / layout.answer_columns(layout.part(chunk, name))
+            columns.parent.mkdir(parents=True, exist_ok=True)
+            columns.write_bytes(answer_columns.encode(lines))
         (out / "_SUCCESS").write_bytes(SuccessMarker(chunk, 1, hi - lo, 0, hi - lo, 0, 0, 0, 0, 1.0, "2026-01-01T00:00:00+00:00",
                                                      units=hi - lo).to_json())
     spec = RunSpec(run_id=RUN, created_at="2026-01-01T00:00:00+00:00",

@@ -7,6 +7,8 @@ One run (``<store>/<run_id>/``)::
     chunks/<chunk>.json             ChunkManifest
     out/<chunk>/<part>.jsonl        committed result parts, immutable; name = PartName
     out/<chunk>/_SUCCESS            SuccessMarker, written once (put-if-absent), last
+    answers/<chunk>/<part>.arrow    Parquet runs: a part's answers in columns, written after the part by
+                                    its writer; optional (chunkpilot.answer_columns)
     held/<chunk>/a<attempt>.jsonl   answers finished but not yet in a part (a slower record comes
                                     before them); rewritten every commit, deleted when the chunk is done
     progress/<chunk>.json           Progress heartbeat
@@ -42,6 +44,7 @@ LOGS = "logs"
 CHUNKS = "chunks/"
 OUTPUTS = "out/"
 HELD = "held/"
+ANSWER_COLUMNS = "answers/"  # a Parquet run's answers in columns, beside its parts (chunkpilot.answer_columns)
 PROGRESS = "progress/"
 JOBS = "jobs/"
 HISTORY = "history/"
@@ -60,6 +63,11 @@ def outputs(chunk: str) -> str:
 
 def part(chunk: str, name: "PartName") -> str:
     return f"{OUTPUTS}{chunk}/{name.filename}"
+
+
+def answer_columns(part_key: str) -> str:
+    """The answer-columns file of the part at ``part_key`` (``out/<chunk>/<name>.jsonl``)."""
+    return ANSWER_COLUMNS + part_key[len(OUTPUTS):].removesuffix(".jsonl") + ".arrow"
 
 
 def done_marker(chunk: str) -> str:

@@ -150,8 +150,8 @@ def recovered_slot(position: Position, end: Position, line: bytes) -> Slot:
                 prompt_tokens=outcome.prompt_tokens, completion_tokens=outcome.completion_tokens)
 
 
-def write_part(store: Store, chunk: str, batch: PartBatch, attempt: int, seq: int) -> int:
-    """Write ``batch`` as an immutable part; return the seq after the one used.
+def write_part(store: Store, chunk: str, batch: PartBatch, attempt: int, seq: int) -> PartName:
+    """Write ``batch`` as an immutable part; return the name it took (the next seq is one past its).
 
     A name already taken (a restarted process of the same attempt, or a zombie)
     moves on to the next seq: parts are never overwritten.
@@ -160,5 +160,5 @@ def write_part(store: Store, chunk: str, batch: PartBatch, attempt: int, seq: in
     while True:
         name = batch.name(attempt, seq)
         if store.put_if_absent(layout.part(chunk, name), body):
-            return seq + 1
+            return name
         seq += 1

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Iterator
 
-from chunkpilot import layout
+from chunkpilot import answer_columns, layout
 from chunkpilot.engines import loads_model
 from chunkpilot.errors import ChunkpilotError, ConfigError, InputError, NotFoundError, StoreError
 from chunkpilot.formats import get_format, units_before
@@ -39,6 +39,7 @@ from chunkpilot.store import Store, open_store
 from worker.commit import (
     BARRIER,
     CommittedSet,
+    PartBatch,
     Slot,
     held_answers,
     held_slots,
@@ -325,7 +326,10 @@ class ChunkRun:
         self.last_commit_wall = time.time()
         batches, remaining = take_finished(list(self.pending), min_run=min_run)
         for batch in batches:
-            self.seq = self._retry(lambda b=batch: write_part(self.store, self.chunk, b, self.options.attempt, self.seq))
+            name = self._retry(lambda b=batch: write_part(self.store, self.chunk, b, self.options.attempt, self.seq))
+            self.seq = name.seq + 1
+            if self.spec.input_format == "parquet":
+                self._write_answer_columns(name, batch)
             self.counters.committed += sum(not s.recovered for s in batch.slots)
             self.error_codes.update(s.error_code for s in batch.slots if s.error_code is not None)
             self.units_done = max(self.units_done, units_before(self.manifest, batch.slots[-1].end))
@@ -343,6 +347,17 @@ class ChunkRun:
             self._retry(lambda: self.store.put(layout.held(self.chunk, self.options.attempt), body))
             self.held_saved = positions
         self.unsaved = 0
+
+    def _write_answer_columns(self, name: PartName, batch: PartBatch) -> None:
+        """The part's answers in columns (``chunkpilot.answer_columns``), for ``collect -o x.parquet``.
+        Only a copy: if it cannot be written (the store's own retries only), collect reads the part's
+        lines, and the run goes on."""
+        key = layout.answer_columns(layout.part(self.chunk, name))
+        try:
+            self.store.put(key, answer_columns.encode(s.line for s in batch.slots))  # type: ignore[misc]
+        except Exception as exc:  # noqa: BLE001 - never fail or stall an attempt over an optional copy
+            log.warning("chunk %s: answer columns of %s not written (%s); collect will read the part instead",
+                        self.chunk, name.filename, exc)
 
     def _delete_held(self) -> None:
         """Every record is in a part now: held objects (any attempt's) only repeat them."""

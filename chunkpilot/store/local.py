@@ -54,7 +54,8 @@ class LocalStore(Store):
     # -- reads ---------------------------------------------------------------
     def get(self, key: str) -> bytes:
         try:
-            return self._path(key).read_bytes()
+            with open(self._filename(key), "rb") as f:  # not pathlib: collect reads many small objects
+                return f.read()
         except FileNotFoundError as exc:
             raise NotFoundError(f"{self.uri}/{key} does not exist") from exc
         except IsADirectoryError as exc:

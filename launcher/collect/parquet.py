@@ -17,26 +17,22 @@ Records whose fields change type (a number here, a string there) cannot share on
 from __future__ import annotations
 
 import json
+from itertools import groupby
 from typing import Any, Iterator
 
-from chunkpilot import layout
-from chunkpilot.errors import OutputError
+from chunkpilot import answer_columns, layout
+from chunkpilot.answer_columns import error_type
+from chunkpilot.errors import OutputError, StoreError
 from chunkpilot.formats.parquet import parquet_file
 from chunkpilot.spec import ChunkManifest, RunSpec
 from chunkpilot.store import Store
-from launcher.collect.copy import parts_by_chunk
+from launcher.collect.copy import map_reads, parts_by_chunk
 from launcher.collect.merge import Drop, merge_plan
 from launcher.collect.records import NOT_ANSWERED, Merged, Tally, json_value, merged_records
 
 ROW_GROUP_ROWS = 65_536
 BATCH_ROWS = 16_384  # input rows taken at a time
 INFER_ROWS = 4_096  # rows per table when inferring JSON Lines types
-
-
-def error_type():
-    import pyarrow as pa
-
-    return pa.struct([("code", pa.string()), ("message", pa.string())])
 
 
 def answer_values(answers: list[Any]) -> tuple[Any, list[Any]]:
@@ -57,10 +53,17 @@ def answer_values(answers: list[Any]) -> tuple[Any, list[Any]]:
 class _Writer:
     """Appends tables to one Parquet file in row groups of ROW_GROUP_ROWS. The file's schema is that
     of the first row group's tables, unified (an answer column that is all null in one table takes
-    the type the others give it); every later table is cast to it, or refused, saying why."""
+    the type the others give it); every later table is cast to it, or refused, saying why.
+
+    A row group is encoded and written by a thread of its own while the caller assembles the next
+    (pyarrow lets go of the GIL): at most one row group waits to be written."""
 
     def __init__(self, fd: int):
+        from concurrent.futures import ThreadPoolExecutor
+
         self.sink = open(fd, "wb", closefd=False)
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="collect-write")
+        self.writing = None  # the row group being written (a future)
         self.writer = None
         self.schema = None
         self.buffered: list = []
@@ -91,15 +94,28 @@ class _Writer:
             except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
                 raise OutputError(f"records do not fit one Parquet schema ({exc}); collect with --format records "
                                   "to get JSON Lines, which keeps every record as it is") from None
-            self.writer = pq.ParquetWriter(self.sink, self.schema, compression="zstd")
-        self.writer.write_table(pa.concat_tables([self._cast(t) for t in self.buffered]), row_group_size=ROW_GROUP_ROWS)
+            # A small dictionary page: columns of few values keep their dictionary, mostly-distinct ones
+            # (answers, prompts) fall back to plain encoding early instead of building one (BENCHMARKS §7).
+            self.writer = pq.ParquetWriter(self.sink, self.schema, compression="zstd", dictionary_pagesize_limit=128 << 10)
+        group = pa.concat_tables([self._cast(t) for t in self.buffered])
         self.buffered, self.rows = [], 0
+        self._wait()
+        self.writing = self.pool.submit(self.writer.write_table, group, row_group_size=ROW_GROUP_ROWS)
+
+    def _wait(self) -> None:
+        if self.writing is not None:
+            writing, self.writing = self.writing, None
+            writing.result()
 
     def close(self) -> None:
-        self.flush()
-        if self.writer is not None:
-            self.writer.close()
-        self.sink.close()
+        try:
+            self.flush()
+            self._wait()
+            if self.writer is not None:
+                self.writer.close()
+        finally:
+            self.pool.shutdown(cancel_futures=True)
+            self.sink.close()
 
 
 def write_parquet(spec: RunSpec, run_store: Store, done: set[str], fd: int, output_key: str, tally: Tally) -> tuple[int, int]:
@@ -152,24 +168,90 @@ def _line_schema():
 PARSE_BYTES = 8 << 20  # parts parsed together, so pyarrow's per-call cost is paid once per this much
 
 
-def parts_answers(store: Store, steps: list, schema):
-    """Some parts' answers, parsed together in bulk by pyarrow's JSON reader: (sources, offsets,
-    answers, errors), each part's records before its step's ``after`` (another part holds them)
-    left out. Answers are the text of a completion or chat (a JSON answer's text), or a vector."""
+def parts_answers(store: Store, steps: list, schema, columns: frozenset[str] | set[str] = frozenset()):
+    """Some parts' answers: (sources, offsets, answers, errors), each part's records before its
+    step's ``after`` (another part holds them) left out. Taken from a part's answer columns when
+    ``columns`` lists them (``chunkpilot.answer_columns``), else parsed from its lines in bulk by
+    pyarrow's JSON reader; the same values either way. Answers are the text of a completion or chat
+    (a JSON answer's text), or a vector."""
+    import numpy as np
+
+    need_counts = any(_cut(step) is not None for step in steps)
+    pieces = []
+    for has_columns, run in groupby(steps, key=lambda step: layout.answer_columns(step.item.key) in columns):
+        run = list(run)
+        piece = _from_columns(store, run) if has_columns else None
+        pieces.append(piece or _from_lines(store, run, schema, need_counts))
+    sources = np.concatenate([p[0] for p in pieces]) if pieces else np.array([], np.int64)
+    offsets = np.concatenate([p[1] for p in pieces]) if pieces else np.array([], np.int64)
+    answers, errors = _concat([p[2] for p in pieces]), _concat([p[3] for p in pieces])
+    if need_counts:
+        counts = [n for p in pieces for n in p[4]]
+        afters = [_cut(step) for step in steps]
+        after_source = np.repeat([a[0] if a else -1 for a in afters], counts)
+        after_offset = np.repeat([a[1] if a else -1 for a in afters], counts)
+        keep = (sources > after_source) | ((sources == after_source) & (offsets >= after_offset))
+        sources, offsets, answers, errors = sources[keep], offsets[keep], answers.filter(keep), errors.filter(keep)
+    return sources, offsets, answers, errors
+
+
+def _cut(step):
+    """Where a step's part starts to count (its ``after``), or None when all of it does."""
+    after = getattr(step, "after", None)
+    return after if after is not None and after > step.part.first else None
+
+
+def _from_columns(store: Store, steps: list):
+    """(sources, offsets, answers, errors, rows per part) from the parts' answer columns; None if one
+    of them is not a whole answer-columns file of its part (then the lines are read instead)."""
+    try:
+        tables = list(map_reads(store, lambda step: answer_columns.decode_table(store.get(layout.answer_columns(step.item.key))), steps))
+    except (ValueError, StoreError):
+        return None
+    if any(t.num_rows != step.part.records for t, step in zip(tables, steps)):
+        return None
+    return _assembled(tables)
+
+
+def _assembled(tables: list):
+    """(sources, offsets, answers, errors, rows per table) of answer-columns tables; None if their
+    answers are of different kinds (text here, vectors there)."""
+    import pyarrow as pa
+
+    kinds = {t.schema.field("answer").type for t in tables if t.column("answer").null_count < t.num_rows}
+    if len(kinds) > 1:
+        return None
+    kind = kinds.pop() if kinds else pa.string()
+    tables = [t if t.schema.field("answer").type == kind else t.set_column(2, "answer", pa.nulls(t.num_rows, kind))
+              for t in tables]
+    table = pa.concat_tables(tables)
+    return (table["source"].to_numpy(), table["offset"].to_numpy(), _one_chunk(table["answer"]), _one_chunk(table["error"]),
+            [t.num_rows for t in tables])
+
+
+def _from_lines(store: Store, steps: list, schema, need_counts: bool):
+    """(sources, offsets, answers, errors, rows per part or None) parsed from the parts' lines: in bulk
+    by pyarrow's JSON reader, or line by line where it cannot read them (base64 vectors beside lists
+    of floats, answers of different kinds)."""
     import io
 
     import numpy as np
+    import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.json as pj
 
-    blobs = [store.get(step.item.key) for step in steps]
+    blobs = list(map_reads(store, lambda step: store.get(step.item.key), steps))
     data = b"".join(blob if blob.endswith(b"\n") else blob + b"\n" for blob in blobs)
-    table = pj.read_json(io.BytesIO(data), read_options=pj.ReadOptions(block_size=1 << 20),  # blocks parse in parallel
-                         parse_options=pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore"))
-    # A part's records before ``after`` are another part's; an ``after`` at or before its first record cuts nothing.
-    afters = [a if (a := getattr(step, "after", None)) is not None and a > step.part.first else None for step in steps]
+    try:
+        table = pj.read_json(io.BytesIO(data), read_options=pj.ReadOptions(block_size=1 << 20),  # blocks parse in parallel
+                             parse_options=pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore"))
+    except pa.ArrowInvalid:
+        assembled = _assembled([answer_columns.table_of(blob.splitlines()) for blob in blobs])
+        if assembled is None:
+            raise OutputError("the answers are of different kinds (text and vectors): collect with --format records") from None
+        return assembled
     rows = [step.part.end[1] - step.part.first[1] for step in steps]
-    if (all(a is None for a in afters) and all(s.part.first[0] == s.part.end[0] for s in steps)
+    if (all(_cut(s) is None for s in steps) and all(s.part.first[0] == s.part.end[0] for s in steps)
             and rows == [s.part.records for s in steps] and sum(rows) == table.num_rows):
         # Every part holds every row of its interval, one line each: positions from the names alone.
         sources = np.repeat([s.part.first[0] for s in steps], rows)
@@ -184,14 +266,20 @@ def parts_answers(store: Store, steps: list, schema):
     vectors = pc.struct_field(pc.list_element(pc.struct_field(body, ["data"]), 0), ["embedding"])
     if vectors.null_count < len(vectors):
         answers = vectors
-    errors = table["error"]
-    if any(a is not None for a in afters):
-        counts = [blob.count(b"\n") + (not blob.endswith(b"\n") and len(blob) > 0) for blob in blobs]
-        after_source = np.repeat([a[0] if a else -1 for a in afters], counts)
-        after_offset = np.repeat([a[1] if a else -1 for a in afters], counts)
-        keep = (sources > after_source) | ((sources == after_source) & (offsets >= after_offset))
-        sources, offsets, answers, errors = sources[keep], offsets[keep], answers.filter(keep), errors.filter(keep)
-    return sources, offsets, _one_chunk(answers), _one_chunk(errors)
+    counts = [blob.count(b"\n") + (not blob.endswith(b"\n") and len(blob) > 0) for blob in blobs] if need_counts else None
+    return sources, offsets, _one_chunk(answers), _one_chunk(table["error"]), counts
+
+
+def _concat(arrays: list):
+    """One array of ``arrays``; those holding only nulls take the others' type (a part of error lines
+    has text-typed answers, also in a run of vectors)."""
+    import pyarrow as pa
+
+    if not arrays:
+        return pa.array([], pa.string())
+    kinds = [a.type for a in arrays if a.null_count < len(a)]
+    kind = kinds[0] if kinds else arrays[0].type
+    return pa.concat_arrays([a if a.type == kind else pa.nulls(len(a), kind) for a in arrays])
 
 
 def _one_chunk(array):
@@ -216,17 +304,33 @@ class RunAnswers:
         starts.sort()
         self.starts, self.chunk_at = [p for p, _ in starts], [c for _, c in starts]
         self.done_chunks = done
+        self.columns = set(store.keys(layout.ANSWER_COLUMNS))  # one listing: which parts have answer columns
         self.groups = (group for chunk, parts in parts_by_chunk(store, chunks) if chunk in done
                        for group in _grouped([s for s in merge_plan(parts, read_all=True) if not isinstance(s, Drop)]))
         self.buffer: list = []  # [sources, offsets, answers, errors, next row]
+        self.pool = self.loading = None
+
+    def _load(self):
+        """The next group's answers, or None after the last."""
+        group = next(self.groups, None)
+        return None if group is None else [*parts_answers(self.store, group, self.schema, self.columns), 0]
 
     def _head(self):
         while not self.buffer or self.buffer[4] >= len(self.buffer[0]):
-            group = next(self.groups, None)
-            if group is None:
+            if self.loading is None:  # the next group loads in a thread of its own while this one is taken
+                from concurrent.futures import ThreadPoolExecutor
+
+                self.pool = ThreadPoolExecutor(1, thread_name_prefix="collect-answers")
+                self.loading = self.pool.submit(self._load)
+            self.buffer = self.loading.result()
+            if self.buffer is None:
                 return None
-            self.buffer = [*parts_answers(self.store, group, self.schema), 0]
+            self.loading = self.pool.submit(self._load)
         return self.buffer
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
 
     def take(self, source: int, start: int, end: int):
         """(answers, errors) of rows ``[start, end)`` of ``source``: Arrow arrays where the parts hold
@@ -249,7 +353,7 @@ class RunAnswers:
             head[4] += n
             row += n
         if row == end:
-            return (pa.concat_arrays([a for a, _ in pieces]) if pieces else pa.array([], pa.string()),
+            return (_concat([a for a, _ in pieces]),
                     pa.concat_arrays([e for _, e in pieces]).cast(error_type()) if pieces else pa.array([], error_type()))
         return self._slow(source, start, end, pieces)
 
@@ -300,20 +404,23 @@ def _from_parquet(spec, run_store, done, writer: _Writer, key: str, tally: Tally
     schema = pa.unify_schemas([parquet_file(pin).schema_arrow for pin in spec.inputs], promote_options="permissive")
     answers = RunAnswers(spec, run_store, done, tally, _line_schema())
     records = errors = 0
-    for source, pin in enumerate(spec.inputs):
-        row = 0
-        for batch in parquet_file(pin).iter_batches(batch_size=BATCH_ROWS):
-            table = pa.Table.from_batches([batch])
-            for field in schema:
-                if field.name not in table.column_names:
-                    table = table.append_column(field, pa.nulls(table.num_rows, field.type))
-            table = table.select(schema.names).cast(schema)
-            values, faults = answers.take(source, row, row + batch.num_rows)
-            writer.add(_with_answers(table, values, faults, key))
-            records += batch.num_rows
-            errors += (batch.num_rows - pc.sum(pc.is_null(faults)).as_py() if isinstance(faults, pa.Array)
-                       else sum(e is not None for e in faults))
-            row += batch.num_rows
+    try:
+        for source, pin in enumerate(spec.inputs):
+            row = 0
+            for batch in parquet_file(pin).iter_batches(batch_size=BATCH_ROWS):
+                table = pa.Table.from_batches([batch])
+                for field in schema:
+                    if field.name not in table.column_names:
+                        table = table.append_column(field, pa.nulls(table.num_rows, field.type))
+                table = table.select(schema.names).cast(schema)
+                values, faults = answers.take(source, row, row + batch.num_rows)
+                writer.add(_with_answers(table, values, faults, key))
+                records += batch.num_rows
+                errors += (batch.num_rows - pc.sum(pc.is_null(faults)).as_py() if isinstance(faults, pa.Array)
+                           else sum(e is not None for e in faults))
+                row += batch.num_rows
+    finally:
+        answers.close()
     return records, errors
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import shutil
 import signal
 import time
 from pathlib import Path
@@ -126,6 +127,12 @@ def test_parquet_in_and_out_with_workers_killed(dataset, tmp_path, store_uri, cl
             assert answer is None and error["code"] == "template_error" and "'text' is null" in error["message"]
         else:
             assert answer == " ".join(text.split()[::-1]) and error is None
+    # Collect took the answers from the parts' answer columns; from the lines alone it writes the same.
+    columns = Path(store_uri) / run.spec.run_id / "answers"
+    assert len(list(columns.rglob("*.arrow"))) >= 16
+    shutil.rmtree(columns)
+    cli("collect", run.spec.run_id, "--store", store_uri, "-o", tmp_path / "from-lines.parquet")
+    assert pq.read_table(tmp_path / "from-lines.parquet").equals(table)
     # The same run as JSON Lines records: values JSON has no type for become text.
     cli("collect", run.spec.run_id, "--store", store_uri, "-o", tmp_path / "out.jsonl", "--format", "records")
     first = read_jsonl(tmp_path / "out.jsonl")[0]

@@ -51,6 +51,7 @@ def test_worker_runs_a_chunk_to_done(tmp_path, make_run):
     assert (marker.records, marker.ok, marker.errors, marker.resumed_records) == (300, 300, 0, 0)
     assert len(committed_parts(run)) >= 5  # echo answers 64 per step; a commit follows every >= 50
     assert [r["custom_id"] for r in merged(run)] == [f"r{i}" for i in range(300)]
+    assert list(run.run_store.keys("answers/")) == [], "answer columns are for Parquet runs"
     # Running it again does nothing: the marker says done.
     parts_before = sorted(committed_parts(run))
     again = start_worker(run, attempt=2)
@@ -212,3 +213,38 @@ def test_a_worker_that_cannot_start_its_engine_says_why_in_its_heartbeat(tmp_pat
     assert start_worker(run).wait(30) == 2
     beat = json.loads(run.run_store.get("progress/0000.json"))
     assert beat["state"] == "failed" and "unknown engine 'no-such-engine'" in beat["reason"]
+
+
+def test_a_parquet_run_writes_each_parts_answers_in_columns(tmp_path, make_run):
+    """Beside every part, its answers in columns, row for row; an answers/ folder that cannot be
+    written costs the columns (collect reads the lines), not the run."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from chunkpilot import answer_columns, layout
+
+    pq.write_table(pa.table({"text": [f"row {i}" if i % 50 else None for i in range(300)]}), tmp_path / "in.parquet")
+    run = make_run([tmp_path / "in.parquet"], commit_records=50, input_key="text", max_error_rate=1.0)
+    proc = start_worker(run)
+    assert proc.wait(60) == 0, proc.stdout.read().decode()
+    parts = committed_parts(run)
+    assert len(parts) >= 5
+    for part in parts:
+        key = layout.part("0000", part)
+        table = answer_columns.decode_table(run.run_store.get(layout.answer_columns(key)))
+        lines = run.run_store.get(key).splitlines()
+        assert table.num_rows == part.records == len(lines)
+        assert table.equals(answer_columns.table_of(lines))
+    errors = [e for p in parts for e in answer_columns.decode_table(
+        run.run_store.get(layout.answer_columns(layout.part("0000", p)))).column("error").to_pylist() if e]
+    assert len(errors) == 6 and {e["code"] for e in errors} == {"template_error"}
+
+    blocked = make_run([tmp_path / "in.parquet"], commit_records=50, input_key="text", max_error_rate=1.0)
+    (Path(blocked.run_store.uri) / "answers").write_text("a file where the folder would go")
+    proc = start_worker(blocked)
+    output = proc.communicate(timeout=60)[0].decode()
+    assert proc.returncode == 0, output
+    assert "answer columns of" in output and "collect will read the part instead" in output
+    out = tmp_path / "blocked.parquet"
+    collect(blocked, str(out))
+    assert pq.read_table(out).column("response").to_pylist()[1] == "1 row"
