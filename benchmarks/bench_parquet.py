@@ -7,7 +7,7 @@ a share of the input, peak RSS, wall time — on local disk and on the S3 test s
 loopback).
 
 Collect: a synthetic finished run over a Parquet input of N rows (an id, a prompt and a nested
-column), its answers in parts as workers write them, merged by ``launcher collect RUN -o
+column), its answers in parts as workers write them (each part with its answer columns), merged by ``launcher collect RUN -o
 out.parquet`` (a process of its own: every input column with its type, the answer and error
 columns, row group by row group) against the plain pyarrow baseline of the same rows
 (``pq.write_table(pq.read_table(input), out)``: no answers joined, all of it in memory),
@@ -90,7 +90,8 @@ def plan_once(source: str, store: str, chunks: int, env=None) -> dict:
 
 
 def synthesize_run(root: Path, rows: int) -> Path:
-    """A finished run over a Parquet input of ``rows`` rows, its parts as the worker writes them."""
+    """A finished run over a Parquet input of ``rows`` rows, its parts (and their answer columns) as
+    the worker writes them."""
     import pyarrow.parquet as pq
 
     sys.path.insert(0, str(REPO))

@@ -294,6 +294,8 @@ def collect_target(spec) -> str:
     """The output a finished run's hint suggests: the user's own records back when they brought records."""
     if spec.input_format == "parquet":
         return "-o results.parquet"
+    if spec.task == "embed":  # vectors: a fixed-size list column beside the records' fields
+        return "-o vectors.parquet"
     if spec.prompt.get("template") or spec.prompt.get("input_key"):
         return "-o results.jsonl --format records"
     return "-o results.jsonl"

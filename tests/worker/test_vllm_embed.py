@@ -143,7 +143,8 @@ def test_embedding_batch_lines_come_back_as_vllm_run_batch_writes_them(tmp_path,
     lines = [{"custom_id": f"e{i}", "method": "POST", "url": "/v1/embeddings", "body": {"model": "m", "input": t}}
              for i, t in enumerate(TEXTS[:4])]
     path = write_jsonl(tmp_path / "batch.jsonl", lines)
-    cli("submit", path, "--chunks", 1, "--task", "embed", "--store", store_uri, "--run-name", "eb", "--watch")
+    result = cli("submit", path, "--chunks", 1, "--task", "embed", "--store", store_uri, "--run-name", "eb", "--watch")
+    assert "-o vectors.parquet`" in " ".join(result.output.split())  # the hint: the vectors as a column
     cli("collect", "eb", "--store", store_uri, "-o", tmp_path / "out.jsonl")
     rows = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
     assert [r["custom_id"] for r in rows] == ["e0", "e1", "e2", "e3"] and all(r["error"] is None for r in rows)
