@@ -7,6 +7,11 @@ its JSON text, so one schema holds every record whatever it asked for; embedding
 ``fixed_size_list<float32>``. Written streaming, row group by row group: memory holds one row
 group, whatever the row count.
 
+For Parquet inputs the answers come from the parts' answer columns (``chunkpilot.answer_columns``,
+written by the workers), or from the parts' lines where a part has none; the same values either
+way. Three threads share the work: this one reads the input and joins, one loads the next group
+of parts' answers, one encodes and writes the last row group.
+
 For JSON Lines inputs the columns' types are inferred by Arrow from the records themselves, in a
 first pass over the input (unified across records: ints and floats widen to float, a field
 missing in a record is null); a line that is no JSON object has its text in ``<key>_input``.
@@ -287,8 +292,9 @@ def _one_chunk(array):
 
 
 class RunAnswers:
-    """The run's answers as Arrow arrays, in input order, parsed a group of parts at a time and taken
-    a batch of input rows at a time. Chunks that are not done (``--allow-partial``) hold none."""
+    """The run's answers as Arrow arrays, in input order, loaded a group of parts at a time (the next
+    group in a thread while this one is taken) and taken a batch of input rows at a time. Chunks
+    that are not done (``--allow-partial``) hold none. ``close`` when done."""
 
     def __init__(self, spec: RunSpec, store: Store, done: set[str], tally: Tally, schema):
         import bisect
