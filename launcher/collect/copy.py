@@ -9,7 +9,7 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import groupby
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator, TypeVar
 
 from chunkpilot import layout
 from chunkpilot.errors import StoreError
@@ -19,6 +19,8 @@ from chunkpilot.spec import custom_id_hash
 from chunkpilot.store import ObjectInfo, Store
 from chunkpilot.store.base import pwrite_all
 from launcher.collect.merge import Copy, Drop, Keep, merge_plan
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -42,17 +44,23 @@ def done_chunks(store: Store, chunks: set[str]) -> set[str]:
 def parts_by_chunk(store: Store, chunks: list[str]) -> Iterator[tuple[str, list[tuple[PartName, ObjectInfo]]]]:
     """(chunk, its parts) for each of ``chunks`` (in key order), from one streamed listing: only one
     chunk's parts are in memory at a time, whatever the run's size."""
+    listing = ((chunk, (part, obj)) for obj in store.list(layout.OUTPUTS)
+               for chunk, name in [layout.parse_output(obj.key)] if (part := PartName.parse(name)))
+    return by_chunk(listing, chunks)
+
+
+def by_chunk(listing: Iterable[tuple[str, T]], chunks: list[str]) -> Iterator[tuple[str, list[T]]]:
+    """(chunk, its items) for each of ``chunks`` (in key order, as a listing gives them), from a
+    listing's (chunk, item) pairs; other chunks' items are passed over."""
     wanted = set(chunks)
-    listing = ((chunk, name, obj) for obj in store.list(layout.OUTPUTS)
-               for chunk, name in [layout.parse_output(obj.key)] if chunk in wanted)
-    groups = groupby(listing, key=lambda item: item[0])
+    groups = groupby(((chunk, item) for chunk, item in listing if chunk in wanted), key=lambda pair: pair[0])
     group = next(groups, None)
     for chunk in chunks:
-        parts = []
+        items = []
         if group is not None and group[0] == chunk:
-            parts = [(part, obj) for _, name, obj in group[1] if (part := PartName.parse(name))]
+            items = [item for _, item in group[1]]
             group = next(groups, None)
-        yield chunk, parts
+        yield chunk, items
 
 
 def map_reads(store: Store, read: Callable, items: list) -> Iterator:

@@ -31,7 +31,7 @@ from chunkpilot.errors import OutputError, StoreError
 from chunkpilot.formats.parquet import parquet_file
 from chunkpilot.spec import ChunkManifest, RunSpec
 from chunkpilot.store import Store
-from launcher.collect.copy import map_reads, parts_by_chunk
+from launcher.collect.copy import by_chunk, map_reads, parts_by_chunk
 from launcher.collect.merge import Drop, merge_plan
 from launcher.collect.records import NOT_ANSWERED, Merged, Tally, json_value, merged_records
 
@@ -310,16 +310,18 @@ class RunAnswers:
         starts.sort()
         self.starts, self.chunk_at = [p for p, _ in starts], [c for _, c in starts]
         self.done_chunks = done
-        self.columns = set(store.keys(layout.ANSWER_COLUMNS))  # one listing: which parts have answer columns
-        self.groups = (group for chunk, parts in parts_by_chunk(store, chunks) if chunk in done
+        # Which parts have answer columns: a second listing, streamed beside that of the parts.
+        columns = by_chunk(((layout.parse_output(key)[0], key) for key in store.keys(layout.ANSWER_COLUMNS)), chunks)
+        self.groups = ((group, set(keys)) for (chunk, parts), (_, keys) in zip(parts_by_chunk(store, chunks), columns)
+                       if chunk in done
                        for group in _grouped([s for s in merge_plan(parts, read_all=True) if not isinstance(s, Drop)]))
         self.buffer: list = []  # [sources, offsets, answers, errors, next row]
         self.pool = self.loading = None
 
     def _load(self):
         """The next group's answers, or None after the last."""
-        group = next(self.groups, None)
-        return None if group is None else [*parts_answers(self.store, group, self.schema, self.columns), 0]
+        group, columns = next(self.groups, (None, None))
+        return None if group is None else [*parts_answers(self.store, group, self.schema, columns), 0]
 
     def _head(self):
         while not self.buffer or self.buffer[4] >= len(self.buffer[0]):
