@@ -11,8 +11,9 @@ with one row per line of the part, in the part's order:
 These are the values ``launcher.collect.parquet`` reads from the part's lines when a part has no
 such file, so the output is the same either way. The file is an optional copy, never the record
 of what is committed: it is written after its part and only by the writer of that part (the one
-whose ``put_if_absent`` took the name), so it can only be missing (a kill in between, a run from
-before 0.4), never stale. Pure but for pyarrow: bytes in, bytes out.
+whose ``put_if_absent`` took the name, or found its own identical bytes there), so it can only be
+missing (a kill in between, parts written before these files existed), never stale. Pure but for
+pyarrow: bytes in, bytes out.
 """
 
 from __future__ import annotations
