@@ -22,6 +22,7 @@ Records whose fields change type (a number here, a string there) cannot share on
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from itertools import groupby
 from typing import Any, Iterator
 
@@ -64,8 +65,6 @@ class _Writer:
     (pyarrow lets go of the GIL): at most one row group waits to be written."""
 
     def __init__(self, fd: int):
-        from concurrent.futures import ThreadPoolExecutor
-
         self.sink = open(fd, "wb", closefd=False)
         self.pool = ThreadPoolExecutor(1, thread_name_prefix="collect-write")
         self.writing = None  # the row group being written (a future)
@@ -181,18 +180,17 @@ def parts_answers(store: Store, steps: list, schema, columns: frozenset[str] | s
     (a JSON answer's text), or a vector."""
     import numpy as np
 
-    need_counts = any(_cut(step) is not None for step in steps)
     pieces = []
     for has_columns, run in groupby(steps, key=lambda step: layout.answer_columns(step.item.key) in columns):
         run = list(run)
         piece = _from_columns(store, run) if has_columns else None
-        pieces.append(piece or _from_lines(store, run, schema, need_counts))
+        pieces.append(piece or _from_lines(store, run, schema))
     sources = np.concatenate([p[0] for p in pieces]) if pieces else np.array([], np.int64)
     offsets = np.concatenate([p[1] for p in pieces]) if pieces else np.array([], np.int64)
     answers, errors = _concat([p[2] for p in pieces]), _concat([p[3] for p in pieces])
-    if need_counts:
+    afters = [_cut(step) for step in steps]
+    if any(a is not None for a in afters):
         counts = [n for p in pieces for n in p[4]]
-        afters = [_cut(step) for step in steps]
         after_source = np.repeat([a[0] if a else -1 for a in afters], counts)
         after_offset = np.repeat([a[1] if a else -1 for a in afters], counts)
         keep = (sources > after_source) | ((sources == after_source) & (offsets >= after_offset))
@@ -219,14 +217,10 @@ def _from_columns(store: Store, steps: list):
 
 
 def _assembled(tables: list):
-    """(sources, offsets, answers, errors, rows per table) of answer-columns tables; None if their
-    answers are of different kinds (text here, vectors there)."""
+    """(sources, offsets, answers, errors, rows per table) of answer-columns tables."""
     import pyarrow as pa
 
-    kinds = {t.schema.field("answer").type for t in tables if t.column("answer").null_count < t.num_rows}
-    if len(kinds) > 1:
-        return None
-    kind = kinds.pop() if kinds else pa.string()
+    kind = _answer_kind([t.column("answer") for t in tables])
     tables = [t if t.schema.field("answer").type == kind else t.set_column(2, "answer", pa.nulls(t.num_rows, kind))
               for t in tables]
     table = pa.concat_tables(tables)
@@ -234,10 +228,10 @@ def _assembled(tables: list):
             [t.num_rows for t in tables])
 
 
-def _from_lines(store: Store, steps: list, schema, need_counts: bool):
-    """(sources, offsets, answers, errors, rows per part or None) parsed from the parts' lines: in bulk
-    by pyarrow's JSON reader, or line by line where it cannot read them (base64 vectors beside lists
-    of floats, answers of different kinds)."""
+def _from_lines(store: Store, steps: list, schema):
+    """(sources, offsets, answers, errors, rows per part) parsed from the parts' lines: in bulk by
+    pyarrow's JSON reader, or line by line where it cannot read them (base64 vectors beside lists
+    of floats)."""
     import io
 
     import numpy as np
@@ -251,10 +245,7 @@ def _from_lines(store: Store, steps: list, schema, need_counts: bool):
         table = pj.read_json(io.BytesIO(data), read_options=pj.ReadOptions(block_size=1 << 20),  # blocks parse in parallel
                              parse_options=pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore"))
     except pa.ArrowInvalid:
-        assembled = _assembled([answer_columns.table_of(blob.splitlines()) for blob in blobs])
-        if assembled is None:
-            raise OutputError("the answers are of different kinds (text and vectors): collect with --format records") from None
-        return assembled
+        return _assembled([answer_columns.table_of(blob.splitlines()) for blob in blobs])
     rows = [step.part.end[1] - step.part.first[1] for step in steps]
     if (all(_cut(s) is None for s in steps) and all(s.part.first[0] == s.part.end[0] for s in steps)
             and rows == [s.part.records for s in steps] and sum(rows) == table.num_rows):
@@ -271,20 +262,29 @@ def _from_lines(store: Store, steps: list, schema, need_counts: bool):
     vectors = pc.struct_field(pc.list_element(pc.struct_field(body, ["data"]), 0), ["embedding"])
     if vectors.null_count < len(vectors):
         answers = vectors
-    counts = [blob.count(b"\n") + (not blob.endswith(b"\n") and len(blob) > 0) for blob in blobs] if need_counts else None
+    counts = [blob.count(b"\n") + (not blob.endswith(b"\n") and len(blob) > 0) for blob in blobs]
     return sources, offsets, _one_chunk(answers), _one_chunk(table["error"]), counts
 
 
-def _concat(arrays: list):
-    """One array of ``arrays``; those holding only nulls take the others' type (a part of error lines
-    has text-typed answers, also in a run of vectors)."""
+def _answer_kind(arrays: list):
+    """The type a run's answers take: that of the arrays holding any (a part of error lines has
+    text-typed answers, also in a run of vectors). Answers of two kinds (text and vectors) are
+    refused: a run answers one task."""
     import pyarrow as pa
 
-    if not arrays:
-        return pa.array([], pa.string())
-    kinds = [a.type for a in arrays if a.null_count < len(a)]
-    kind = kinds[0] if kinds else arrays[0].type
-    return pa.concat_arrays([a if a.type == kind else pa.nulls(len(a), kind) for a in arrays])
+    kinds = {a.type for a in arrays if a.null_count < len(a)}
+    if len(kinds) > 1:
+        raise OutputError(f"the answers are of different kinds ({', '.join(sorted(map(str, kinds)))}): "
+                          "collect with --format records")
+    return kinds.pop() if kinds else arrays[0].type if arrays else pa.string()
+
+
+def _concat(arrays: list):
+    """One array of ``arrays``, those holding only nulls cast to the others' type (``_answer_kind``)."""
+    import pyarrow as pa
+
+    kind = _answer_kind(arrays)
+    return pa.concat_arrays([a if a.type == kind else pa.nulls(len(a), kind) for a in arrays]) if arrays else pa.array([], kind)
 
 
 def _one_chunk(array):
@@ -316,7 +316,9 @@ class RunAnswers:
                        if chunk in done
                        for group in _grouped([s for s in merge_plan(parts, read_all=True) if not isinstance(s, Drop)]))
         self.buffer: list = []  # [sources, offsets, answers, errors, next row]
-        self.pool = self.loading = None
+        # The next group loads in a thread of its own while this one is taken.
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="collect-answers")
+        self.loading = self.pool.submit(self._load)
 
     def _load(self):
         """The next group's answers, or None after the last."""
@@ -325,11 +327,6 @@ class RunAnswers:
 
     def _head(self):
         while not self.buffer or self.buffer[4] >= len(self.buffer[0]):
-            if self.loading is None:  # the next group loads in a thread of its own while this one is taken
-                from concurrent.futures import ThreadPoolExecutor
-
-                self.pool = ThreadPoolExecutor(1, thread_name_prefix="collect-answers")
-                self.loading = self.pool.submit(self._load)
             self.buffer = self.loading.result()
             if self.buffer is None:
                 return None
@@ -337,8 +334,7 @@ class RunAnswers:
         return self.buffer
 
     def close(self) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(wait=True, cancel_futures=True)
+        self.pool.shutdown(wait=True, cancel_futures=True)
 
     def take(self, source: int, start: int, end: int):
         """(answers, errors) of rows ``[start, end)`` of ``source``: Arrow arrays where the parts hold
