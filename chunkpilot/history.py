@@ -171,7 +171,7 @@ def summarize(chunk: str, attempt: int, life: int, events: Iterable[dict[str, An
     )
 
 
-_KEY = re.compile(r"^history/([0-9]+)/a([0-9]+)\.([0-9]+)\.jsonl$")
+_KEY = re.compile(r"^history/(w?[0-9]+)/a([0-9]+)\.([0-9]+)\.jsonl$")
 
 
 def parse_key(key: str) -> tuple[str, int, int] | None:

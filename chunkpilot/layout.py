@@ -12,9 +12,15 @@ One run (``<store>/<run_id>/``)::
     held/<chunk>/a<attempt>.jsonl   answers finished but not yet in a part (a slower record comes
                                     before them); rewritten every commit, deleted when the chunk is done
     progress/<chunk>.json           Progress heartbeat
-    jobs/<chunk>/a<attempt>.json    AttemptRecord, one object per launch: the launcher's facts (launch,
-                                    the backend's start/end, resources, price); only the watcher writes it
-    history/<chunk>/a<attempt>.<life>.jsonl
+    claims/<chunk>.json             Claim: which worker job answers the chunk, as which attempt, until when
+                                    (chunkpilot.claims); taken and renewed with conditional writes
+    jobs/<worker>/a<attempt>.json   AttemptRecord, one object per launch of a worker: the launcher's facts
+                                    (launch, the backend's start/end, resources, price); only the watcher
+                                    writes it. Runs of chunkpilot 0.1 launched a job per chunk: jobs/<chunk>/
+    workers/<worker>/a<attempt>.json
+                                    WorkerBeat: one worker job's heartbeat (engine starts, chunks done,
+                                    the chunk it holds); only that job writes it
+    history/<worker>/a<attempt>.<life>.jsonl
                                     one worker process's events (chunkpilot.history); only it writes it
     lease.json                      the watch lease
     CANCELLED                       CancelMarker: the run is paused (``launcher cancel``, or its error
@@ -42,6 +48,8 @@ RESUMED = "resumed.json"
 SKY_TEMPLATE = "sky/task_template.yaml"
 LOGS = "logs"
 CHUNKS = "chunks/"
+CLAIMS = "claims/"
+WORKERS = "workers/"
 OUTPUTS = "out/"
 HELD = "held/"
 ANSWER_COLUMNS = "answers/"  # a Parquet run's answers in columns, beside its parts (chunkpilot.answer_columns)
@@ -54,6 +62,14 @@ DONE_NAME = "_SUCCESS"
 
 def manifest(chunk: str) -> str:
     return f"{CHUNKS}{chunk}.json"
+
+
+def claim(chunk: str) -> str:
+    return f"{CLAIMS}{chunk}.json"
+
+
+def worker_beat(worker: str, attempt: int) -> str:
+    return f"{WORKERS}{worker}/a{attempt}.json"
 
 
 def outputs(chunk: str) -> str:
@@ -86,28 +102,45 @@ def progress(chunk: str) -> str:
     return f"{PROGRESS}{chunk}.json"
 
 
-def attempt_record(chunk: str, attempt: int) -> str:
-    return f"{JOBS}{chunk}/a{attempt}.json"
+def attempt_record(slot: str, attempt: int) -> str:
+    """A launch's record; ``slot`` is the worker id (a chunk id in runs of chunkpilot 0.1)."""
+    return f"{JOBS}{slot}/a{attempt}.json"
 
 
-def history_folder(chunk: str) -> str:
-    return f"{HISTORY}{chunk}/"
+def history_folder(slot: str) -> str:
+    return f"{HISTORY}{slot}/"
 
 
-def history(chunk: str, attempt: int, life: int) -> str:
-    """One worker process's history of an attempt (``life`` 0, then 1 after a restart in place...)."""
-    return f"{HISTORY}{chunk}/a{attempt}.{life}.jsonl"
+def history(slot: str, attempt: int, life: int) -> str:
+    """One worker process's history of a launch (``life`` 0, then 1 after a restart in place...)."""
+    return f"{HISTORY}{slot}/a{attempt}.{life}.jsonl"
 
 
 # -- reading keys back ------------------------------------------------------------------
 
-_ATTEMPT = re.compile(r"^jobs/([0-9]+)/a([0-9]+)\.json$")
-_PROGRESS = re.compile(r"^progress/([0-9]+)\.json$")
+_SLOT = r"(w?[0-9]+)"  # a worker id (w3), or a chunk id in runs of chunkpilot 0.1
+_CHUNK = r"([0-9]+(?:-[0-9]+)*)"
+_ATTEMPT = re.compile(rf"^jobs/{_SLOT}/a([0-9]+)\.json$")
+_PROGRESS = re.compile(rf"^progress/{_CHUNK}\.json$")
+_CLAIM = re.compile(rf"^claims/{_CHUNK}\.json$")
+_WORKER_BEAT = re.compile(rf"^workers/{_SLOT}/a([0-9]+)\.json$")
 
 
 def parse_attempt_record(key: str) -> tuple[str, int] | None:
     """``jobs/0003/a2.json`` -> ("0003", 2)."""
     m = _ATTEMPT.match(key)
+    return (m.group(1), int(m.group(2))) if m else None
+
+
+def parse_claim(key: str) -> str | None:
+    """``claims/0003.json`` -> "0003"."""
+    m = _CLAIM.match(key)
+    return m.group(1) if m else None
+
+
+def parse_worker_beat(key: str) -> tuple[str, int] | None:
+    """``workers/w3/a2.json`` -> ("w3", 2)."""
+    m = _WORKER_BEAT.match(key)
     return (m.group(1), int(m.group(2))) if m else None
 
 

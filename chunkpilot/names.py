@@ -14,6 +14,7 @@ from chunkpilot.errors import ConfigError
 
 _NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?$")
 _CHUNK = re.compile(r"^[0-9]{4,8}$")
+_WORKER = re.compile(r"^w[0-9]{1,6}$")
 
 
 def validate_run_name(name: str) -> str:
@@ -39,6 +40,19 @@ def chunk_id(index: int, count: int) -> str:
     return f"{index:0{width}d}"
 
 
-def job_name(run_id: str, chunk: str, attempt: int) -> str:
-    """The backend job name of one attempt, e.g. ``demo-1123-0003-a2``."""
-    return f"{run_id}-{chunk}-a{attempt}"
+def worker_id(index: int) -> str:
+    """The id of the run's worker ``index`` (0-based): ``w0``, ``w1``..."""
+    return f"w{index}"
+
+
+def validate_worker_id(worker: str) -> str:
+    """Return ``worker`` if it is a valid worker id (``w`` and 1-6 digits), else raise ConfigError."""
+    if not isinstance(worker, str) or not _WORKER.match(worker):
+        raise ConfigError(f"invalid worker id {worker!r}: expected w and 1-6 digits, e.g. w0")
+    return worker
+
+
+def job_name(run_id: str, slot: str, attempt: int) -> str:
+    """The backend job name of one launch of worker ``slot``, e.g. ``demo-1123-w3-a2``
+    (runs of chunkpilot 0.1 had a job per chunk: ``demo-1123-0003-a2``)."""
+    return f"{run_id}-{slot}-a{attempt}"

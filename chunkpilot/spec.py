@@ -76,7 +76,9 @@ class RunSpec:
     backend: str
     use_spot: bool | None  # None: the task template decides
     max_attempts: int
-    parallel: int
+    # Worker jobs the run keeps going, each pulling chunks with its own engine (chunkpilot.claims).
+    # 0 in runs of chunkpilot 0.1, which launched a job per chunk ("parallel" in their run.json).
+    workers: int
     chunkpilot_version: str
     template: str | None = None
     commit_seconds: float = 5.0
@@ -111,6 +113,7 @@ class RunSpec:
         if data.get("version") != SPEC_VERSION:
             raise ConfigError(f"run.json has spec version {data.get('version')}, this chunkpilot reads {SPEC_VERSION}")
         unit = data.get("unit", "bytes")
+        data.setdefault("workers", 0)
         data["inputs"] = tuple(_from_dict(InputPin, i) for i in data["inputs"])
         data["chunks"] = tuple(ChunkSummary(c["id"], c[unit]) for c in data["chunks"])
         return _from_dict(cls, data)
@@ -314,9 +317,12 @@ class CancelMarker:
 
 @dataclass(frozen=True)
 class ResumeAllowance:
-    """``resumed.json``: attempts each chunk lost to pauses, given back on top of ``max_attempts``."""
+    """``resumed.json``: attempts each chunk (or worker slot) lost to pauses, given back on top of
+    ``max_attempts``; and ``max_attempts`` itself when ``launcher watch --max-attempts`` changed it
+    (workers read this at every claim)."""
 
     extra_attempts: dict[str, int] = field(default_factory=dict)
+    max_attempts: int | None = None
 
     def to_json(self) -> bytes:
         return dumps(asdict(self))
@@ -324,3 +330,41 @@ class ResumeAllowance:
     @classmethod
     def from_json(cls, raw: bytes) -> "ResumeAllowance":
         return _from_dict(cls, json.loads(raw))
+
+
+@dataclass(frozen=True)
+class WorkerBeat:
+    """``workers/<worker>/a<attempt>.json``: what one launch of a worker says about itself.
+
+    Written by that worker job alone: when it starts, when its engine is ready, at its first
+    answer, whenever it takes or finishes a chunk, and when it ends. ``state``: ``starting``,
+    ``running`` (``chunk`` is the one it holds), ``idle`` (nothing left to claim), ``done``
+    (exited: nothing left), ``stopped`` (exit 75) or ``failed`` (exit 2: ``reason``).
+    ``engine_starts`` counts engines this launch started (1 once it answered anything: the
+    engine is kept from chunk to chunk). Times are seconds since the epoch.
+    """
+
+    worker: str
+    attempt: int
+    state: str
+    started_at: float
+    updated_at: float
+    engine_starts: int = 0
+    ready_at: float | None = None
+    first_answer_at: float | None = None
+    chunk: str | None = None
+    chunks_done: int = 0
+    chunks_failed: int = 0
+    chunks_lost: int = 0  # taken over by another worker while this one held them
+    max_in_flight: int = 0
+    reason: str = ""
+
+    def to_json(self) -> bytes:
+        return dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> "WorkerBeat":
+        return _from_dict(cls, json.loads(raw))
+
+    def with_(self, **changes: Any) -> "WorkerBeat":
+        return replace(self, **changes)

@@ -114,7 +114,8 @@ on_demand_help = "What one job would cost an hour on demand, to compare a spot r
 
 # The run's settings: each becomes the SubmitOptions field of the same name.
 run_options = _options(
-    click.option("--chunks", type=click.IntRange(min=1), required=True, help="Number of chunks (one job each)."),
+    click.option("--chunks", type=click.IntRange(min=1), required=True, help="Number of chunks: the units of work, resume and relaunch."),
+    click.option("--workers", type=click.IntRange(min=1), default=None, help="Worker jobs, each keeping one engine and pulling chunk after chunk (1 to --chunks). Default: one per chunk for sky, what this machine can run for local."),
     click.option("--task", type=click.Choice(["generate", "embed"]), default="generate", show_default=True,
                  help="generate: text answers. embed: each record's text becomes a vector (default model all-minilm-l6-v2)."),
     click.option("--truncate", is_flag=True, help="embed: cut inputs longer than the model takes instead of refusing them (prompt_too_long)."),
@@ -126,7 +127,6 @@ run_options = _options(
     click.option("--max-tokens", type=click.IntRange(min=1), default=256, show_default=True, help="Default max_tokens; records may override."),
     click.option("--temperature", type=click.FloatRange(min=0), default=0.0, show_default=True, help="Default temperature; records may override."),
     click.option("--run-name", default=None, help="Run id to use (lowercase letters, digits, '-'). Default: run-<time>-<random>."),
-    click.option("--parallel", type=click.IntRange(min=0), default=None, help="Max concurrent jobs (default: what this machine can run for local, unlimited for sky; 0 = unlimited)."),
     click.option("--max-attempts", type=click.IntRange(min=1), default=3, show_default=True, help="Launches per chunk before giving up."),
     click.option("--max-error-rate", type=click.FloatRange(0, 1), default=DEFAULT_MAX_ERROR_RATE, show_default=True, help=max_error_rate_help),
     click.option("--commit-seconds", type=click.FloatRange(min=0.1), default=5.0, show_default=True, help="Commit finished records at least this often."),
@@ -338,14 +338,13 @@ def status(run_id, store_uri, as_json, price_per_hour, on_demand_price_per_hour)
     """
     price = _price_override(price_per_hour, on_demand_price_per_hour)
     from launcher.observe import observe
-    from launcher.reconcile import decide
-    from launcher.render import status_table
+    from launcher.render import status_table, workers_table
     from launcher.runs import open_run
-    from launcher.watch import WatchOptions, look, policy_for
+    from launcher.watch import WatchOptions, decide_run, look
 
     run = open_run(store_uri, run_id)
     observed = observe(run.run_store, run.spec, make_backend(run.spec, store_uri))
-    decision = decide([o.view() for o in observed.values()], policy_for(run, WatchOptions()), time.time())
+    decision = decide_run(run, observed, WatchOptions())
     report = look(run, decision, observed, price=price)
     paused = run.cancel_marker()
     if as_json:
@@ -356,6 +355,8 @@ def status(run_id, store_uri, as_json, price_per_hour, on_demand_price_per_hour)
         click.echo(json.dumps(data, indent=1))
         return
     console.print(status_table(report, run.spec))
+    if report.workers:
+        console.print(workers_table(report))
     if paused is not None:
         console.print(f"[magenta]paused[/]: {escape(paused.reason)}. `launcher watch {run_id}{_store_arg(store_uri)}` resumes it")
 
@@ -396,14 +397,15 @@ def report(run_id, store_uri, output, price_per_hour, on_demand_price_per_hour):
 @cli.command()
 @click.argument("run_id")
 @store_option
-@click.option("--max-attempts", type=click.IntRange(min=1), default=None, help="Override the run's launches-per-chunk limit.")
+@click.option("--max-attempts", type=click.IntRange(min=1), default=None, help="Override the run's attempts-per-chunk limit (workers apply it at their next claim).")
 @click.option("--max-error-rate", type=click.FloatRange(0, 1), default=None, help="Override the run's error budget (1: none).")
 @click.option("--interval", type=click.FloatRange(min=0.1), default=None, show_default="$CHUNKPILOT_POLL_SECONDS or 5", help="Seconds between polls.")
-@click.option("--stuck-after", type=click.FloatRange(min=0), default=0, show_default="never",
-              help="Cancel and relaunch a running job whose heartbeat has not moved for this many seconds.")
 @handle_errors
-def watch(run_id, store_uri, max_attempts, max_error_rate, interval, stuck_after):
-    """Reconcile RUN until every chunk is done: relaunch what failed, was preempted or got stuck.
+def watch(run_id, store_uri, max_attempts, max_error_rate, interval):
+    """Reconcile RUN until every chunk is done: relaunch workers that failed, were preempted or hung.
+
+    A worker whose claim on a chunk is not renewed in time (its lease, a minute) is taken to be
+    hung: its chunk goes to another worker and the job is cancelled and relaunched.
 
     A paused run (`launcher cancel`, or past its error budget) is resumed. Safe to stop
     (Ctrl-C) and start again: all its state is in the store.
@@ -411,14 +413,14 @@ def watch(run_id, store_uri, max_attempts, max_error_rate, interval, stuck_after
     \b
     Examples:
       launcher watch run-20261203-101500-3f2a
-      launcher watch my-run --max-attempts 5 --stuck-after 600
+      launcher watch my-run --max-attempts 5
       launcher watch my-run --max-error-rate 0.5     # resume a run paused by its error budget
     """
     from launcher.runs import open_run
     from launcher.watch import WatchOptions
 
     run = open_run(store_uri, run_id)
-    options = WatchOptions(max_attempts=max_attempts, stuck_seconds=stuck_after, max_error_rate=max_error_rate)
+    options = WatchOptions(max_attempts=max_attempts, max_error_rate=max_error_rate)
     if interval is not None:
         options = dataclasses.replace(options, interval=interval)
     sys.exit(_watch(run, options))

@@ -11,6 +11,9 @@
   restart — the next life's time from its launch (a new attempt) or from the kill (SkyPilot
   restarting the job in place) to its engine being ready. Their share of the cost is those
   seconds x the attempt's price.
+* **Cold start**: each launch from being launched to its first answer (machine, setup, model
+  download, engine build), or to its end if it never answered (a worker that found nothing to
+  claim): warm workers pay this once per launch, not once per chunk.
 * **On demand**: the same work with no preemptions — GPU seconds minus the lost and restart
   seconds — at each attempt's on-demand price; the saving is that minus the cost so far.
 
@@ -57,17 +60,20 @@ class RunCost:
     on_demand: float | None = None
     saving: float | None = None
     unpriced_attempts: int = 0
+    cold_seconds: float = 0.0  # launch -> first answer, every launch
+    cold_cost: float | None = None
     sources: list[str] = field(default_factory=list)
     interruptions: list[Interruption] = field(default_factory=list)
     currency: str = "USD"
 
     def to_dict(self) -> dict:
         data = asdict(self)
-        for k in ("so_far", "per_hour_now", "projected", "lost_cost", "on_demand", "saving"):
+        for k in ("so_far", "per_hour_now", "projected", "lost_cost", "on_demand", "saving", "cold_cost"):
             if data[k] is not None:
                 data[k] = round(data[k], 6)
         data["gpu_seconds"] = round(self.gpu_seconds, 3)
         data["lost_seconds"] = round(self.lost_seconds, 3)
+        data["cold_seconds"] = round(self.cold_seconds, 3)
         data["interruptions"] = len(self.interruptions)
         return data
 
@@ -114,9 +120,19 @@ def interruptions(records: Iterable[AttemptRecord], lives: Iterable[Life], now: 
     return out
 
 
+def cold_seconds(record: AttemptRecord, first_answer_at: float | None, now: float) -> float:
+    """A launch's cold start: launch to first answer, or to its end (now if running) without one."""
+    end = record.ended_at if record.ended_at is not None else now
+    until = min(first_answer_at, end) if first_answer_at is not None else end
+    return max(0.0, until - record.launched_at)
+
+
 def run_cost(records: list[AttemptRecord], lives: list[Life], now: float, eta_seconds: float | None,
-             finished: bool, override: Price | None = None) -> RunCost:
-    """The cost figures of a run from its attempt records and worker lives at time ``now``."""
+             finished: bool, override: Price | None = None,
+             first_answers: dict[tuple[str, int], float] | None = None) -> RunCost:
+    """The cost figures of a run from its attempt records and worker lives at time ``now``;
+    ``first_answers``: each launch's first answer time, by (slot, launch), for the cold-start line."""
+    first_answers = first_answers or {}
     cost = RunCost()
     prices: dict[tuple[str, int], Price] = {}
     for r in records:
@@ -139,15 +155,19 @@ def run_cost(records: list[AttemptRecord], lives: list[Life], now: float, eta_se
         cost.lost_seconds += seconds
     on_demand = 0.0
     on_demand_known = True
+    cold_cost = 0.0
     for r in records:
         seconds = attempt_seconds(r, now)
+        cold = cold_seconds(r, first_answers.get((r.chunk, r.attempt)), now)
         cost.gpu_seconds += seconds
+        cost.cold_seconds += cold
         price = prices[(r.chunk, r.attempt)]
         if price.per_hour is None:
             cost.unpriced_attempts += 1
         else:
             priced += 1
             so_far += seconds / 3600 * price.per_hour
+            cold_cost += cold / 3600 * price.per_hour
             if r.ended_at is None:
                 per_hour_now += price.per_hour
         useful = max(0.0, seconds - lost_by_attempt.get((r.chunk, r.attempt), 0.0))
@@ -159,6 +179,7 @@ def run_cost(records: list[AttemptRecord], lives: list[Life], now: float, eta_se
         cost.so_far = so_far
         cost.per_hour_now = per_hour_now
         cost.lost_cost = sum((i.cost or 0.0 for i in cost.interruptions), 0.0)
+        cost.cold_cost = cold_cost
         if finished:
             cost.projected = so_far
         elif eta_seconds is not None:

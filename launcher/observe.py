@@ -1,12 +1,13 @@
-"""One look at a run: three listings of the store and one backend poll, whatever the chunk count.
+"""One look at a run: four listings of the store, the claims of unfinished chunks, and one backend poll.
 
 ``out/`` gives committed parts (their names carry intervals and record counts) and
-``_SUCCESS`` markers; ``jobs/`` gives each chunk's attempts; ``progress/`` gives
-heartbeat times (object mtimes, no reads). The backend is polled *before*
-``out/`` is listed, so a job seen as finished has already written its marker;
-heartbeats only get newer, so ``progress/`` is listed meanwhile, on a second
-thread: on S3 each listing page is a round trip, and two in flight overlap their
-waits.
+``_SUCCESS`` markers; ``jobs/`` gives each worker slot's launches; ``progress/`` gives
+heartbeat times (object mtimes, no reads); ``claims/`` says which chunks were ever claimed,
+and the claims of those not known done are read (at most the chunks in flight, plus those
+handed back). Claims are read and the backend polled *before* ``out/`` is listed, so a claim
+marked done or a job seen as finished has its marker in the listing; heartbeats only get
+newer, so ``progress/`` is listed meanwhile, on a second thread: on S3 each listing page is a
+round trip, and two in flight overlap their waits.
 """
 
 from __future__ import annotations
@@ -15,14 +16,15 @@ from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from chunkpilot import layout
+from chunkpilot import claims, layout
+from chunkpilot.claims import Claim
 from chunkpilot.errors import NotFoundError, StoreError
 from chunkpilot.layout import PartName
 from chunkpilot.names import job_name
-from chunkpilot.spec import Progress, RunSpec, SuccessMarker
+from chunkpilot.spec import Progress, RunSpec, SuccessMarker, WorkerBeat
 from chunkpilot.store import ObjectInfo, Store
 from launcher.backends.base import Backend, JobState
-from launcher.reconcile import ChunkView
+from launcher.reconcile import ChunkView, WorkerView
 
 # At most this many heartbeats/markers are read per look (status, a watch cycle), in parallel.
 DETAIL_READS = 64
@@ -32,36 +34,54 @@ DETAIL_READS = 64
 class ChunkObservation:
     chunk: str
     size: int  # in the run's format's unit
-    attempts: int = 0  # the latest attempt's number
-    attempt_mtimes: dict[int, float] = field(default_factory=dict)  # every attempt with a record: its mtime
-    launched_at: float | None = None
-    job: JobState | None = None
+    claim: Claim | None = None
     done: ObjectInfo | None = None
     heartbeat_at: float | None = None
     parts: list[tuple[PartName, ObjectInfo]] = field(default_factory=list)
 
-    def view(self) -> ChunkView:
-        return ChunkView(
-            chunk=self.chunk,
-            done=self.done is not None,
-            attempts=self.attempts,
-            job=self.job,
-            launched_at=self.launched_at,
-            heartbeat_at=self.heartbeat_at,
-        )
+    @property
+    def attempts(self) -> int:
+        """Attempts so far: the claim's, or (a done chunk whose claim was not read) the parts' latest."""
+        if self.claim is not None:
+            return self.claim.attempt
+        return max((p.attempt for p, _ in self.parts), default=0)
 
+    def view(self) -> ChunkView:
+        return ChunkView(chunk=self.chunk, done=self.done is not None, claim=self.claim, heartbeat_at=self.heartbeat_at)
+
+
+@dataclass
+class WorkerObservation:
+    """One worker slot: its launches (their records' mtimes) and its latest job's state."""
+
+    slot: str
+    attempts: int = 0
+    attempt_mtimes: dict[int, float] = field(default_factory=dict)
+    launched_at: float | None = None
+    job: JobState | None = None
+
+    def view(self) -> WorkerView:
+        return WorkerView(self.slot, self.attempts, self.job, self.launched_at)
 
 
 class Observed(dict):
-    """chunk -> ChunkObservation, and the attempt-record ledger the ``jobs/`` listing showed."""
+    """chunk -> ChunkObservation; the worker slots; the attempt-record ledger the ``jobs/`` listing showed."""
 
     ledger: ObjectInfo | None = None
+    workers: dict[str, WorkerObservation]
+    run_id: str = ""
+
+    def chunk_views(self) -> list[ChunkView]:
+        return [o.view() for o in self.values()]
+
+    def worker_views(self) -> list[WorkerView]:
+        return [w.view() for w in self.workers.values()]
 
 
 def list_attempts(run_store: Store, every: dict[str, dict[int, float]] | None = None,
                   observed: Observed | None = None) -> dict[str, tuple[int, float]]:
-    """chunk -> (latest attempt number, its record's mtime) from one listing of ``jobs/``;
-    ``every`` (when given) gets each chunk's attempts and their records' mtimes; ``observed``
+    """slot -> (latest launch number, its record's mtime) from one listing of ``jobs/``;
+    ``every`` (when given) gets each slot's launches and their records' mtimes; ``observed``
     (when given) the ledger's listing entry."""
     latest: dict[str, tuple[int, float]] = {}
     for obj in run_store.list(layout.JOBS):
@@ -77,18 +97,19 @@ def list_attempts(run_store: Store, every: dict[str, dict[int, float]] | None = 
     return latest
 
 
-def observe(run_store: Store, spec: RunSpec, backend: Backend | None, skip_poll: set[str] = frozenset()) -> Observed:
-    """Observe every chunk of ``spec``. ``skip_poll``: chunks known done, not worth polling."""
+def observe(run_store: Store, spec: RunSpec, backend: Backend | None, known_done: set[str] = frozenset()) -> Observed:
+    """Observe every chunk and worker of ``spec``. ``known_done``: chunks known done, whose claims
+    are not worth reading."""
     chunks = Observed((c.id, ChunkObservation(c.id, c.size)) for c in spec.chunks)
+    chunks.workers, chunks.run_id = {}, spec.run_id
     with ThreadPoolExecutor(1, thread_name_prefix="observe") as pool:
         heartbeats = pool.submit(_listed, run_store, layout.PROGRESS)
         every: dict[str, dict[int, float]] = {}
-        for chunk, (attempt, mtime) in list_attempts(run_store, every, chunks).items():
-            if chunk in chunks:
-                chunks[chunk].attempts, chunks[chunk].launched_at = attempt, mtime
-                chunks[chunk].attempt_mtimes = every[chunk]
+        for slot, (attempt, mtime) in list_attempts(run_store, every, chunks).items():
+            chunks.workers[slot] = WorkerObservation(slot, attempt, every[slot], mtime)
+        _read_claims(run_store, chunks, known_done)
         if backend is not None:
-            _poll(backend, spec.run_id, chunks, skip_poll)
+            _poll(backend, spec.run_id, chunks.workers)
         _add_outputs(chunks, _listed(run_store, layout.OUTPUTS))
         for obj in heartbeats.result():
             chunk = layout.parse_progress(obj.key)
@@ -101,8 +122,28 @@ def _listed(store: Store, prefix: str) -> list[ObjectInfo]:
     return list(store.list(prefix))
 
 
-def _poll(backend: Backend, run_id: str, chunks: dict[str, ChunkObservation], skip_poll: set[str]) -> None:
-    names = {job_name(run_id, c.chunk, c.attempts): c for c in chunks.values() if c.attempts and c.chunk not in skip_poll}
+def _read_claims(run_store: Store, chunks: Observed, known_done: set[str]) -> None:
+    """The claims of chunks that were claimed and are not known done, read in parallel."""
+    todo = [c for key in run_store.keys(layout.CLAIMS)
+            if (c := layout.parse_claim(key)) in chunks and c not in known_done]
+    if not todo:
+        return
+
+    def read(chunk: str) -> Claim | None:
+        try:
+            return claims.read_claim(run_store, chunk)[0]
+        except (StoreError, ValueError, KeyError, TypeError):
+            return None  # unreadable now: seen as unclaimed this cycle
+
+    with ThreadPoolExecutor(min(len(todo), max(1, run_store.parallel_reads)), thread_name_prefix="claims") as pool:
+        for chunk, claim in zip(todo, pool.map(read, todo)):
+            chunks[chunk].claim = claim
+
+
+def _poll(backend: Backend, run_id: str, workers: dict[str, WorkerObservation]) -> None:
+    """The latest launch of every slot is polled (an ended job is not worth asking about again
+    only once its record says so: the watcher's book knows, and a poll of a few names is cheap)."""
+    names = {job_name(run_id, w.slot, w.attempts): w for w in workers.values() if w.attempts}
     if names:
         for name, state in backend.poll(run_id, sorted(names)).items():
             if name in names:
@@ -161,3 +202,32 @@ def read_details(run_store: Store, chunks: list[str], observed: dict[str, ChunkO
                 if detail.state == "done":
                     cache[chunk] = detail
     return out
+
+
+def read_worker_beats(run_store: Store, cache: dict[tuple[str, int], WorkerBeat] | None = None
+                      ) -> dict[tuple[str, int], WorkerBeat]:
+    """Every worker launch's heartbeat, (slot, launch) -> WorkerBeat, from one listing of ``workers/``
+    and a read of each beat written since it was last read (a final one — done, stopped, failed —
+    is kept in ``cache`` and never read again)."""
+    cache = {} if cache is None else cache
+    listed = {p: obj.mtime for obj in run_store.list(layout.WORKERS) if (p := layout.parse_worker_beat(obj.key))}
+    todo = [k for k in listed if k not in cache or cache[k].state not in FINAL_WORKER_STATES]
+    out = {k: cache[k] for k in listed if k in cache and k not in todo}
+
+    def read(key: tuple[str, int]) -> WorkerBeat | None:
+        try:
+            return WorkerBeat.from_json(run_store.get(layout.worker_beat(*key)))
+        except (NotFoundError, StoreError, ValueError, TypeError, KeyError):
+            return None
+
+    if todo:
+        with ThreadPoolExecutor(min(len(todo), max(1, run_store.parallel_reads)), thread_name_prefix="beats") as pool:
+            for key, beat in zip(todo, pool.map(read, todo)):
+                if beat is not None:
+                    out[key] = beat
+                    if beat.state in FINAL_WORKER_STATES:
+                        cache[key] = beat
+    return out
+
+
+FINAL_WORKER_STATES = ("done", "stopped", "failed")

@@ -1,27 +1,41 @@
 """Given what the store and the backend say, decide what to do next. Pure: no I/O.
 
-The store is the truth: a chunk is done when ``_SUCCESS`` exists, whatever its
-job says. A chunk without it whose latest job has ended — failed, vanished,
-cancelled by someone else, or even SUCCEEDED — gets a new attempt, up to
-``max_attempts``. A configuration failure (SkyPilot FAILED_SETUP/FAILED_PRECHECKS,
-worker exit 2) stops the chunk and is reported. A running job whose heartbeat
-has not moved for ``stuck_seconds`` is cancelled and replaced.
+A run has chunks and workers. Workers pull chunks through claims (``chunkpilot.claims``), so
+the launcher never assigns a chunk: it keeps enough worker jobs going, and reads each chunk's
+state from its ``_SUCCESS`` marker and its claim.
+
+**Chunks.** Done when ``_SUCCESS`` exists, whatever any job says. Running while a claim's
+lease runs; when its holder's job is seen ended, its claim is released at once (``releases``)
+rather than at lease expiry. Failed for good when its claim says so (fail-fast), or when its
+attempts — one per claim — reached ``max_attempts`` (plus what pauses gave back).
+
+**Workers.** Slots ``w0 .. w<M-1>``, each launched as attempt 1, 2, ... While chunks remain
+unfinished the launcher keeps ``min(M, unfinished chunks)`` worker jobs active, relaunching
+slots whose job ended; a job that ends with a configuration error (SkyPilot FAILED_SETUP /
+FAILED_PRECHECKS, worker exit 2) is not relaunched. A running job whose claim's lease ran out
+is hung (stopped, or stuck): it is cancelled and its slot relaunched. Once every chunk is
+final, jobs still running are asked to stop. A slot is launched at most
+``max_attempts x ceil(chunks / workers)`` times: every worker death costs at most the one
+chunk attempt it held, so this bounds relaunches by the work the chunks' attempts allow.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
+from math import ceil
 
+from chunkpilot.claims import Claim
+from chunkpilot.names import worker_id
 from launcher.backends.base import JobState, JobStatus
 
 
 class ChunkState(str, Enum):
     DONE = "DONE"
-    RUNNING = "RUNNING"
-    PENDING = "PENDING"  # waiting for a launch slot or for its job to start
-    RETRYING = "RETRYING"  # latest attempt ended without a marker; a new one is due
-    FAILED = "FAILED"  # gave up: out of attempts or a configuration error
+    RUNNING = "RUNNING"  # a worker holds it
+    PENDING = "PENDING"  # never claimed yet
+    RETRYING = "RETRYING"  # its last attempt ended without a marker; the next worker free takes it
+    FAILED = "FAILED"  # gave up: out of attempts, fail-fast, or no worker can run
     CANCELLED = "CANCELLED"
 
     @property
@@ -35,43 +49,64 @@ class ChunkView:
 
     chunk: str
     done: bool
-    attempts: int  # attempts launched so far (the latest is number ``attempts``)
-    job: JobState | None  # state of the latest attempt's job, None if never launched
-    launched_at: float | None = None  # of the latest attempt
+    claim: Claim | None = None  # None: never claimed (or not read this cycle: done chunks)
     heartbeat_at: float | None = None  # last progress write
+
+    @property
+    def attempts(self) -> int:
+        return self.claim.attempt if self.claim is not None else 0
+
+
+@dataclass(frozen=True)
+class WorkerView:
+    """One worker slot: its latest launch and that launch's job."""
+
+    slot: str
+    attempts: int  # launches so far (the latest is number ``attempts``)
+    job: JobState | None  # the latest launch's job, None if never launched
+    launched_at: float | None = None  # of the latest launch
 
 
 @dataclass(frozen=True)
 class Policy:
     max_attempts: int = 3
-    parallel: int = 0  # max concurrently active jobs; 0 = no limit
-    stuck_seconds: float = 0.0  # 0 = never declare a job stuck
+    workers: int = 1
     missing_grace_seconds: float = 60.0  # how long a launched job may be unknown to the backend
     run_cancelled: bool = False
-    # Attempts a pause (cancel, then watch) cost a chunk: they do not count against max_attempts.
+    # Attempts pauses cost (by chunk id or worker slot): they do not count against the limits.
     extra_attempts: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class Launch:
-    chunk: str
+    slot: str
     attempt: int
 
 
 @dataclass(frozen=True)
 class Cancel:
-    chunk: str
+    slot: str
     attempt: int
     reason: str
 
 
 @dataclass(frozen=True)
 class Ended:
-    """Record that an attempt's job has ended, with why (for status and history)."""
+    """Record that a launch's job has ended, with why (for status and history)."""
 
-    chunk: str
+    slot: str
     attempt: int
     state: JobStatus
+    reason: str
+
+
+@dataclass(frozen=True)
+class Release:
+    """Hand ``chunk`` back now: its holder, launch ``attempt`` of ``slot``, was seen ended."""
+
+    chunk: str
+    slot: str
+    attempt: int
     reason: str
 
 
@@ -79,9 +114,12 @@ class Ended:
 class Decision:
     states: dict[str, ChunkState] = field(default_factory=dict)
     reasons: dict[str, str] = field(default_factory=dict)
+    holders: dict[str, str] = field(default_factory=dict)  # chunk -> the job name-ish "w3-a2" holding it
+    worker_states: dict[str, str] = field(default_factory=dict)  # slot -> its latest job's state, or why it is down
     launches: list[Launch] = field(default_factory=list)
     cancels: list[Cancel] = field(default_factory=list)
     ended: list[Ended] = field(default_factory=list)
+    releases: list[Release] = field(default_factory=list)
 
     @property
     def finished(self) -> bool:
@@ -89,60 +127,104 @@ class Decision:
         return all(s.final for s in self.states.values()) and not self.launches and not self.cancels
 
 
-def decide(views: list[ChunkView], policy: Policy, now: float) -> Decision:
-    """What to launch, cancel and record this cycle, and each chunk's state."""
+def slot_limit(policy: Policy, chunks: int) -> int:
+    """How many times one worker slot may be launched (see the module docstring)."""
+    return policy.max_attempts * ceil(chunks / max(1, policy.workers))
+
+
+def decide(chunks: list[ChunkView], workers: list[WorkerView], policy: Policy, now: float) -> Decision:
+    """What to launch, cancel, release and record this cycle, and each chunk's state."""
     d = Decision()
-    active = 0
-    want_launch: list[ChunkView] = []
-    for v in sorted(views, key=lambda v: v.chunk):
-        job = v.job
-        job_active = job is not None and job.status.active and not _missing_too_long(v, policy, now)
+    by_slot = {w.slot: w for w in workers}
+    slots = [by_slot.get(worker_id(i), WorkerView(worker_id(i), 0, None)) for i in range(max(1, policy.workers))]
+    slots += [w for w in workers if w.slot not in {s.slot for s in slots}]  # from a run with more workers before
+    active = {w.slot for w in slots if _active(w, policy, now)}
+
+    # Jobs that ended: recorded, and their claims handed back below.
+    ended: dict[str, Ended] = {}
+    config_failures: dict[str, str] = {}
+    for w in slots:
+        if w.job is None or w.attempts == 0 or w.slot in active:
+            continue
+        reason = _end_reason(w.job)
+        ended[w.slot] = Ended(w.slot, w.attempts, w.job.status, reason)
+        if w.job.status is JobStatus.FAILED_CONFIG:
+            config_failures[w.slot] = reason
+
+    hung: dict[str, str] = {}
+    for v in sorted(chunks, key=lambda v: v.chunk):
+        claim = v.claim
+        limit = policy.max_attempts + policy.extra_attempts.get(v.chunk, 0)
         if v.done:
             d.states[v.chunk] = ChunkState.DONE
             continue
         if policy.run_cancelled:
             d.states[v.chunk] = ChunkState.CANCELLED
-            if job_active and job.status is not JobStatus.CANCELLING:
-                d.cancels.append(Cancel(v.chunk, v.attempts, "run cancelled"))
             continue
-        if v.attempts == 0 or job is None:
+        if claim is None:
             d.states[v.chunk] = ChunkState.PENDING
-            want_launch.append(v)
             continue
-        if job.status is JobStatus.MISSING and not _missing_too_long(v, policy, now):
-            d.states[v.chunk] = ChunkState.PENDING  # launched moments ago; not visible yet
-            active += 1
-            continue
-        if job_active:
-            if _stuck(v, policy, now):
-                d.cancels.append(Cancel(v.chunk, v.attempts, f"no heartbeat for {policy.stuck_seconds:.0f}s"))
-                d.ended.append(Ended(v.chunk, v.attempts, JobStatus.CANCELLED, "stuck: heartbeat stopped"))
-                want_launch.append(v)
-                d.states[v.chunk] = ChunkState.RETRYING
-                continue
-            active += 1
-            d.states[v.chunk] = ChunkState.PENDING if job.status is JobStatus.PENDING else ChunkState.RUNNING
-            continue
-        # The latest attempt has ended without a marker.
-        reason = _end_reason(job)
-        d.ended.append(Ended(v.chunk, v.attempts, job.status, reason))
-        if job.status is JobStatus.FAILED_CONFIG:
+        if claim.state == "failed":
             d.states[v.chunk] = ChunkState.FAILED
-            d.reasons[v.chunk] = f"attempt {v.attempts}: {reason} (not retried)"
+            d.reasons[v.chunk] = f"attempt {claim.attempt}: {claim.reason} (not retried)"
             continue
-        want_launch.append(v)
-        d.states[v.chunk] = ChunkState.RETRYING
-        d.reasons[v.chunk] = f"attempt {v.attempts}: {reason}"
+        holder = by_slot.get(claim.worker)
+        holder_is_latest = holder is not None and holder.attempts == claim.worker_attempt
+        if claim.state == "held" and holder_is_latest and claim.worker in ended:
+            d.releases.append(Release(v.chunk, claim.worker, claim.worker_attempt, f"its worker's job ended: "
+                                      f"{ended[claim.worker].reason}"))
+        elif claim.live(now):
+            d.states[v.chunk] = ChunkState.RUNNING
+            d.holders[v.chunk] = f"{claim.worker}-a{claim.worker_attempt}"
+            continue
+        elif claim.state == "held" and holder_is_latest and claim.worker in active:
+            hung[claim.worker] = f"its claim on chunk {v.chunk} expired (lease not renewed: stopped or stuck)"
+        last = "released" if claim.state == "released" else "lease expired"
+        why = f"attempt {claim.attempt}: {last}" + (f" ({claim.reason})" if claim.reason else "")
+        if claim.state == "done":
+            d.states[v.chunk] = ChunkState.FAILED
+            d.reasons[v.chunk] = "its claim says done but it has no _SUCCESS marker"
+        elif claim.attempt >= limit:
+            d.states[v.chunk] = ChunkState.FAILED
+            d.reasons[v.chunk] = f"gave up after {claim.attempt} attempt(s); last: {why}"
+        else:
+            d.states[v.chunk] = ChunkState.RETRYING
+            d.reasons[v.chunk] = why
 
-    for v in want_launch:
-        if v.attempts >= policy.max_attempts + policy.extra_attempts.get(v.chunk, 0):
-            d.states[v.chunk] = ChunkState.FAILED
-            d.reasons[v.chunk] = f"gave up after {v.attempts} attempt(s); last: {d.reasons.get(v.chunk, 'ended')}"
-            continue
-        if policy.parallel and active >= policy.parallel:
-            continue  # stays PENDING/RETRYING until a slot frees up
-        d.launches.append(Launch(v.chunk, v.attempts + 1))
-        active += 1
+    unfinished = [c for c, s in d.states.items() if not s.final]
+    for slot, why in sorted(hung.items()):
+        w = by_slot[slot]
+        d.cancels.append(Cancel(slot, w.attempts, f"hung: {why}"))
+        d.ended.append(Ended(slot, w.attempts, JobStatus.CANCELLED, f"hung: {why}"))
+        active.discard(slot)
+    if not unfinished or policy.run_cancelled:
+        why = "run paused" if policy.run_cancelled else "every chunk is finished"
+        for w in slots:
+            if w.slot in active and w.job is not None and w.job.status is not JobStatus.CANCELLING:
+                d.cancels.append(Cancel(w.slot, w.attempts, why))
+    d.ended.extend(ended.values())
+
+    limit = slot_limit(policy, len(chunks))
+    wanted = 0 if policy.run_cancelled else min(policy.workers, len(unfinished)) - len(active)
+    for w in slots:
+        if w.slot in active:
+            d.worker_states[w.slot] = w.job.status.value if w.job is not None else "PENDING"
+        elif w.slot in config_failures:
+            d.worker_states[w.slot] = f"FAILED: {config_failures[w.slot]}"
+        elif w.attempts >= limit + policy.extra_attempts.get(w.slot, 0):
+            d.worker_states[w.slot] = f"FAILED: launched {w.attempts} times, the most a worker may be"
+        elif wanted > 0 and int(w.slot[1:]) < policy.workers:
+            d.launches.append(Launch(w.slot, w.attempts + 1))
+            d.worker_states[w.slot] = "LAUNCHING"
+            wanted -= 1
+        else:
+            d.worker_states[w.slot] = ended[w.slot].state.value if w.slot in ended else "NOT LAUNCHED"
+
+    if unfinished and not active and not d.launches:  # nobody can answer what is left
+        down = "; ".join(f"{s}: {r}" for s, r in sorted(config_failures.items())) or "no worker may be launched again"
+        for c in unfinished:
+            d.states[c] = ChunkState.FAILED
+            d.reasons[c] = f"no worker can run ({down})" + (f"; last: {d.reasons[c]}" if c in d.reasons else "")
     return d
 
 
@@ -160,22 +242,17 @@ def error_budget_exceeded(records: int, errors: int, max_error_rate: float, fini
     return errors / records > max_error_rate
 
 
-def _missing_too_long(v: ChunkView, policy: Policy, now: float) -> bool:
-    if v.job is None or v.job.status is not JobStatus.MISSING:
+def _active(w: WorkerView, policy: Policy, now: float) -> bool:
+    if w.job is None or w.attempts == 0:
         return False
-    return v.launched_at is None or now - v.launched_at > policy.missing_grace_seconds
-
-
-def _stuck(v: ChunkView, policy: Policy, now: float) -> bool:
-    if not policy.stuck_seconds or v.job is None or v.job.status is not JobStatus.RUNNING:
-        return False
-    last_sign_of_life = max(filter(None, (v.heartbeat_at, v.launched_at)), default=None)
-    return last_sign_of_life is not None and now - last_sign_of_life > policy.stuck_seconds
+    if w.job.status is JobStatus.MISSING:  # launched moments ago and not visible yet, or lost
+        return w.launched_at is not None and now - w.launched_at <= policy.missing_grace_seconds
+    return w.job.status.active
 
 
 def _end_reason(job: JobState) -> str:
     if job.status is JobStatus.SUCCEEDED:
-        return "job succeeded but wrote no _SUCCESS marker"
+        return "nothing left to claim"
     if job.status is JobStatus.MISSING:
         return "job not found by the backend (launch lost?)" + (f": {job.detail}" if job.detail else "")
     return f"{job.status.value.lower()}" + (f": {job.detail}" if job.detail else "")

@@ -55,7 +55,7 @@ def status_table(report: StatusReport, spec: RunSpec) -> Table:
     t = Table(title=f"run {report.run_id} · {spec.engine}:{spec.model} ({model_lineage(spec)}) · backend {spec.backend}",
               title_justify="left")
     for col, justify in (("chunk", "left"), ("state", "left"), ("records", "right"), ("errors", "right"),
-                         ("progress", "right"), ("attempts", "right"), ("preempted", "right"), ("rec/s", "right"),
+                         ("progress", "right"), ("attempts", "right"), ("worker", "left"), ("rec/s", "right"),
                          ("tok/s", "right"), ("ETA", "right"), ("note", "left")):
         t.add_column(col, justify=justify)
     for r in report.rows:
@@ -68,7 +68,7 @@ def status_table(report: StatusReport, spec: RunSpec) -> Table:
             f"[red]{r.errors}[/]" if r.errors else "0",
             f"{pct:5.1f}%",
             str(r.attempts),
-            str(r.preemptions),
+            r.worker or "-",
             f"{r.records_per_s:.1f}" if r.records_per_s else "-",
             f"{r.tokens_per_s:.0f}" if r.tokens_per_s else "-",
             human_seconds(r.eta_seconds),
@@ -76,6 +76,21 @@ def status_table(report: StatusReport, spec: RunSpec) -> Table:
         )
     t.caption = escape("\n".join(x for x in (run_summary(report), cost_line(report.totals.get("cost"))) if x))
     t.caption_justify = "left"
+    return t
+
+
+def workers_table(report: StatusReport) -> Table:
+    """A row per worker: its latest job, state, engines started, chunks answered, cold start."""
+    from rich.table import Table
+
+    t = Table(title="workers", title_justify="left")
+    for col, justify in (("worker", "left"), ("job", "left"), ("state", "left"), ("launches", "right"),
+                         ("engine starts", "right"), ("chunks done", "right"), ("holds", "left"),
+                         ("first answer", "right"), ("in flight", "right"), ("preempted", "right")):
+        t.add_column(col, justify=justify)
+    for w in report.workers:
+        t.add_row(w.worker, w.name, escape(w.state), str(w.launches), str(w.engine_starts), str(w.chunks_done),
+                  w.chunk or "-", human_seconds(w.first_answer_seconds), str(w.max_in_flight or "-"), str(w.preemptions))
     return t
 
 
@@ -122,6 +137,9 @@ def cost_line(cost: dict | None) -> str:
     parts = [f"cost {money(cost['so_far'])} so far (GPU time {gpu}; {sources}{unpriced})"]
     if cost["projected"] is not None and cost["projected"] != cost["so_far"]:
         parts.append(f"projected {money(cost['projected'])} at {money(cost['per_hour_now'])}/h now")
+    if cost.get("cold_seconds"):
+        parts.append(f"cold starts {human_seconds(cost['cold_seconds'])} of GPU time, {money(cost['cold_cost'])} "
+                     "(launch to first answer)")
     if cost["interruptions"]:
         parts.append(f"lost to {cost['interruptions']} interruption(s): {cost['lost_records']} records answered again, "
                      f"{human_seconds(cost['lost_seconds'])} of GPU time, {money(cost['lost_cost'])}")
@@ -149,7 +167,7 @@ def plan_summary(plan) -> str:
     lines = [
         f"planned {spec.run_id}: {len(spec.inputs)} input(s), {human_bytes(sum(p.size for p in spec.inputs))}, "
         f"{len(plan.manifests)} chunk(s) (read {human_bytes(plan.probe_bytes)} to check and split them) · "
-        f"{spec.engine}:{spec.model} ({model_lineage(spec)})" + (f" · {spec.parallel} at a time" if spec.parallel else "")
+        f"{spec.engine}:{spec.model} ({model_lineage(spec)})" + f" · {spec.workers} worker(s), one engine each"
     ]
     if plan.skipped:
         shown = ", ".join(plan.skipped[:5]) + (f" and {len(plan.skipped) - 5} more" if len(plan.skipped) > 5 else "")

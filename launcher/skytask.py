@@ -34,20 +34,19 @@ from typing import Any, Iterable, Mapping
 
 import yaml
 
-from chunkpilot import layout
 from chunkpilot.errors import ConfigError
 from chunkpilot.names import job_name
 from chunkpilot.spec import RunSpec
 
 DEFAULT_TEMPLATE = "vllm-spot.yaml"
 
-# Set by the launcher on every job. Templates declare the first three as `null` (required).
-ENV_CHUNK_URI = "CHUNKPILOT_CHUNK_URI"  # <store>/<run>/chunks/<chunk>.json: what the worker processes
-ENV_ATTEMPT = "CHUNKPILOT_ATTEMPT"  # names the attempt's output parts
+# Set by the launcher on every job. Templates declare the first four as `null` (required).
+ENV_RUN_URI = "CHUNKPILOT_RUN_URI"  # <store>/<run>: the run whose chunks the worker pulls
+ENV_WORKER = "CHUNKPILOT_WORKER"  # the worker's id (w3): whose claims it may take back after a relaunch
+ENV_ATTEMPT = "CHUNKPILOT_ATTEMPT"  # which launch of that worker the job is
 ENV_DIST = "CHUNKPILOT_DIST"  # local folder with the launcher's own chunkpilot wheel (a file mount source)
 ENV_RUN_ID = "CHUNKPILOT_RUN_ID"
-ENV_CHUNK = "CHUNKPILOT_CHUNK"
-RESERVED_ENVS = (ENV_CHUNK_URI, ENV_ATTEMPT, ENV_DIST, ENV_RUN_ID, ENV_CHUNK)
+RESERVED_ENVS = (ENV_RUN_URI, ENV_WORKER, ENV_ATTEMPT, ENV_DIST, ENV_RUN_ID)
 
 # Settings (not credentials) the worker's S3 client needs; passed on when set here and the run uses s3://.
 PASS_THROUGH_ENVS = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_DEFAULT_REGION", "AWS_REGION")
@@ -311,15 +310,15 @@ def uses_s3(spec: RunSpec, run_uri: str) -> bool:
             or any(p.uri.startswith("s3://") for p in spec.inputs))
 
 
-def job_envs(spec: RunSpec, options: TaskOptions, run_uri: str, chunk: str, attempt: int, dist: str,
+def job_envs(spec: RunSpec, options: TaskOptions, run_uri: str, worker: str, attempt: int, dist: str,
              environ: Mapping[str, str]) -> list[tuple[str, str]]:
-    """``env_overrides`` for one job: the worker's inputs, S3 settings, then the user's ``--env``."""
+    """``env_overrides`` for one job: which worker launch it is, S3 settings, then the user's ``--env``."""
     envs = [
-        (ENV_CHUNK_URI, f"{run_uri}/{layout.manifest(chunk)}"),
+        (ENV_RUN_URI, run_uri),
+        (ENV_WORKER, worker),
         (ENV_ATTEMPT, str(attempt)),
         (ENV_DIST, dist),
         (ENV_RUN_ID, spec.run_id),
-        (ENV_CHUNK, chunk),
     ]
     if uses_s3(spec, run_uri):
         envs += [(k, environ[k]) for k in PASS_THROUGH_ENVS if environ.get(k)]
@@ -372,15 +371,15 @@ class RunTasks:
         check_user_envs(options, declared if isinstance(declared, dict) else ())
         return cls(spec, run_uri, template, options, os.environ if environ is None else environ)
 
-    def render(self, chunk: str, attempt: int, dist: str) -> tuple[dict, list[tuple[str, str]], Secrets]:
-        """(task config, ``env_overrides``, secrets) of one job."""
-        name = job_name(self.spec.run_id, chunk, attempt)
+    def render(self, worker: str, attempt: int, dist: str) -> tuple[dict, list[tuple[str, str]], Secrets]:
+        """(task config, ``env_overrides``, secrets) of launch ``attempt`` of worker ``worker``."""
+        name = job_name(self.spec.run_id, worker, attempt)
         try:
             cfg = apply_overrides(self.template.config, self.options, name)
         except ConfigError as exc:
             raise ConfigError(f"task template {self.template.source}: {exc}") from exc
         secrets = resolve_secrets(cfg, self.options.secrets, self.environ)
-        envs = job_envs(self.spec, self.options, self.run_uri, chunk, attempt, dist, self.environ)
+        envs = job_envs(self.spec, self.options, self.run_uri, worker, attempt, dist, self.environ)
         return cfg, envs, secrets
 
     @property
@@ -391,7 +390,7 @@ class RunTasks:
 
 def task_shape(cfg: dict, envs: list[tuple[str, str]]) -> str:
     """What SkyPilot validates, minus the per-job values it does not interpret."""
-    per_job = {ENV_CHUNK_URI, ENV_ATTEMPT, ENV_RUN_ID, ENV_CHUNK}
+    per_job = {ENV_WORKER, ENV_ATTEMPT, ENV_RUN_ID}
     shape = copy.deepcopy(cfg)
     shape.pop("name", None)
     return json.dumps([shape, [(k, "" if k in per_job else v) for k, v in envs]], sort_keys=True, default=str)
@@ -442,7 +441,7 @@ def worker_lines(cfg: dict, envs: list[tuple[str, str]]) -> tuple[list[str], lis
 
 
 __all__ = [
-    "DEFAULT_TEMPLATE", "ENV_CHUNK_URI", "ENV_ATTEMPT", "ENV_DIST", "ENV_RUN_ID", "ENV_CHUNK", "RESERVED_ENVS",
+    "DEFAULT_TEMPLATE", "ENV_RUN_URI", "ENV_WORKER", "ENV_ATTEMPT", "ENV_DIST", "ENV_RUN_ID", "RESERVED_ENVS",
     "PASS_THROUGH_ENVS", "KNOWN_ACCELERATORS", "REDACTED", "template_dirs", "shipped_templates", "find_template",
     "Template", "TaskOptions", "apply_overrides", "parse_accelerators", "accelerator_choices", "known_accelerators",
     "check_accelerators", "Secrets", "resolve_secrets", "job_envs", "check_user_envs", "display_config", "redact",

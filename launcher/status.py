@@ -17,6 +17,7 @@ from typing import Any
 from chunkpilot.formats import units_between
 from chunkpilot.layout import PartName
 from chunkpilot.spec import RunSpec
+from chunkpilot.names import job_name
 from launcher.observe import ChunkDetail, ChunkObservation
 from launcher.reconcile import ChunkState, Decision
 
@@ -34,13 +35,35 @@ class ChunkRow:
     done: int  # of the chunk's size, in the run's format's unit
     total: int
     attempts: int
-    preemptions: int
+    worker: str  # the worker launch holding it now (``w3-a2``), "" if none
     records_per_s: float | None
     tokens_per_s: float | None
     eta_seconds: float | None
     phase: str = ""  # e.g. "starting engine"
     error_codes: dict[str, int] | None = None  # None: not read this time
     reason: str = ""
+
+
+@dataclass(frozen=True)
+class WorkerRow:
+    """One worker slot: its latest launch (``name``, ``state``) and what all its launches did.
+
+    ``first_answer_seconds``: from its latest launch to that launch's first answer (its cold
+    start: machine, setup, engine build); None until it answered. ``chunk``: the chunk it holds.
+    """
+
+    worker: str
+    name: str
+    state: str
+    launches: int
+    engine_starts: int
+    chunks_done: int
+    chunks_failed: int
+    chunks_lost: int
+    chunk: str | None
+    first_answer_seconds: float | None
+    preemptions: int
+    max_in_flight: int
 
 
 @dataclass
@@ -53,9 +76,11 @@ class StatusReport:
     totals: dict = field(default_factory=dict)
     unit: str = "bytes"
     cost: Any = None  # launcher.cost.RunCost, once a look has priced the run (totals["cost"] is its dict)
+    workers: list[WorkerRow] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return {"run_id": self.run_id, "unit": self.unit, "totals": self._named(self.totals),
+                "workers": [asdict(w) for w in self.workers],
                 "chunks": [self._named(asdict(r)) for r in self.rows]}
 
     def _named(self, data: dict) -> dict:
@@ -135,8 +160,8 @@ def summarize(spec: RunSpec, observed: dict[str, ChunkObservation], decision: De
         units_done = obs.size if done else min(obs.size, _covered(obs, sizes))
         records, errors = _counts(obs)
         rec_rate = tok_rate = eta = None
-        if state is ChunkState.RUNNING and obs.launched_at is not None:
-            chunk_lo = max(obs.launched_at, now - RATE_WINDOW)
+        if state is ChunkState.RUNNING and obs.claim is not None:
+            chunk_lo = max(min(obs.claim.claimed_at, now), now - RATE_WINDOW)
             recent = [p for p, info in obs.parts if info.mtime > chunk_lo]
             if recent and now > chunk_lo:
                 rec_rate = sum(p.records for p in recent) / (now - chunk_lo)
@@ -159,7 +184,7 @@ def summarize(spec: RunSpec, observed: dict[str, ChunkObservation], decision: De
                 done=units_done,
                 total=obs.size,
                 attempts=obs.attempts,
-                preemptions=obs.job.recoveries if obs.job else 0,
+                worker=decision.holders.get(chunk, ""),
                 records_per_s=round(rec_rate, 2) if rec_rate else None,
                 tokens_per_s=round(tok_rate, 1) if tok_rate else None,
                 eta_seconds=round(eta, 1) if eta is not None else None,
@@ -206,9 +231,35 @@ def summarize(spec: RunSpec, observed: dict[str, ChunkObservation], decision: De
         "eta_seconds": round(eta, 1) if eta is not None else None,
         "starting_engine": sum(r.phase == "starting engine" for r in rows),
         "attempts": sum(r.attempts for r in rows),
-        "preemptions": sum(r.preemptions for r in rows),
+        "preemptions": sum(w.job.recoveries for w in getattr(observed, "workers", {}).values() if w.job is not None),
     }
     return StatusReport(spec.run_id, rows, totals, spec.unit)
+
+
+def worker_rows(observed, decision: Decision, beats: dict, launched: dict[tuple[str, int], float]) -> list[WorkerRow]:
+    """A row per worker slot from the observation (its launches and latest job), the decision (what
+    the launcher makes of it) and the launches' heartbeats (``WorkerBeat`` by (slot, launch));
+    ``launched``: when each launch was made (its attempt record)."""
+    rows = []
+    for slot, obs in sorted(observed.workers.items(), key=lambda kv: int(kv[0][1:]) if kv[0][1:].isdigit() else -1):
+        mine = [b for (s, _), b in beats.items() if s == slot]
+        latest = beats.get((slot, obs.attempts))
+        first = None
+        if latest is not None and latest.first_answer_at is not None and (slot, obs.attempts) in launched:
+            first = round(max(0.0, latest.first_answer_at - launched[(slot, obs.attempts)]), 1)
+        state = decision.worker_states.get(slot, obs.job.status.value if obs.job is not None else "")
+        if latest is not None and state in ("RUNNING", "SUCCEEDED") and latest.state not in ("running",):
+            state = f"{state} ({latest.state})"
+        rows.append(WorkerRow(
+            worker=slot, name=job_name(observed.run_id, slot, obs.attempts) if obs.attempts else "",
+            state=state, launches=obs.attempts,
+            engine_starts=sum(b.engine_starts for b in mine), chunks_done=sum(b.chunks_done for b in mine),
+            chunks_failed=sum(b.chunks_failed for b in mine), chunks_lost=sum(b.chunks_lost for b in mine),
+            chunk=latest.chunk if latest is not None and latest.state == "running" else None,
+            first_answer_seconds=first, preemptions=obs.job.recoveries if obs.job is not None else 0,
+            max_in_flight=latest.max_in_flight if latest is not None else 0,
+        ))
+    return rows
 
 
 def top_codes(codes: dict[str, int], n: int = TOP_CODES) -> str:

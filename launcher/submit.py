@@ -47,7 +47,7 @@ class SubmitOptions:
     max_tokens: int = 256
     temperature: float = 0.0
     run_name: str | None = None
-    parallel: int | None = None  # None: what this machine can run for local, unlimited for sky
+    workers: int | None = None  # None: what this machine can run for local, one per chunk for sky
     max_attempts: int = 3
     max_error_rate: float = DEFAULT_MAX_ERROR_RATE
     template: str | None = None
@@ -131,10 +131,13 @@ def pin_run_model(engine: str, model: str | None, backend: str = "local", allow_
 
 def plan_run(options: SubmitOptions) -> Plan:
     """Resolve, check and plan everything; writes nothing."""
-    from launcher.backends.local import default_local_parallel
+    from launcher.backends.local import default_local_workers
 
     if options.chunks < 1:
         raise ConfigError("--chunks must be at least 1")
+    if options.workers is not None and not 1 <= options.workers <= options.chunks:
+        raise ConfigError(f"--workers {options.workers}: give 1 to --chunks ({options.chunks}); a worker takes "
+                          "one chunk at a time, so more workers than chunks would sit idle")
     if options.max_attempts < 1:
         raise ConfigError("--max-attempts must be at least 1")
     if not 0 <= options.max_error_rate <= 1:
@@ -154,9 +157,10 @@ def plan_run(options: SubmitOptions) -> Plan:
     pins, manifests = planned.pins or resolved.pins, planned.manifests
     if planned.fields is not None:
         check_fields(prompt, planned.fields, explicit_id_key=options.id_key is not None)
-    parallel = options.parallel
-    if parallel is None:
-        parallel = default_local_parallel(options.engine, len(manifests)) if options.backend == "local" else 0
+    workers = options.workers
+    if workers is None:
+        workers = default_local_workers(options.engine, len(manifests)) if options.backend == "local" else len(manifests)
+    workers = min(workers, len(manifests))  # planning may drop empty chunks
     if options.task == "embed":  # what an embedding request may be told by the run: how to cut long inputs
         sampling: dict[str, Any] = {"truncate_prompt_tokens": -1} if options.truncate else {}
     else:
@@ -174,7 +178,7 @@ def plan_run(options: SubmitOptions) -> Plan:
         backend=options.backend,
         use_spot=options.use_spot,
         max_attempts=options.max_attempts,
-        parallel=parallel,
+        workers=workers,
         chunkpilot_version=__version__,
         template=options.template,
         commit_seconds=options.commit_seconds,

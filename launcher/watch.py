@@ -1,9 +1,11 @@
 """The reconcile loop: observe, decide, act, until every chunk is done or has given up.
 
 It keeps no state outside the store: kill it anywhere, start it again, and it
-carries on. Each attempt is claimed by creating ``jobs/<chunk>/a<n>.json`` with
-put-if-absent *before* the job is launched, so no attempt is ever launched twice,
-and a lease stops a second watcher.
+carries on. Each launch of a worker is claimed by creating ``jobs/<worker>/a<n>.json``
+with put-if-absent *before* the job is launched, so no launch ever happens twice,
+and a lease stops a second watcher. Workers claim chunks themselves
+(``chunkpilot.claims``); the watcher keeps enough of them going and hands back the
+claims of jobs it sees end.
 
 A paused run (``launcher cancel``, or an exhausted error budget) is resumed by the
 next ``watch``: the pause marker goes, and the attempts it cancelled are given back.
@@ -18,7 +20,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
-from chunkpilot import layout
+from chunkpilot import claims, layout
 from chunkpilot.errors import BackendError, StoreError
 from chunkpilot.names import job_name
 from chunkpilot.retry import call
@@ -27,34 +29,40 @@ from launcher.attempts import AttemptBook, list_lives, lives_worth_reading
 from launcher.backends.base import Backend, LaunchRequest
 from launcher.cost import run_cost
 from launcher.lease import Lease
-from launcher.observe import DETAIL_READS, ChunkDetail, ChunkObservation, list_attempts, observe, read_details
+from launcher.observe import DETAIL_READS, ChunkDetail, Observed, list_attempts, observe, read_details, read_worker_beats
 from launcher.pricing import Price
 from launcher.reconcile import Decision, Policy, decide, error_budget_exceeded
 from launcher.runs import OpenRun
-from launcher.status import StatusReport, chunks_needing_detail, summarize, top_codes
+from launcher.status import StatusReport, chunks_needing_detail, summarize, top_codes, worker_rows
 
 log = logging.getLogger("chunkpilot.watch")
 
 
 @dataclass(frozen=True)
 class WatchOptions:
-    max_attempts: int | None = None  # None: the run's own
+    max_attempts: int | None = None  # None: the run's own (or what an earlier watch set)
     interval: float = field(default_factory=lambda: float(os.environ.get("CHUNKPILOT_POLL_SECONDS", "5")))
-    stuck_seconds: float = 0.0
     missing_grace_seconds: float = 60.0
     lease_ttl: float = 120.0
     max_error_rate: float | None = None  # None: the run's own
 
 
 def policy_for(run: OpenRun, options: WatchOptions, extra_attempts: dict[str, int] | None = None) -> Policy:
+    allowance = run.allowance()
     return Policy(
-        max_attempts=options.max_attempts or run.spec.max_attempts,
-        parallel=run.spec.parallel,
-        stuck_seconds=options.stuck_seconds,
+        max_attempts=options.max_attempts or allowance.max_attempts or run.spec.max_attempts,
+        workers=run.spec.workers or 1,
         missing_grace_seconds=options.missing_grace_seconds,
         run_cancelled=run.cancelled,
-        extra_attempts=dict(extra_attempts if extra_attempts is not None else run.allowance().extra_attempts),
+        extra_attempts=dict(extra_attempts if extra_attempts is not None else allowance.extra_attempts),
     )
+
+
+def decide_run(run: OpenRun, observed, options: WatchOptions, extra_attempts: dict[str, int] | None = None,
+               now: float | None = None) -> Decision:
+    """The decision for one observation of ``run``."""
+    return decide(observed.chunk_views(), observed.worker_views(), policy_for(run, options, extra_attempts),
+                  time.time() if now is None else now)
 
 
 def attempt_book(run: OpenRun, backend: Backend) -> AttemptBook:
@@ -69,36 +77,36 @@ def attempt_book(run: OpenRun, backend: Backend) -> AttemptBook:
 
 def reconcile_once(run: OpenRun, backend: Backend, options: WatchOptions, known_done: set[str],
                    extra_attempts: dict[str, int] | None = None, unfinished: set[str] | None = None,
-                   book: AttemptBook | None = None) -> tuple[Decision, dict[str, ChunkObservation]]:
-    """One cycle: observe, decide, then cancel, record and launch.
+                   book: AttemptBook | None = None) -> tuple[Decision, Observed]:
+    """One cycle: observe, decide, then cancel, release, record and launch.
 
-    ``known_done`` and ``unfinished`` carry what earlier cycles saw: done chunks are not polled
-    again, and a chunk seen unfinished that is now done gets its attempt record's end (a chunk
-    done before this watcher started costs no read). What the backend says about each job
-    it was asked about goes into the attempt's record (``AttemptBook.note_job``).
+    ``known_done`` carries the chunks earlier cycles saw done: their claims are not read again.
+    What the backend says about each job it was asked about goes into the launch's record
+    (``AttemptBook.note_job``). ``unfinished`` is kept for callers that track it.
     """
-    unfinished = set() if unfinished is None else unfinished
     book = book or attempt_book(run, backend)
-    observed = observe(run.run_store, run.spec, backend, skip_poll=known_done)
-    decision = decide([o.view() for o in observed.values()], policy_for(run, options, extra_attempts), time.time())
-    for chunk, obs in observed.items():
+    observed = observe(run.run_store, run.spec, backend, known_done=known_done)
+    decision = decide_run(run, observed, options, extra_attempts)
+    for slot, obs in observed.workers.items():
         if obs.job is not None and obs.attempts:
-            book.note_job(chunk, obs.attempts, obs.job)
-        if obs.done is None:
-            unfinished.add(chunk)
-        elif chunk not in known_done:
+            book.note_job(slot, obs.attempts, obs.job)
+    for chunk, obs in observed.items():
+        if obs.done is not None:
             known_done.add(chunk)
-            if chunk in unfinished and obs.attempts:  # seen running by this watcher: its attempt ends with the marker
-                book.update(chunk, obs.attempts, state="DONE", ended_at=obs.done.mtime, only_if_open=True)
+        elif unfinished is not None:
+            unfinished.add(chunk)
 
     if decision.cancels:
-        backend.cancel(run.spec.run_id, [job_name(run.spec.run_id, c.chunk, c.attempt) for c in decision.cancels])
+        backend.cancel(run.spec.run_id, [job_name(run.spec.run_id, c.slot, c.attempt) for c in decision.cancels])
         for c in decision.cancels:
-            book.update(c.chunk, c.attempt, cancelled_by_us=True, reason=c.reason)
+            book.update(c.slot, c.attempt, cancelled_by_us=True, reason=c.reason)
+    for r in decision.releases:
+        if claims.release_for_gone_job(run.run_store, r.chunk, r.slot, r.attempt, r.reason):
+            log.info("chunk %s handed back: %s", r.chunk, r.reason)
     for e in decision.ended:
-        job = observed[e.chunk].job if e.chunk in observed else None
+        job = observed.workers[e.slot].job if e.slot in observed.workers else None
         ended_at = job.ended_at if job is not None and job.ended_at is not None else time.time()
-        book.update(e.chunk, e.attempt, state=e.state.value, reason=e.reason, ended_at=ended_at, only_if_open=True)
+        book.update(e.slot, e.attempt, state=e.state.value, reason=e.reason, ended_at=ended_at, only_if_open=True)
     launch(run, backend, decision, book)
     return decision, observed
 
@@ -107,23 +115,23 @@ def launch(run: OpenRun, backend: Backend, decision: Decision, book: AttemptBook
     book = book or attempt_book(run, backend)
     requests = []
     for item in decision.launches:
-        name = job_name(run.spec.run_id, item.chunk, item.attempt)
-        record = AttemptRecord(item.chunk, item.attempt, backend.name, name, launched_at=time.time())
+        name = job_name(run.spec.run_id, item.slot, item.attempt)
+        record = AttemptRecord(item.slot, item.attempt, backend.name, name, launched_at=time.time())
         if run.spec.price_per_hour is not None:  # the user's price needs no resources: priced from the start
             record = record.with_(price_per_hour=run.spec.price_per_hour,
                                   on_demand_per_hour=run.spec.on_demand_price_per_hour, price_source="--price-per-hour")
-        if not run.run_store.put_if_absent(layout.attempt_record(item.chunk, item.attempt), record.to_json()):
-            log.warning("attempt %s was already claimed by another launcher; not launching it", name)
+        if not run.run_store.put_if_absent(layout.attempt_record(item.slot, item.attempt), record.to_json()):
+            log.warning("launch %s was already made by another launcher; not launching it", name)
             continue
         book.created(record)
-        requests.append(LaunchRequest(run.spec, run.run_uri, item.chunk, item.attempt, name))
+        requests.append(LaunchRequest(run.spec, run.run_uri, item.slot, item.attempt, name))
     if not requests:
         return
     job_ids = backend.launch(requests)
     for req, job_id in zip(requests, job_ids):
         log.info("launched %s (job %s)", req.name, job_id)
         if job_id is not None:
-            book.update(req.chunk, req.attempt, job_id=str(job_id), state="LAUNCHED")
+            book.update(req.worker, req.attempt, job_id=str(job_id), state="LAUNCHED")
 
 
 # -- pausing and resuming -----------------------------------------------------------
@@ -132,24 +140,33 @@ def launch(run: OpenRun, backend: Backend, decision: Decision, book: AttemptBook
 def pause(run: OpenRun, backend: Backend, reason: str) -> int:
     """Pause the run: mark it, then ask its jobs to stop. Committed output stays; ``watch`` resumes.
 
-    Returns how many jobs were asked to stop.
+    The marker lists each worker's latest launch and each held chunk's attempt: those the
+    pause cuts short are given back when the run resumes. Returns how many jobs were asked to stop.
     """
-    attempts = {chunk: attempt for chunk, (attempt, _) in list_attempts(run.run_store).items()}
-    run.run_store.put(layout.CANCELLED, CancelMarker(reason, time.time(), attempts).to_json())
-    names = [job_name(run.spec.run_id, chunk, attempt) for chunk, attempt in sorted(attempts.items())]
+    launches = {slot: attempt for slot, (attempt, _) in list_attempts(run.run_store).items()}
+    observed = observe(run.run_store, run.spec, backend)
+    held = {c: o.claim.attempt for c, o in observed.items()
+            if o.claim is not None and o.done is None and o.claim.live(time.time())}
+    active = {slot: w.attempts for slot, w in observed.workers.items() if w.job is not None and w.job.status.active}
+    run.run_store.put(layout.CANCELLED, CancelMarker(reason, time.time(), {**active, **held}).to_json())
+    names = [job_name(run.spec.run_id, slot, attempt) for slot, attempt in sorted(launches.items())]
     backend.cancel(run.spec.run_id, names)
-    return len(names)
+    return len(active)
 
 
-def resume(run: OpenRun) -> CancelMarker | None:
+def resume(run: OpenRun, max_attempts: int | None = None) -> CancelMarker | None:
     """Resume a paused run (the caller holds the lease): the attempts the pause cancelled are given
-    back, then the pause marker goes. Returns the marker, or None if the run was not paused."""
+    back, then the pause marker goes; ``max_attempts`` (``watch --max-attempts``) is written for
+    the workers to apply. Returns the marker, or None if the run was not paused."""
     marker = run.cancel_marker()
+    allowance = run.allowance()
     if marker is None:
+        if max_attempts is not None and max_attempts != allowance.max_attempts:
+            run.run_store.put(layout.RESUMED, ResumeAllowance(allowance.extra_attempts, max_attempts).to_json())
         return None
-    extra = Counter(run.allowance().extra_attempts)
+    extra = Counter(allowance.extra_attempts)
     extra.update(marker.attempts.keys())
-    run.run_store.put(layout.RESUMED, ResumeAllowance(dict(extra)).to_json())
+    run.run_store.put(layout.RESUMED, ResumeAllowance(dict(extra), max_attempts or allowance.max_attempts).to_json())
     run.run_store.delete(layout.CANCELLED)
     return marker
 
@@ -172,9 +189,10 @@ class LookCache:
 
     details: dict[str, ChunkDetail] = field(default_factory=dict)
     book: AttemptBook | None = None
+    beats: dict = field(default_factory=dict)  # final worker heartbeats
 
 
-def look(run: OpenRun, decision: Decision, observed: dict[str, ChunkObservation], cache: LookCache | None = None,
+def look(run: OpenRun, decision: Decision, observed: Observed, cache: LookCache | None = None,
          price: Price | None = None, detail_reads: int = DETAIL_READS) -> StatusReport:
     """The status report of one observation, reading the few heartbeats and markers it needs, and
     what its cost needs: every attempt record (ended ones once per watcher) and the histories
@@ -183,15 +201,21 @@ def look(run: OpenRun, decision: Decision, observed: dict[str, ChunkObservation]
     details = read_details(run.run_store, chunks_needing_detail(observed, decision), observed, cache.details,
                            limit=detail_reads)
     now = time.time()
+    beats = read_worker_beats(run.run_store, cache.beats)
     report = summarize(run.spec, observed, decision, now, details)
     book = cache.book = cache.book or AttemptBook(run.run_store, run.spec)
     parallel = max(1, run.run_store.parallel_reads)
     records = book.all(listed_attempts(observed), parallel, getattr(observed, "ledger", None))
-    done = {c for c, o in observed.items() if o.done is not None}
+    done: set[str] = set()  # histories are a worker slot's: no slot is ever "done" as a chunk is
     keys = list_lives(run.run_store)
     worth = lives_worth_reading(keys, records, done)
     lives = book.lives_of(keys, parallel, wanted=worth.__contains__, running=open_latest_lives(keys, records, done))
-    cost = run_cost(records, lives, now, report.totals["eta_seconds"], report.totals["finished"], price)
+    launched = {(r.chunk, r.attempt): r.launched_at for r in records}
+    report.workers = worker_rows(observed, decision, beats, launched)
+    report.totals["workers"] = len(report.workers)
+    report.totals["engine_starts"] = sum(w.engine_starts for w in report.workers)
+    first_answers = {k: b.first_answer_at for k, b in beats.items() if b.first_answer_at is not None}
+    cost = run_cost(records, lives, now, report.totals["eta_seconds"], report.totals["finished"], price, first_answers)
     report.cost = cost
     report.totals["cost"] = cost.to_dict()
     return report
@@ -206,9 +230,9 @@ def open_latest_lives(keys: Iterable[tuple[str, int, int]], records: list[Attemp
     return {k for c, k in latest.items() if c not in done and (k[0], k[1]) in open_attempts}
 
 
-def listed_attempts(observed: dict[str, ChunkObservation]) -> dict[tuple[str, int], float]:
-    """(chunk, attempt) -> its record's mtime, for every record the observation's listing showed."""
-    return {(c, a): mtime for c, o in observed.items() for a, mtime in o.attempt_mtimes.items()}
+def listed_attempts(observed) -> dict[tuple[str, int], float]:
+    """(slot, launch) -> its record's mtime, for every record the observation's listing showed."""
+    return {(s, a): mtime for s, w in observed.workers.items() for a, mtime in w.attempt_mtimes.items()}
 
 
 def budget_sample(report: StatusReport) -> tuple[int, int]:
@@ -244,7 +268,7 @@ def watch(
     cache = LookCache(book=attempt_book(run, backend))
     max_error_rate = run.spec.max_error_rate if options.max_error_rate is None else options.max_error_rate
     try:
-        resumed = resume(run)
+        resumed = resume(run, options.max_attempts)
         if resumed is not None and on_resume:
             on_resume(resumed)
         extra = run.allowance().extra_attempts
@@ -285,6 +309,7 @@ def _renew(lease: Lease) -> None:
          what="lease renewal")
 
 
-def _any_active(observed: dict[str, ChunkObservation], known_done: set[str]) -> bool:
-    """A job still running (e.g. on a cancelled run, or a chunk that gave up) keeps watch going."""
-    return any(o.job is not None and o.job.status.active for c, o in observed.items() if c not in known_done)
+def _any_active(observed, known_done: set[str]) -> bool:
+    """A job still running (asked to stop: the run finished or was paused) keeps watch going
+    until it has ended, so its record gets its end."""
+    return any(w.job is not None and w.job.status.active for w in observed.workers.values())

@@ -6,7 +6,7 @@ package), request ids resolved by ``get``, real ``ManagedJobStatus`` values and
 real ``ManagedJobRecord`` rows, ``ClusterNotUpError`` while no job exists (no
 jobs controller yet) — and behaves like a managed-jobs controller: each job
 goes PENDING -> STARTING -> RUNNING and runs the real worker
-(``python -m worker --chunk ... --attempt ...``) as a subprocess with the task's
+(``python -m worker --run ... --worker ... --attempt ...``) as a subprocess with the task's
 envs and secrets, honouring the task's ``job_recovery`` (``recover_on_exit_codes``,
 ``max_restarts_on_errors``) the way SkyPilot's controller does.
 
@@ -381,8 +381,8 @@ class FakeSky:
         run = job.task.run or ""
         if "-m worker" not in run:
             raise AssertionError(f"the task's run command does not start the worker: {run!r}")
-        command = [self.python, "-m", "worker", "--chunk", job.envs["CHUNKPILOT_CHUNK_URI"],
-                   "--attempt", job.envs["CHUNKPILOT_ATTEMPT"]]
+        command = [self.python, "-m", "worker", "--run", job.envs["CHUNKPILOT_RUN_URI"],
+                   "--worker", job.envs["CHUNKPILOT_WORKER"], "--attempt", job.envs["CHUNKPILOT_ATTEMPT"]]
         env = {**os.environ, **job.envs, **job.secrets, "PYTHONUNBUFFERED": "1",
                "SKYPILOT_TASK_ID": f"sky-managed-{job.job_id}", "SKYPILOT_NUM_GPUS_PER_NODE": "1",
                "SKYPILOT_CLUSTER_INFO": json.dumps({"cluster_name": f"fake-{job.job_id}", "cloud": FAKE_CLOUD,
@@ -395,18 +395,32 @@ class FakeSky:
             job.worker_starts += 1
 
     def _wait_for_part(self, job: FakeJob) -> bool:
-        """Wait until the worker has committed a part of this attempt; False if it exited first."""
-        run_dir, _, chunk_file = job.envs["CHUNKPILOT_CHUNK_URI"].rpartition("/chunks/")
-        out = Path(run_dir) / "out" / chunk_file.removesuffix(".json")
-        prefix = f"a{job.envs['CHUNKPILOT_ATTEMPT']}-"
+        """Wait until the worker has committed a part of a chunk it holds; False if it exited first."""
+        run_dir = Path(job.envs["CHUNKPILOT_RUN_URI"])
+        me = (job.envs["CHUNKPILOT_WORKER"], int(job.envs["CHUNKPILOT_ATTEMPT"]))
         deadline = time.monotonic() + self.fault_timeout
         while time.monotonic() < deadline and not self._stopping.is_set():
-            if out.is_dir() and any(p.name.startswith(prefix) and p.suffix == ".jsonl" for p in out.iterdir()):
+            if _holds_a_committed_chunk(run_dir, me):
                 return job.process.poll() is None
             if job.process.poll() is not None:
                 return False
             time.sleep(0.01)
         return False
+
+
+def _holds_a_committed_chunk(run_dir: Path, me: tuple[str, int]) -> bool:
+    """Whether worker launch ``me`` holds a chunk with a part of the attempt it holds it as."""
+    for claim_file in (run_dir / "claims").glob("*.json"):
+        try:
+            claim = json.loads(claim_file.read_text())
+        except (OSError, ValueError):
+            continue
+        if (claim["worker"], claim["worker_attempt"]) != me or claim["state"] != "held":
+            continue
+        out = run_dir / "out" / claim["chunk"]
+        if out.is_dir() and any(p.name.startswith(f"a{claim['attempt']}-") and p.suffix == ".jsonl" for p in out.iterdir()):
+            return True
+    return False
 
 
 def _job_recovery(task) -> dict:

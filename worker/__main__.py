@@ -1,7 +1,8 @@
-"""``python -m worker --chunk <store>/<run>/chunks/<chunk>.json [--attempt N]``
+"""``python -m worker --run <store>/<run> --worker w3 [--attempt N]``: one launch of a warm worker.
 
-Exit codes: 0 chunk done; 75 stopped (preemption or store outage: retry);
-2 configuration error (retrying will not help).
+It claims chunks of the run one after another with one engine, until nothing is left to claim.
+Exit codes: 0 nothing left to claim; 75 stopped (preemption, or the store out of reach: retry);
+2 configuration error (the engine cannot start: retrying will not help).
 """
 
 from __future__ import annotations
@@ -12,27 +13,31 @@ import sys
 
 import click
 
-from worker.run import WorkerOptions, run_chunk
+from worker.loop import WorkerOptions, run_worker
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--chunk", "chunk_uri", required=True, help="URI of the chunk manifest: <store>/<run>/chunks/<chunk>.json")
+@click.option("--run", "run_uri", required=True, help="The run's folder in the store: <store>/<run>.")
+@click.option("--worker", default=lambda: os.environ.get("CHUNKPILOT_WORKER", "w0"), show_default="$CHUNKPILOT_WORKER or w0",
+              help="This worker's id (w0, w1...): where it starts looking for chunks, and whose claims it may take back.")
 @click.option(
     "--attempt",
     type=int,
-    default=lambda: int(os.environ.get("CHUNKPILOT_ATTEMPT", "0")),
-    show_default="$CHUNKPILOT_ATTEMPT or 0",
-    help="Attempt number; names this process's parts so concurrent attempts never collide.",
+    default=lambda: int(os.environ.get("CHUNKPILOT_ATTEMPT", "1")),
+    show_default="$CHUNKPILOT_ATTEMPT or 1",
+    help="Which launch of this worker this is (the launcher numbers them).",
 )
+@click.option("--only", "only", multiple=True, metavar="CHUNK", help="Answer only this chunk (repeatable): for debugging one chunk.")
 @click.option("--grace", "grace_seconds", type=float, default=20.0, show_default=True, help="Seconds to finish in-flight requests after SIGTERM.")
-def main(chunk_uri: str, attempt: int, grace_seconds: float) -> None:
-    """Run one chunk of a chunkpilot run, resuming from what is already committed."""
+def main(run_uri: str, worker: str, attempt: int, only: tuple[str, ...], grace_seconds: float) -> None:
+    """Answer chunks of a chunkpilot run with one engine, resuming each from what is already committed."""
     logging.basicConfig(
         level=os.environ.get("CHUNKPILOT_LOG_LEVEL", "INFO"),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    sys.exit(run_chunk(chunk_uri, WorkerOptions(attempt=attempt, grace_seconds=grace_seconds)))
+    options = WorkerOptions(worker=worker, attempt=attempt, grace_seconds=grace_seconds, only=frozenset(only) or None)
+    sys.exit(run_worker(run_uri.rstrip("/"), options))
 
 
 if __name__ == "__main__":

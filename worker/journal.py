@@ -20,9 +20,10 @@ log = logging.getLogger("chunkpilot.worker")
 
 
 class Journal:
-    def __init__(self, store: Store, chunk: str, attempt: int, clock: Callable[[], float] = time.time):
+    def __init__(self, store: Store, slot: str, attempt: int, clock: Callable[[], float] = time.time):
+        """The history of launch ``attempt`` of worker ``slot`` (its id, ``w3``)."""
         self.store = store
-        self.chunk = chunk
+        self.slot = slot
         self.attempt = attempt
         self.clock = clock
         self.history = History()
@@ -34,13 +35,13 @@ class Journal:
         facts = resources_from_env(os.environ) if resources is None else resources
         self.history.add("start", self.clock(), host=socket.gethostname(), pid=os.getpid(), resources=facts)
         try:
-            lives = [parsed[2] for k in self.store.keys(layout.history_folder(self.chunk))
+            lives = [parsed[2] for k in self.store.keys(layout.history_folder(self.slot))
                      if (parsed := parse_key(k)) and parsed[1] == self.attempt]
             life = max(lives, default=-1) + 1
             body = self.history.to_bytes()
-            while not self.store.put_if_absent(layout.history(self.chunk, self.attempt, life), body):
+            while not self.store.put_if_absent(layout.history(self.slot, self.attempt, life), body):
                 life += 1
-            self.key = layout.history(self.chunk, self.attempt, life)
+            self.key = layout.history(self.slot, self.attempt, life)
         except StoreError as exc:
             log.warning("history not started: %s", exc)
 

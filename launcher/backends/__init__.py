@@ -21,7 +21,7 @@ def make_backend(spec: RunSpec, store_uri: str) -> Backend:
     if spec.backend == "local":
         from launcher.backends.local import LocalBackend, default_jobs_dir
 
-        return LocalBackend(default_jobs_dir(store_uri, spec.run_id), parallel=spec.parallel)
+        return LocalBackend(default_jobs_dir(store_uri, spec.run_id), workers=spec.workers)
     from launcher.backends.sky import SkyBackend
 
     return SkyBackend.for_run(spec, store_uri)

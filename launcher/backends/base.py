@@ -1,4 +1,4 @@
-"""The job-backend seam: how a chunk's job starts, is polled and is cancelled. Nothing else.
+"""The job-backend seam: how a worker's job starts, is polled and is cancelled. Nothing else.
 
 Everything shared — which chunks to launch, when to relaunch, the attempt
 records — lives in ``launcher.reconcile`` and ``launcher.watch``; a backend
@@ -48,17 +48,17 @@ class JobState:
 
 @dataclass(frozen=True)
 class LaunchRequest:
-    """One job to start: chunk ``chunk`` of ``spec``, attempt ``attempt``, named ``name``."""
+    """One job to start: launch ``attempt`` of worker ``worker`` (``w3``) of ``spec``, named ``name``.
+    The job runs ``python -m worker --run <run_uri> --worker <worker> --attempt <attempt>``."""
 
     spec: RunSpec
-    store_uri: str  # the run's folder in the store: <store>/<run_id>
-    chunk: str
+    run_uri: str  # the run's folder in the store: <store>/<run_id>
+    worker: str
     attempt: int
     name: str
 
-    @property
-    def chunk_uri(self) -> str:
-        return f"{self.store_uri}/chunks/{self.chunk}.json"
+    def worker_args(self) -> list[str]:
+        return ["--run", self.run_uri, "--worker", self.worker, "--attempt", str(self.attempt)]
 
 
 class Backend(Protocol):

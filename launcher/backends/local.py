@@ -1,4 +1,4 @@
-"""Local backend: each job is a worker subprocess on this machine, with its own log.
+"""Local backend: each job is a worker process on this machine, with its own log.
 
 Job state lives in files next to the logs, so it survives a launcher restart:
 ``<name>.pid`` (the worker's pid), ``<name>.exit`` (its exit code),
@@ -21,7 +21,7 @@ from launcher.proc import process_alive
 EXIT_PREEMPTED = 75
 EXIT_CONFIG = 2
 # What one in-process vLLM CPU worker holds (measured with the bundled model: ~2.7 GB RSS with its
-# 1 GiB KV cache): how many fit decides the default ``--parallel`` together with the cores.
+# 1 GiB KV cache): how many fit decides the default ``--workers`` together with the cores.
 VLLM_WORKER_BYTES = 3 << 30
 # What a local job runs on: this machine, priced only by --price-per-hour.
 LOCAL_RESOURCES = {"cloud": "local"}
@@ -46,8 +46,8 @@ def available_memory() -> int | None:
     return None
 
 
-def default_local_parallel(engine: str, chunks: int) -> int:
-    """How many chunks this machine runs at once by default: one per core, as many vLLM workers as
+def default_local_workers(engine: str, chunks: int) -> int:
+    """How many workers this machine runs at once by default: one per core, as many vLLM workers as
     memory holds, never more than there are chunks."""
     slots = machine_cores()
     if engine == "vllm":
@@ -71,22 +71,22 @@ class LocalBackend:
     # A cancelled job that ignores SIGTERM this long (hung, or stopped) gets SIGKILL.
     kill_after_seconds = 30.0
 
-    def __init__(self, jobs_dir: Path, python: str = sys.executable, parallel: int = 1):
+    def __init__(self, jobs_dir: Path, python: str = sys.executable, workers: int = 1):
         self.jobs_dir = Path(jobs_dir)
         self.python = python
         # Concurrent engines each spinning up one thread per core fight over the cores (measured:
         # 4 vLLM chunks, 2 at a time on 2 cores, took 2.6x longer than with one thread each).
-        self.threads_per_job = max(1, machine_cores() // parallel) if parallel else None
+        self.threads_per_job = max(1, machine_cores() // workers) if workers else None
         self._children: list[subprocess.Popen] = []
 
     def launch(self, requests: list[LaunchRequest]) -> list[str | None]:
         self.jobs_dir.mkdir(parents=True, exist_ok=True)
         ids: list[str | None] = []
         for req in requests:
-            env = dict(os.environ, CHUNKPILOT_ATTEMPT=str(req.attempt), PYTHONUNBUFFERED="1")
+            env = dict(os.environ, PYTHONUNBUFFERED="1")
             if self.threads_per_job and "OMP_NUM_THREADS" not in env:
                 env["OMP_NUM_THREADS"] = str(self.threads_per_job)
-            worker = [self.python, "-m", "worker", "--chunk", req.chunk_uri, "--attempt", str(req.attempt)]
+            worker = [self.python, "-m", "worker", *req.worker_args()]
             child = subprocess.Popen(
                 [self.python, "-m", "launcher.backends.local_job", str(self.jobs_dir), req.name, "--", *worker],
                 env=env,

@@ -1,12 +1,12 @@
-"""SkyPilot backend: one managed job per chunk, from a task template users edit.
+"""SkyPilot backend: one managed job per worker launch, from a task template users edit.
 
 * **Tasks.** ``launcher.skytask`` renders each job's task (pure, no SkyPilot);
   ``launcher.backends.sky_sdk`` turns it into a ``sky.Task`` — the only module importing ``sky``.
-* **Validation.** ``plan_tasks`` / ``validate_run`` render every chunk's task and validate each
+* **Validation.** ``plan_tasks`` / ``validate_run`` render every worker's task and validate each
   distinct one offline with the real SkyPilot library before anything is written or launched.
   A broken template fails there with SkyPilot's message and the template's path.
 * **Jobs.** ``SkyBackend`` launches the tasks concurrently as managed jobs named
-  ``<run>-<chunk>-a<attempt>``, polls them all with one ``queue_v2`` request, and cancels
+  ``<run>-<worker>-a<attempt>`` (``demo-w3-a1``), polls them all with one ``queue_v2`` request, and cancels
   them in one request, through the SDK adapter (``sky_sdk.use_sdk`` swaps in a fake with the
   same signatures for tests).
 
@@ -28,6 +28,7 @@ from typing import Any, Iterable, Mapping
 
 from chunkpilot import layout
 from chunkpilot.errors import BackendError, ConfigError, NotFoundError
+from chunkpilot.names import worker_id
 from chunkpilot.retry import call
 from chunkpilot.spec import ChunkManifest, RunSpec
 from launcher.backends.base import JobState, JobStatus, LaunchRequest
@@ -109,10 +110,10 @@ class SkyPlan:
 
 def plan_tasks(spec: RunSpec, manifests: list[ChunkManifest], store_uri: str, sdk: Any = None,
                environ: Mapping[str, str] | None = None) -> SkyPlan:
-    """Render every chunk's first attempt and validate each distinct task offline with SkyPilot.
+    """Render every worker's first launch and validate each distinct task offline with SkyPilot.
 
-    Chunks differ only in values SkyPilot does not interpret (their chunk URI), so
-    SkyPilot runs once per distinct task; each chunk's rendering is still checked.
+    Workers differ only in values SkyPilot does not interpret (their id), so SkyPilot runs once
+    per distinct task; each worker's rendering is still checked.
     """
     from launcher.wheel import dist_dir
 
@@ -124,8 +125,8 @@ def plan_tasks(spec: RunSpec, manifests: list[ChunkManifest], store_uri: str, sd
     seen: set[str] = set()
     first = None
     names = []
-    for manifest in manifests:
-        cfg, envs, secrets = tasks.render(manifest.chunk, 1, dist)
+    for index in range(max(1, spec.workers)):
+        cfg, envs, secrets = tasks.render(worker_id(index), 1, dist)
         first = first or (cfg, envs, secrets)
         names.append(cfg["name"])
         shape = task_shape(cfg, envs)
@@ -194,7 +195,7 @@ def _reachable(sdk: Any) -> bool:
 
 
 class SkyBackend:
-    """SkyPilot managed jobs, one per chunk attempt, named ``<run>-<chunk>-a<attempt>``."""
+    """SkyPilot managed jobs, one per worker launch, named ``<run>-<worker>-a<attempt>``."""
 
     name = "sky"
 
@@ -250,14 +251,14 @@ class SkyBackend:
         """
         if not requests:
             return []
-        run_uri = requests[0].store_uri
+        run_uri = requests[0].run_uri
         check_reachable(self.spec, run_uri, _reachable(self.sdk))
         tasks = self._run_tasks(run_uri)
         if self._dist is None:
             from launcher.wheel import dist_dir
 
             self._dist = str(dist_dir(self.dist_root))
-        built = [_task(tasks, r.chunk, r.attempt, self._dist) for r in requests]
+        built = [_task(tasks, r.worker, r.attempt, self._dist) for r in requests]
         names = [r.name for r in requests]
         first_id, first_error = self._launch_one(built[0], names[0])
         if first_error is not None and not is_connection_error(first_error):
@@ -347,9 +348,9 @@ class SkyBackend:
             raise SkyBackendError(f"cannot cancel SkyPilot jobs {job_ids}: {message(exc)}") from exc
 
 
-def _task(tasks: RunTasks, chunk: str, attempt: int, dist: str):
+def _task(tasks: RunTasks, worker: str, attempt: int, dist: str):
     """One job's ``sky.Task`` (validated as a whole by ``plan_tasks`` at submit)."""
-    cfg, envs, secrets = tasks.render(chunk, attempt, dist)
+    cfg, envs, secrets = tasks.render(worker, attempt, dist)
     check_accelerators(cfg, tasks.source, tasks.environ, catalog_gpu_names())
     return build_task(cfg, envs, secrets, tasks.source, validate=False)
 

@@ -22,10 +22,10 @@ from launcher.attempts import AttemptBook, list_lives, read_lives
 from launcher.backends.base import Backend
 from launcher.observe import observe
 from launcher.pricing import Price
-from launcher.reconcile import decide
+
 from launcher.report.model import ReportFacts
 from launcher.runs import OpenRun
-from launcher.watch import LookCache, WatchOptions, listed_attempts, look, policy_for
+from launcher.watch import LookCache, WatchOptions, decide_run, listed_attempts, look
 
 log = logging.getLogger("chunkpilot.report")
 
@@ -42,7 +42,7 @@ def gather(run: OpenRun, backend: Backend | None, price: Price | None = None) ->
         log.warning("%s: the report shows what the store says, without the jobs' live state", exc)
         observed = observe(run.run_store, spec, None)
     now = time.time()
-    decision = decide([o.view() for o in observed.values()], policy_for(run, WatchOptions()), now)
+    decision = decide_run(run, observed, WatchOptions(), now=now)
     parallel = max(1, run.run_store.parallel_reads)
     book = AttemptBook(run.run_store, spec)
     # Every life with its commits, read first: the finished ones then serve the look's cost as well.

@@ -27,14 +27,14 @@ def test_run_json_is_pinned():
         run_id="r1", created_at="2026-12-03T10:00:00+00:00", inputs=(InputPin("/in.jsonl", 214, "e1"),),
         chunks=(ChunkSummary("0000", 123), ChunkSummary("0001", 91)), engine="echo", model="echo",
         model_revision="echo-1", sampling={"max_tokens": 16}, backend="local", use_spot=None, max_attempts=3,
-        parallel=2, chunkpilot_version="0.1.0",
+        workers=2, chunkpilot_version="0.1.0",
     )
     assert json.loads(spec.to_json()) == {
         "run_id": "r1", "created_at": "2026-12-03T10:00:00+00:00",
         "inputs": [{"uri": "/in.jsonl", "size": 214, "etag": "e1"}],
         "chunks": [{"id": "0000", "bytes": 123}, {"id": "0001", "bytes": 91}],
         "engine": "echo", "model": "echo", "model_revision": "echo-1", "sampling": {"max_tokens": 16},
-        "backend": "local", "use_spot": None, "max_attempts": 3, "parallel": 2, "chunkpilot_version": "0.1.0",
+        "backend": "local", "use_spot": None, "max_attempts": 3, "workers": 2, "chunkpilot_version": "0.1.0",
         "template": None, "commit_seconds": 5.0, "commit_records": 256, "engine_options": {}, "backend_options": {},
         "max_error_rate": 0.1, "task": "generate", "input_format": "jsonl", "unit": "bytes", "prompt": {}, "model_files": {}, "price_per_hour": None, "on_demand_price_per_hour": None, "version": 2,
     }

@@ -11,12 +11,12 @@ from chunkpilot.layout import PartName
 from chunkpilot.spec import SuccessMarker
 from launcher.collect import collect
 from tests.conftest import write_jsonl
-from worker.run import WorkerOptions, run_chunk
+from worker.loop import WorkerOptions, run_worker
 
 
 def finish(run, chunks, attempt: int = 1) -> None:
-    for chunk in chunks:
-        assert run_chunk(f"{run.run_uri}/chunks/{chunk}.json", WorkerOptions(attempt=attempt)) == 0
+    """Answer ``chunks`` with one worker (launch ``attempt`` of w0), in this process."""
+    assert run_worker(run.run_uri, WorkerOptions(attempt=attempt, only=frozenset(chunks))) == 0
 
 
 def lines_of(data: bytes) -> list[dict]:

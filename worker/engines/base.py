@@ -26,6 +26,10 @@ from chunkpilot.requests import Request, Result
 class Engine(Protocol):
     model_name: str
     model_revision: str
+    #: The most requests the engine runs at once — its scheduler's own limit (vLLM's
+    #: ``max_num_seqs``, read from the engine's config, never assumed). The worker keeps more
+    #: than this in flight so the engine's waiting queue is never empty (``read_ahead``).
+    batch_size: int
 
     def add(self, request_id: str, request: Request) -> Result | None: ...
 
@@ -36,3 +40,10 @@ class Engine(Protocol):
     def abort_all(self) -> None: ...
 
     def close(self) -> None: ...
+
+
+def read_ahead(batch_size: int) -> int:
+    """Requests kept in flight for an engine that runs ``batch_size`` at once: a full batch plus
+    half a batch waiting, at least 32, so a finished request is replaced from the waiting queue
+    within the same engine step instead of a round trip through the worker loop later."""
+    return batch_size + max(32, batch_size // 2)

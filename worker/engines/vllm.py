@@ -163,6 +163,7 @@ class VllmEngine:
         except (ValueError, TypeError) as exc:  # bad option values, model too big for the KV space…
             raise ConfigError(f"vLLM cannot start {resolved.name} ({resolved.path_or_id}): {exc}") from exc
         self._engine = self._llm.llm_engine
+        self.batch_size = int(self._engine.vllm_config.scheduler_config.max_num_seqs)
         self._tokenizer = self._llm.get_tokenizer()
         model_config = self._engine.model_config
         self.max_model_len = int(model_config.max_model_len)

@@ -126,15 +126,15 @@ def test_shipped_templates_are_found_by_name():
 @pytest.mark.parametrize("template", ["vllm-spot", "vllm-tp-ondemand"])
 def test_every_shipped_template_validates_with_skypilot(sky, tmp_path, template):
     from launcher.backends.sky import plan_tasks, validate_run
-    from launcher.skytask import ENV_ATTEMPT, ENV_CHUNK_URI, ENV_DIST
+    from launcher.skytask import ENV_ATTEMPT, ENV_DIST, ENV_RUN_URI, ENV_WORKER
 
     p = plan(tmp_path, chunks=3, engine="vllm" if "tp" not in template else "echo", template=template)
     validate_run(p.spec, p.manifests, str(tmp_path / "runs"))
     result = plan_tasks(p.spec, p.manifests, str(tmp_path / "runs"))
-    assert result.names == ["unit-0000-a1", "unit-0001-a1", "unit-0002-a1"]
+    assert result.names == ["unit-w0-a1", "unit-w1-a1", "unit-w2-a1"]  # sky: a worker per chunk by default
     cfg, envs, _ = result.first
     raw = yaml.safe_load(Path(result.tasks.template.source).read_text())
-    assert {ENV_CHUNK_URI, ENV_ATTEMPT, ENV_DIST} <= {k for k, v in raw["envs"].items() if v is None}
+    assert {ENV_RUN_URI, ENV_WORKER, ENV_ATTEMPT, ENV_DIST} <= {k for k, v in raw["envs"].items() if v is None}
     assert raw["resources"]["job_recovery"]["recover_on_exit_codes"] == [75]
     assert "python -m worker" in cfg["run"]
     assert not (tmp_path / "runs" / "unit").exists(), "validation wrote to the store"
@@ -235,8 +235,8 @@ def test_dry_run_prints_the_plan_and_the_rendered_task_without_secrets(sky, sky_
     for name in ("demo-0000-a1", "demo-0001-a1", "demo-0002-a1"):
         assert name in out
     assert "use_spot: true" in out
-    assert 'python -m worker --chunk "$CHUNKPILOT_CHUNK_URI" --attempt "$CHUNKPILOT_ATTEMPT"' in out
-    assert f"python -m worker --chunk \"{store}/demo/chunks/0000.json\" --attempt \"1\"" in out
+    assert 'python -m worker --run "$CHUNKPILOT_RUN_URI" --worker "$CHUNKPILOT_WORKER" --attempt "$CHUNKPILOT_ATTEMPT"' in out
+    assert f"python -m worker --run \"{store}/demo\" --worker \"w0\" --attempt \"1\"" in out
     assert "HF_TOKEN: <redacted>" in out and "FOO: bar" in out
     assert "validated 3 task(s) offline with SkyPilot 0.14.1" in out
     # The rendered task is the YAML SkyPilot gets (bar the redacted secret).
@@ -410,7 +410,7 @@ def test_launch_refuses_local_paths_when_jobs_run_in_the_cloud(sky, tmp_path):
     fake = CloudFake(tmp_path / "fake")
     p = plan(tmp_path)
     backend = SkyBackend(p.spec, str(tmp_path / "runs"), sdk=fake)
-    request = LaunchRequest(p.spec, str(tmp_path / "runs" / "unit"), "0000", 1, "unit-0000-a1")
+    request = LaunchRequest(p.spec, str(tmp_path / "runs" / "unit"), "w0", 1, "unit-w0-a1")
     with pytest.raises(ConfigError, match="cannot read"):
         backend.launch([request])
     assert fake.calls == []
@@ -430,7 +430,8 @@ def test_a_refused_launch_stops_the_batch_with_skypilots_reason(sky, tmp_path, f
     (tmp_path / "runs" / "unit").mkdir(parents=True)
     fake_sky.faults["unit-0000-a1"] = REFUSE_LAUNCH
     backend = SkyBackend(p.spec, str(tmp_path / "runs"), sdk=fake_sky)
-    requests = [LaunchRequest(p.spec, str(tmp_path / "runs" / "unit"), m.chunk, 1, f"unit-{m.chunk}-a1") for m in p.manifests]
+    requests = [LaunchRequest(p.spec, str(tmp_path / "runs" / "unit"), f"w{i}", 1, f"unit-w{i}-a1")
+                for i in range(len(p.manifests))]
     with pytest.raises(SkyBackendError, match="refused to launch unit-0000-a1: No cloud access"):
         backend.launch(requests)
     assert [c for c in fake_sky.calls if c[0] == "launch"] == [] and fake_sky.all_jobs == []
@@ -441,7 +442,7 @@ def test_a_missing_secret_stops_the_batch_before_anything_launches(sky, tmp_path
 
     p = plan(tmp_path, secrets=["HF_TOKEN"])
     backend = SkyBackend(p.spec, str(tmp_path / "runs"), sdk=fake_sky, environ={})
-    requests = [LaunchRequest(p.spec, str(tmp_path / "runs" / "unit"), c, 1, f"unit-{c}-a1") for c in ("0000", "0001")]
+    requests = [LaunchRequest(p.spec, str(tmp_path / "runs" / "unit"), w, 1, f"unit-{w}-a1") for w in ("w0", "w1")]
     (tmp_path / "runs" / "unit").mkdir(parents=True)
     with pytest.raises(ConfigError, match=r"\$HF_TOKEN is not set"):
         backend.launch(requests)

@@ -1,4 +1,4 @@
-"""The resumable loop that runs one chunk (DESIGN.md "Worker", steps 1-6).
+"""Answering one chunk, resumably (DESIGN.md "Worker", steps 1-6), with an engine the worker keeps.
 
 Records stream from the chunk's ranges in input order (the run's input format reads them);
 those already committed are skipped; the rest go to the engine with a bounded number in
@@ -8,11 +8,16 @@ results wait in ``pending`` (input order) and are committed every ``commit_secon
 enough to be worth a part behind a slower record become parts; every other finished answer
 goes to the attempt's held object (``worker.commit``). A kill loses what finished since the
 last commit.
+
+The chunk is held through a claim (``chunkpilot.claims``): every heartbeat and every commit
+first renews it, and a renewal that fails — the chunk was taken over — stops the run at once,
+committing nothing more (``ChunkOutcome.LOST``). ``worker.loop`` claims chunks and runs them.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import enum
 import logging
 import signal
 import time
@@ -20,22 +25,19 @@ from array import array
 from collections import Counter, deque
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Iterator
+from typing import Callable, Iterator, Protocol
 
 from chunkpilot import answer_columns, layout
-from chunkpilot.engines import loads_model
-from chunkpilot.errors import ChunkpilotError, ConfigError, InputError, NotFoundError, StoreError
+from chunkpilot.errors import NotFoundError, StoreError
 from chunkpilot.formats import get_format, units_before
-from chunkpilot.inputs import check_pin
 from chunkpilot.layout import PartName
-from chunkpilot.model import ResolvedModel, check_pinned, resolve_pinned
 from chunkpilot.output import error_line, line_outcome, ok_line, position_of_line, record_error_line
 from chunkpilot.prompts import PromptSpec
 from chunkpilot.requests import RecordError, Request, Result, custom_id_of, request_from_record
 from chunkpilot.requests.structured import check_answer
 from chunkpilot.retry import call
 from chunkpilot.spec import ChunkManifest, Position, Progress, RunSpec, SuccessMarker, custom_id_hash, encode_hashes
-from chunkpilot.store import Store, open_store
+from chunkpilot.store import Store
 from worker.commit import (
     BARRIER,
     CommittedSet,
@@ -47,7 +49,6 @@ from worker.commit import (
     take_finished,
     write_part,
 )
-from worker.engines import load_engine
 from worker.engines.base import Engine
 from worker.journal import Journal
 
@@ -56,13 +57,36 @@ log = logging.getLogger("chunkpilot.worker")
 EXIT_DONE = 0
 EXIT_PREEMPTED = 75  # SkyPilot job_recovery.recover_on_exit_codes
 EXIT_CONFIG = 2
+
+
+class ChunkOutcome(enum.Enum):
+    DONE = "done"  # every record is in a part; _SUCCESS written
+    STOPPED = "stopped"  # a stop was asked for (SIGTERM): what finished is committed
+    FAILED = "failed"  # fail-fast: the chunk stops for good (``ChunkRun.failure`` says why)
+    LOST = "lost"  # the claim was taken over: nothing more was committed
+
+
+class Guard(Protocol):
+    """What keeps a chunk ours: ``keep()`` renews the claim, False once it is lost."""
+
+    def keep(self) -> bool: ...
+
+
+class Unguarded:
+    """No claim to keep (a chunk run alone, in tests)."""
+
+    def keep(self) -> bool:
+        return True
 # A chunk whose first this-many fresh answers are all errors with one code stops (exit 2) instead of
 # paying for a GPU to write the same error line for every record left (off with max_error_rate 1).
 FAIL_FAST_RECORDS = 32
 
 
 @dataclass(frozen=True)
-class WorkerOptions:
+class ChunkOptions:
+    """``attempt``: the chunk's attempt number (its claim's), which names the parts it writes.
+    ``max_in_flight``: requests kept in the engine (``worker.engines`` says what the engine can batch)."""
+
     attempt: int = 0
     max_in_flight: int = 128
     heartbeat_seconds: float = 5.0
@@ -108,18 +132,27 @@ Work = tuple[Position, Position, Request | RecordError | bytes | None]
 
 
 class ChunkRun:
-    """One worker process's run of one chunk."""
+    """One worker's run of one chunk it holds, with the engine it keeps.
 
-    def __init__(self, store: Store, spec: RunSpec, manifest: ChunkManifest, engine: Engine, options: WorkerOptions,
-                 journal: Journal | None = None):
+    ``stop`` is the worker's: a stop asked for while the chunk runs ends it (``STOPPED``) after
+    committing what finished. ``journal`` is the worker life's history: the chunk's commits and
+    beats go into it.
+    """
+
+    def __init__(self, store: Store, spec: RunSpec, manifest: ChunkManifest, engine: Engine, options: ChunkOptions,
+                 journal: Journal, stop: StopRequested, guard: Guard | None = None,
+                 on_answer: Callable[[], None] | None = None):
         self.store = store
-        self.journal = journal or Journal(store, manifest.chunk, options.attempt)
+        self.journal = journal
         self.spec = spec
         self.manifest = manifest
         self.chunk = manifest.chunk
         self.engine = engine
         self.options = options
-        self.stop = StopRequested()
+        self.stop = stop
+        self.guard = guard or Unguarded()
+        self.on_answer = on_answer  # called at each answer the engine gives (the worker notes its first)
+        self.lost = False
         self.counters = Counters()
         self.pending: deque[Slot | None] = deque()
         self.in_flight: dict[str, Slot] = {}
@@ -139,7 +172,7 @@ class ChunkRun:
         self.failure: str | None = None  # why the chunk stopped for good (fail fast)
 
     # -- main loop -------------------------------------------------------------
-    def run(self) -> int:
+    def run(self) -> ChunkOutcome:
         existing = self._committed_parts()
         committed = CommittedSet(existing)
         own = [p.seq for p in existing if p.attempt == self.options.attempt]
@@ -174,27 +207,28 @@ class ChunkRun:
                 self._commit(min_run=max(1, self.spec.commit_records // 16))
             if now - self.last_heartbeat >= self.options.heartbeat_seconds:
                 self._heartbeat("running")
-            if self.failure is not None:
+            if self.failure is not None or self.lost:
                 self.engine.abort_all()
                 self.in_flight.clear()
                 break
 
-        self._commit(min_run=1)
+        if self.lost or not self._commit(min_run=1):
+            log.warning("chunk %s: lost its claim (taken over); stopped feeding it, committed nothing more", self.chunk)
+            return ChunkOutcome.LOST
         if self.failure is not None:
             self._heartbeat("failed", reason=self.failure)
-            self.journal.end("failed", EXIT_CONFIG, self.failure)
             log.error("chunk %s stopped: %s", self.chunk, self.failure)
-            return EXIT_CONFIG
+            return ChunkOutcome.FAILED
         if not exhausted or self.pending:
             self._heartbeat("stopped")
-            self.journal.end("stopped", EXIT_PREEMPTED, "stop requested" if self.stop.requested else "")
             log.warning("chunk %s stopped: %d record(s) committed this attempt", self.chunk, self.counters.committed)
-            return EXIT_PREEMPTED
+            return ChunkOutcome.STOPPED
+        if not self.guard.keep():
+            return ChunkOutcome.LOST
         self._delete_held()
         self._write_success()
         self._heartbeat("done")
-        self.journal.end("done", EXIT_DONE)
-        return EXIT_DONE
+        return ChunkOutcome.DONE
 
     def _committed_parts(self) -> list[PartName]:
         parts = []
@@ -288,6 +322,8 @@ class ChunkRun:
         if slot is None or request is None:
             return
         self.unsaved += 1
+        if self.on_answer is not None:
+            self.on_answer()
         if not result.error and request.constraint:
             result = _checked(request, result)
         if result.error:
@@ -320,8 +356,12 @@ class ChunkRun:
                         "(--max-error-rate 1 turns this check off)")
 
     # -- committing -------------------------------------------------------------
-    def _commit(self, *, min_run: int) -> None:
-        """Parts for what can form them, the held object for every other finished answer."""
+    def _commit(self, *, min_run: int) -> bool:
+        """Parts for what can form them, the held object for every other finished answer — once the
+        claim is renewed. False (nothing written) when the claim is lost."""
+        if not self.guard.keep():
+            self.lost = True
+            return False
         self.last_commit, since = time.monotonic(), self.last_commit_wall
         self.last_commit_wall = time.time()
         batches, remaining = take_finished(list(self.pending), min_run=min_run)
@@ -347,6 +387,7 @@ class ChunkRun:
             self._retry(lambda: self.store.put(layout.held(self.chunk, self.options.attempt), body))
             self.held_saved = positions
         self.unsaved = 0
+        return True
 
     def _write_answer_columns(self, name: PartName, batch: PartBatch) -> None:
         """The part's answers in columns (``chunkpilot.answer_columns``), for ``collect -o x.parquet``.
@@ -366,6 +407,9 @@ class ChunkRun:
 
     def _heartbeat(self, state: str, reason: str = "") -> None:
         self.last_heartbeat = time.monotonic()
+        if state == "running" and not self.guard.keep():
+            self.lost = True
+            return
         elapsed = max(self.last_heartbeat - self.started, 1e-6)
         progress = Progress(
             chunk=self.chunk,
@@ -435,88 +479,6 @@ def write_heartbeat(store: Store, progress: Progress) -> None:
         log.warning("heartbeat not written: %s", exc)
 
 
-def _state_only(store: Store, chunk: str, attempt: int, state: str, reason: str = "") -> None:
-    """A heartbeat before the loop runs: the engine is starting, or the chunk cannot run (``reason``)."""
+def state_only(store: Store, chunk: str, attempt: int, state: str, reason: str = "") -> None:
+    """A heartbeat before the chunk's loop runs: the engine is starting, or the chunk cannot run (``reason``)."""
     write_heartbeat(store, Progress(chunk, attempt, state, updated_at=time.time(), reason=reason))
-
-
-def _exit_on_stop_signal() -> None:
-    def stop(signum, frame):
-        log.warning("signal %s before any work started: exiting", signum)
-        raise SystemExit(EXIT_PREEMPTED)
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-
-
-def run_chunk(chunk_uri: str, options: WorkerOptions) -> int:
-    """Run one chunk to completion or to a stop; returns the process exit code."""
-    try:
-        try:
-            store_uri, chunk = layout.split_manifest_uri(chunk_uri)
-        except ValueError:
-            raise ConfigError(f"--chunk must be <store>/<run>/chunks/<chunk>.json, got {chunk_uri!r}") from None
-        store = open_store(store_uri)
-        spec = RunSpec.from_json(store.get(layout.RUN_SPEC))
-        manifest = ChunkManifest.from_json(store.get(layout.manifest(chunk)))
-    except (ChunkpilotError, ValueError, KeyError) as exc:
-        log.error("cannot load the chunk: %s", exc)
-        return EXIT_CONFIG
-    try:
-        store.head(layout.done_marker(chunk))
-        log.info("chunk %s is already done", chunk)
-        return EXIT_DONE
-    except NotFoundError:
-        pass
-    journal = Journal(store, chunk, options.attempt)
-    journal.start()
-    try:
-        for source in sorted({r.source for r in manifest.ranges}):
-            check_pin(spec.inputs[source])
-    except InputError as exc:
-        log.error("%s", exc)
-        _state_only(store, chunk, options.attempt, "failed", str(exc))
-        journal.end("failed", EXIT_CONFIG, str(exc))
-        return EXIT_CONFIG
-    except StoreError as exc:
-        log.error("cannot check inputs: %s", exc)
-        journal.end("stopped", EXIT_PREEMPTED, f"cannot check inputs: {exc}")
-        return EXIT_PREEMPTED
-    _exit_on_stop_signal()  # until the loop can stop gracefully, a stop means exit now: nothing to commit yet
-    engine_options = dict(spec.engine_options)
-    max_in_flight = int(engine_options.pop("max_in_flight", options.max_in_flight))
-    _state_only(store, chunk, options.attempt, "starting")
-    log.info("starting the %s engine (%s)", spec.engine, spec.model)
-    try:
-        if loads_model(spec.engine):  # exactly the weights the run pinned, or nothing
-            check_pinned(spec.model, spec.model_revision, spec.model_files)
-            model = resolve_pinned(spec.model, spec.model_revision)
-        else:  # an engine without a model still labels its answers with the run's (echo)
-            model = ResolvedModel(spec.model, spec.model, spec.model_revision)
-        engine = load_engine(spec.engine, model, engine_options, spec.task)
-    except ConfigError as exc:
-        log.error("%s", exc)
-        _state_only(store, chunk, options.attempt, "failed", str(exc))
-        journal.end("failed", EXIT_CONFIG, str(exc))
-        return EXIT_CONFIG
-    except SystemExit as exc:  # stopped while the engine was starting
-        journal.end("stopped", EXIT_PREEMPTED, "stopped while the engine was starting")
-        raise exc
-    journal.event("ready")
-    heartbeat = min(options.heartbeat_seconds, spec.commit_seconds)  # watch's stuck check relies on it
-    options = dataclasses.replace(options, max_in_flight=max_in_flight, heartbeat_seconds=heartbeat)
-    chunk_run = ChunkRun(store, spec, manifest, engine, options, journal)
-    chunk_run.stop.install()
-    try:
-        return chunk_run.run()
-    except StoreError as exc:
-        log.error("store unavailable, stopping so the job is retried: %s", exc)
-        journal.end("stopped", EXIT_PREEMPTED, f"store unavailable: {exc}")
-        return EXIT_PREEMPTED
-    except InputError as exc:
-        log.error("%s", exc)
-        _state_only(store, chunk, options.attempt, "failed", str(exc))
-        journal.end("failed", EXIT_CONFIG, str(exc))
-        return EXIT_CONFIG
-    finally:
-        engine.close()

@@ -1,0 +1,299 @@
+"""A warm worker: one engine start, then chunk after chunk, until nothing is left to claim.
+
+One worker job (``python -m worker --run <store>/<run> --worker w3 --attempt 2``) loops:
+
+1. claim the next chunk nobody holds (``chunkpilot.claims``; a worker starts looking at its own
+   share of the chunk list, so workers rarely race for the same claim);
+2. start the engine, the first time only — a worker with nothing to claim never starts one;
+3. answer the chunk (``worker.chunk.ChunkRun``), resuming from what earlier attempts committed,
+   renewing the claim at every heartbeat and before every commit;
+4. mark the claim done (or failed, fail-fast), and go back to 1.
+
+It exits 0 when nothing is left to claim, 75 when stopped (SIGTERM: the chunk it holds is
+committed and released at once, so another worker picks it up without waiting for its lease),
+2 when its engine cannot start (a configuration error: its claim is released for others, and
+retrying the worker will not help). A store outage it cannot ride out ends it with 75; its claim
+then expires.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from chunkpilot import claims, layout
+from chunkpilot.engines import loads_model
+from chunkpilot.errors import ChunkpilotError, ConfigError, InputError, NotFoundError, StoreError
+from chunkpilot.inputs import check_pin
+from chunkpilot.model import ResolvedModel, check_pinned, resolve_pinned
+from chunkpilot.names import job_name, validate_worker_id
+from chunkpilot.spec import ChunkManifest, ResumeAllowance, RunSpec, WorkerBeat
+from chunkpilot.store import Store, open_store
+from worker.chunk import (
+    EXIT_CONFIG,
+    EXIT_DONE,
+    EXIT_PREEMPTED,
+    ChunkOptions,
+    ChunkOutcome,
+    ChunkRun,
+    StopRequested,
+    state_only,
+)
+from worker.engines import load_engine
+from worker.engines.base import Engine, read_ahead
+from worker.journal import Journal
+
+log = logging.getLogger("chunkpilot.worker")
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    """``worker``: this worker's id (``w3``); ``attempt``: which launch of it this is (1, 2...),
+    as the launcher numbered it. ``only``: answer just these chunks (tests, debugging a chunk)."""
+
+    worker: str = "w0"
+    attempt: int = 1
+    heartbeat_seconds: float = 5.0
+    grace_seconds: float = 20.0
+    store_retry_seconds: float = 120.0
+    claim_ttl: float = claims.CLAIM_TTL
+    only: frozenset[str] | None = None
+
+
+class ClaimGuard:
+    """Keeps one claim: ``keep()`` renews it, and says False from the first renewal that fails on."""
+
+    def __init__(self, store: Store, held: claims.Held, ttl: float, clock: Callable[[], float] = time.time):
+        self.store, self.held, self.ttl, self.clock = store, held, ttl, clock
+        self.lost = False
+
+    def keep(self) -> bool:
+        if self.lost:
+            return False
+        try:
+            self.held = claims.renew(self.store, self.held, self.clock(), self.ttl)
+        except claims.LostClaim as exc:
+            log.warning("%s", exc)
+            self.lost = True
+        return not self.lost
+
+    def end(self, state: claims.ClaimState, reason: str = "") -> None:
+        """Write the claim's final state (or hand it back); a lost claim is left as its new holder wrote it."""
+        if self.lost:
+            return
+        try:
+            if not claims.end(self.store, self.held, state, reason):
+                log.warning("chunk %s: its claim changed before it could be marked %s", self.held.claim.chunk, state)
+        except StoreError as exc:  # the lease runs out by itself
+            log.warning("chunk %s: claim not marked %s (%s); its lease will expire", self.held.claim.chunk, state, exc)
+
+
+class ClaimScanner:
+    """Finds the next chunk this worker can take. Chunks seen finished are remembered, so late in
+    a run a scan reads only the claims that can still change."""
+
+    def __init__(self, store: Store, spec: RunSpec, options: WorkerOptions):
+        self.store, self.spec, self.options = store, spec, options
+        self.allowance = ResumeAllowance()
+        ids = [c for c in spec.chunk_ids if options.only is None or c in options.only]
+        index = int(options.worker[1:])
+        start = (index * len(ids)) // max(1, spec.workers or 1) % max(1, len(ids))
+        self.order = ids[start:] + ids[:start]  # this worker's share of the list first
+        self.finished: set[str] = set()
+
+    def max_attempts(self, chunk: str) -> int:
+        return (self.allowance.max_attempts or self.spec.max_attempts) + self.allowance.extra_attempts.get(chunk, 0)
+
+    def next(self, now: float) -> claims.Held | None:
+        self.allowance = read_allowance(self.store)  # a resumed run, or `watch --max-attempts`, changes it
+        listed = {c for key in self.store.keys(layout.CLAIMS) if (c := layout.parse_claim(key))}
+        todo = [c for c in self.order if c not in self.finished]
+        for chunk in [c for c in todo if c not in listed] + [c for c in todo if c in listed]:
+            held, decision = claims.try_claim(self.store, chunk, self.options.worker, self.options.attempt, now,
+                                              self.max_attempts(chunk), self.options.claim_ttl,
+                                              known_absent=chunk not in listed)
+            if held is not None:
+                return held
+            if decision[0] in ("done", "failed", "exhausted"):
+                self.finished.add(chunk)
+        return None
+
+
+@dataclass
+class WorkerStatus:
+    """This launch's ``WorkerBeat``, written whenever it changes (never fatal if the store refuses)."""
+
+    store: Store
+    beat: WorkerBeat
+    clock: Callable[[], float] = time.time
+    _first_answer: bool = field(default=False, init=False)
+
+    def set(self, **changes) -> None:
+        self.beat = self.beat.with_(updated_at=self.clock(), **changes)
+        try:
+            self.store.put(layout.worker_beat(self.beat.worker, self.beat.attempt), self.beat.to_json())
+        except StoreError as exc:
+            log.warning("worker heartbeat not written: %s", exc)
+
+    def first_answer(self) -> None:
+        if not self._first_answer:
+            self._first_answer = True
+            self.set(first_answer_at=self.clock())
+
+
+def start_engine(spec: RunSpec) -> Engine:
+    """The run's engine with exactly the weights it pinned (ConfigError says what is wrong)."""
+    engine_options = {k: v for k, v in spec.engine_options.items() if k != "max_in_flight"}
+    if loads_model(spec.engine):
+        check_pinned(spec.model, spec.model_revision, spec.model_files)
+        model = resolve_pinned(spec.model, spec.model_revision)
+    else:  # an engine without a model still labels its answers with the run's (echo)
+        model = ResolvedModel(spec.model, spec.model, spec.model_revision)
+    return load_engine(spec.engine, model, engine_options, spec.task)
+
+
+def in_flight_for(spec: RunSpec, engine: Engine) -> int:
+    """Requests the worker keeps in the engine: the run's ``max_in_flight`` engine option if set,
+    else the engine's own batch limit plus a read-ahead (``read_ahead``)."""
+    given = spec.engine_options.get("max_in_flight")
+    return int(given) if given else read_ahead(int(getattr(engine, "batch_size", 0) or 96))
+
+
+class Worker:
+    """One launch of a worker: its engine, its claims, its journal and heartbeat."""
+
+    def __init__(self, store: Store, spec: RunSpec, options: WorkerOptions, stop: StopRequested):
+        self.store, self.spec, self.options, self.stop = store, spec, options, stop
+        self.job = job_name(spec.run_id, options.worker, options.attempt)
+        self.journal = Journal(store, options.worker, options.attempt)
+        now = time.time()
+        self.status = WorkerStatus(store, WorkerBeat(options.worker, options.attempt, "starting", now, now))
+        self.engine: Engine | None = None
+        self.max_in_flight = 0
+        self.checked_sources: set[int] = set()
+
+    def run(self) -> int:
+        self.journal.start()
+        self.status.set()
+        try:
+            code, outcome, reason = self._loop()
+        except StoreError as exc:
+            log.error("store unavailable, stopping so the job is retried: %s", exc)
+            code, outcome, reason = EXIT_PREEMPTED, "stopped", f"store unavailable: {exc}"
+        finally:
+            if self.engine is not None:
+                self.engine.close()
+        self.journal.end(outcome, code, reason)
+        self.status.set(state={EXIT_DONE: "done", EXIT_CONFIG: "failed"}.get(code, "stopped"), chunk=None, reason=reason)
+        return code
+
+    def _loop(self) -> tuple[int, str, str]:
+        scanner = ClaimScanner(self.store, self.spec, self.options)
+        while not self.stop.requested:
+            if self.store.exists(layout.CANCELLED):
+                log.info("the run is paused: taking no more chunks")
+                break
+            held = scanner.next(time.time())
+            if held is None:
+                log.info("%s: nothing left to claim", self.job)
+                return EXIT_DONE, "done", ""
+            chunk = held.claim.chunk
+            guard = ClaimGuard(self.store, held, self.options.claim_ttl)
+            log.info("%s: took chunk %s (attempt %d)", self.job, chunk, held.claim.attempt)
+            self.journal.event("claim", chunk=chunk, chunk_attempt=held.claim.attempt)
+            self.status.set(state="running", chunk=chunk)
+            manifest = ChunkManifest.from_json(self.store.get(layout.manifest(chunk)))
+            if self.store.exists(layout.done_marker(chunk)):
+                guard.end("done")
+                continue
+            try:
+                self._check_inputs(manifest)
+            except InputError as exc:
+                log.error("%s", exc)
+                state_only(self.store, chunk, held.claim.attempt, "failed", str(exc))
+                guard.end("failed", str(exc))
+                self.status.set(chunks_failed=self.status.beat.chunks_failed + 1)
+                continue
+            if self.engine is None:
+                state_only(self.store, chunk, held.claim.attempt, "starting")
+                try:
+                    self._start_engine()
+                except ConfigError as exc:
+                    log.error("%s", exc)
+                    state_only(self.store, chunk, held.claim.attempt, "failed", str(exc))
+                    guard.end("released", f"{self.job} could not start its engine")
+                    return EXIT_CONFIG, "failed", str(exc)
+            if self.stop.requested:
+                guard.end("released", "stopped before it started")
+                break
+            self._answer(manifest, guard)
+        return EXIT_PREEMPTED, "stopped", "stop requested" if self.stop.requested else "run paused"
+
+    def _answer(self, manifest: ChunkManifest, guard: ClaimGuard) -> None:
+        options = ChunkOptions(attempt=guard.held.claim.attempt, max_in_flight=self.max_in_flight,
+                               heartbeat_seconds=min(self.options.heartbeat_seconds, self.spec.commit_seconds),
+                               grace_seconds=self.options.grace_seconds,
+                               store_retry_seconds=self.options.store_retry_seconds)
+        run = ChunkRun(self.store, self.spec, manifest, self.engine, options, self.journal, self.stop, guard,
+                       on_answer=self.status.first_answer)
+        try:
+            outcome = run.run()
+        except InputError as exc:  # an input changed under the run: this chunk cannot be answered as planned
+            log.error("%s", exc)
+            self.engine.abort_all()
+            state_only(self.store, manifest.chunk, guard.held.claim.attempt, "failed", str(exc))
+            run.failure, outcome = str(exc), ChunkOutcome.FAILED
+        beat = self.status.beat
+        if outcome is ChunkOutcome.DONE:
+            guard.end("done")
+            self.status.set(chunks_done=beat.chunks_done + 1, chunk=None)
+        elif outcome is ChunkOutcome.FAILED:
+            guard.end("failed", run.failure or "")
+            self.status.set(chunks_failed=beat.chunks_failed + 1, chunk=None)
+        elif outcome is ChunkOutcome.STOPPED:
+            guard.end("released", f"{self.job} was stopped")
+        else:
+            self.status.set(chunks_lost=beat.chunks_lost + 1, chunk=None)
+
+    def _check_inputs(self, manifest: ChunkManifest) -> None:
+        """The chunk's inputs are the ones the run was planned on (each checked once per worker)."""
+        for source in sorted({r.source for r in manifest.ranges} - self.checked_sources):
+            check_pin(self.spec.inputs[source])
+            self.checked_sources.add(source)
+
+    def _start_engine(self) -> None:
+        log.info("starting the %s engine (%s)", self.spec.engine, self.spec.model)
+        self.engine = start_engine(self.spec)
+        self.max_in_flight = in_flight_for(self.spec, self.engine)
+        self.journal.event("ready")
+        self.status.set(engine_starts=self.status.beat.engine_starts + 1, ready_at=time.time(),
+                        max_in_flight=self.max_in_flight)
+        log.info("engine ready: %d request(s) kept in flight", self.max_in_flight)
+
+
+def read_allowance(store: Store) -> ResumeAllowance:
+    try:
+        return ResumeAllowance.from_json(store.get(layout.RESUMED))
+    except (NotFoundError, ValueError, TypeError):
+        return ResumeAllowance()
+
+
+def run_worker(run_uri: str, options: WorkerOptions) -> int:
+    """Run one launch of a worker to its end; returns the process exit code."""
+    try:
+        validate_worker_id(options.worker)
+        if options.attempt < 1:
+            raise ConfigError(f"--attempt must be at least 1, got {options.attempt}")
+        store = open_store(run_uri)
+        spec = RunSpec.from_json(store.get(layout.RUN_SPEC))
+    except NotFoundError:
+        log.error("no run at %s (expected %s/%s)", run_uri, run_uri, layout.RUN_SPEC)
+        return EXIT_CONFIG
+    except (ChunkpilotError, ValueError, KeyError) as exc:
+        log.error("cannot load the run: %s", exc)
+        return EXIT_CONFIG
+    stop = StopRequested()
+    stop.install()
+    return Worker(store, spec, options, stop).run()
