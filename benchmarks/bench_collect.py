@@ -116,7 +116,7 @@ def synthesize(root: Path, records: int, per_chunk: int, per_part: int, dup_ever
         inputs=(InputPin(str(root / "input.jsonl"), records * STRIDE, "synthetic"),),
         chunks=tuple(summaries), engine="echo", model="echo", model_revision="echo-1",
         sampling={"max_tokens": 64, "temperature": 0.0}, backend="local", use_spot=None,
-        max_attempts=3, parallel=1, chunkpilot_version="bench",
+        max_attempts=3, workers=1, chunkpilot_version="bench",
     )
     (run / "run.json").write_bytes(spec.to_json())
     return store, parts_in_order

@@ -136,7 +136,7 @@ def synthesize_run(root: Path, rows: int) -> Path:
     spec = RunSpec(run_id=RUN, created_at="2026-01-01T00:00:00+00:00",
                    inputs=(InputPin(str(data), data.stat().st_size, "synthetic", units=rows),),
                    chunks=tuple(summaries), engine="echo", model="echo", model_revision="echo-1", sampling={},
-                   backend="local", use_spot=None, max_attempts=3, parallel=1, chunkpilot_version="bench",
+                   backend="local", use_spot=None, max_attempts=3, workers=1, chunkpilot_version="bench",
                    input_format="parquet", unit="rows")
     (run / "run.json").write_bytes(spec.to_json())
     return root / "store"

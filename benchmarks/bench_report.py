@@ -46,7 +46,7 @@ def synthesize(root: Path, chunks: int, records: int, interrupted_every: int, co
                    inputs=(InputPin(str(source), chunk_bytes * chunks, "etag"),),
                    chunks=tuple(ChunkSummary(c, chunk_bytes) for c in ids), engine="echo", model="echo",
                    model_revision="echo-1", sampling={"max_tokens": 64, "temperature": 0.0}, backend="local",
-                   use_spot=None, max_attempts=3, parallel=0, chunkpilot_version="bench", price_per_hour=0.35,
+                   use_spot=None, max_attempts=3, workers=1, chunkpilot_version="bench", price_per_hour=0.35,
                    on_demand_price_per_hour=1.0)
     run = root / "runs" / RUN
 

@@ -73,7 +73,7 @@ def synthesize(client, chunks: int, done_share: float) -> dict[str, int]:
                    inputs=(InputPin(f"s3://{BUCKET}/in.jsonl", chunks * CHUNK_BYTES, "etag"),),
                    chunks=tuple(ChunkSummary(c, CHUNK_BYTES) for c in ids), engine="echo", model="echo",
                    model_revision="echo-1", sampling={"max_tokens": 16, "temperature": 0.0}, backend="local",
-                   use_spot=None, max_attempts=3, parallel=0, chunkpilot_version="bench")
+                   use_spot=None, max_attempts=3, workers=1, chunkpilot_version="bench")
     objects: dict[str, bytes] = {f"runs/{RUN}/run.json": spec.to_json()}
     counts = {"parts": 0, "done": 0, "running": 0}
     now = time.time()

@@ -88,7 +88,7 @@ def test_chaos_run_matches_fault_free_run(tmp_path, s3_bucket, s3_admin_client, 
     s3_admin_client.put_object(Bucket=s3_bucket, Key="in/prompts.jsonl", Body=data)
 
     # The reference: same input, no faults, a local store.
-    base = launcher("submit", str(tmp_path / "in.jsonl"), *COMMON, "--parallel", "8", "--store", str(tmp_path / "base"), "--watch")
+    base = launcher("submit", str(tmp_path / "in.jsonl"), *COMMON, "--workers", "8", "--store", str(tmp_path / "base"), "--watch")
     assert base.wait(120) == 0, base.stdout.read().decode()
     collected = launcher("collect", RUN, "--store", str(tmp_path / "base"), "-o", str(tmp_path / "base.jsonl"))
     assert collected.wait(60) == 0
@@ -98,7 +98,7 @@ def test_chaos_run_matches_fault_free_run(tmp_path, s3_bucket, s3_admin_client, 
     fault_proxy.random_faults = (SLOWDOWN, INTERNAL, RESET, CUT, LOST_WRITE)
     store = f"s3://{s3_bucket}/runs"
     trace = tmp_path / "answered.trace"
-    submit = launcher("submit", f"s3://{s3_bucket}/in/", *COMMON, "--parallel", "4", "--store", store,
+    submit = launcher("submit", f"s3://{s3_bucket}/in/", *COMMON, "--workers", "4", "--store", store,
                       "--engine-option", f"trace={trace}")
     assert submit.wait(60) == 0, submit.stdout.read().decode()
     jobs_dir = session_cache / "runs" / RUN / "logs"

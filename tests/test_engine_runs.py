@@ -53,7 +53,7 @@ def reference_run(tmp_path_factory, engine_input) -> list[dict]:
     store = work / "runs"
     env = {**os.environ, "CHUNKPILOT_POLL_SECONDS": "0.5"}
     launcher = [sys.executable, "-m", "launcher.cli"]
-    done = subprocess.run([*launcher, "submit", str(engine_input), "--chunks", "2", "--parallel", "2",
+    done = subprocess.run([*launcher, "submit", str(engine_input), "--chunks", "2", "--workers", "2",
                            "--store", str(store), "--run-name", "ref", "--watch"], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr

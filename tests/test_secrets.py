@@ -33,7 +33,7 @@ def test_local_run_on_s3_writes_no_credential(tmp_path, cli, prompts, s3_bucket,
                                               session_cache, secret_env):
     outputs = []
     outputs.append(cli("submit", prompts, "--chunks", 2, "--engine", "echo", "--store", s3_store_uri,
-                       "--run-name", "secrets", "--parallel", 2, "--watch").output)
+                       "--run-name", "secrets", "--workers", 2, "--watch").output)
     outputs.append(cli("status", "secrets", "--store", s3_store_uri).output)
     outputs.append(cli("status", "secrets", "--store", s3_store_uri, "--json").output)
     outputs.append(cli("collect", "secrets", "--store", s3_store_uri, "-o", tmp_path / "out.jsonl").output)

@@ -13,6 +13,7 @@ import sys
 
 import click
 
+from chunkpilot.claims import CLAIM_TTL
 from worker.loop import WorkerOptions, run_worker
 
 
@@ -36,7 +37,10 @@ def main(run_uri: str, worker: str, attempt: int, only: tuple[str, ...], grace_s
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    options = WorkerOptions(worker=worker, attempt=attempt, grace_seconds=grace_seconds, only=frozenset(only) or None)
+    # CHUNKPILOT_CLAIM_TTL: seconds a claim lasts unrenewed (how soon a vanished worker's chunk is taken over).
+    ttl = float(os.environ.get("CHUNKPILOT_CLAIM_TTL") or CLAIM_TTL)
+    options = WorkerOptions(worker=worker, attempt=attempt, grace_seconds=grace_seconds, claim_ttl=ttl,
+                            only=frozenset(only) or None)
     sys.exit(run_worker(run_uri.rstrip("/"), options))
 
 

@@ -20,6 +20,7 @@ from chunkpilot.formats import get_format
 from chunkpilot.spec import InputPin
 from chunkpilot.store import split_object_uri
 from tests.conftest import read_jsonl, write_jsonl
+from tests.workers import holders, parts_of, worker_pid
 
 
 def rows(lo: int, hi: int) -> pa.Table:
@@ -89,29 +90,28 @@ def test_a_file_that_is_no_parquet_is_named(tmp_path):
 
 
 def test_parquet_in_and_out_with_workers_killed(dataset, tmp_path, store_uri, cli, make_run):
-    """--input-key over a column with some nulls, 8 chunks, each worker SIGKILLed once mid-run: the
+    """--input-key over a column with some nulls, 8 chunks on 4 workers, 3 workers SIGKILLed mid-chunk: the
     Parquet output has exactly the input rows, in order, every column equal in value and type."""
     from launcher.backends import make_backend
     from launcher.watch import WatchOptions, reconcile_once
 
-    run = make_run([dataset], chunks=8, parallel=8, commit_records=10, input_key="text", max_error_rate=1.0,
+    run = make_run([dataset], chunks=8, workers=4, commit_records=10, input_key="text", max_error_rate=1.0,
                    engine_options={"delay": 0.01, "batch": 2})
     assert run.spec.input_format == "parquet" and run.spec.unit == "rows"
     reconcile_once(run, make_backend(run.spec, store_uri), WatchOptions(), set())
-    logs, killed = Path(store_uri) / run.spec.run_id / "logs", set()
+    run_dir, killed = Path(store_uri) / run.spec.run_id, set()
     deadline = time.monotonic() + 90
-    while len(killed) < 8 and time.monotonic() < deadline:
-        for chunk in run.spec.chunk_ids:
-            pid = logs / f"{run.spec.run_id}-{chunk}-a1.pid"
-            out = Path(store_uri) / run.spec.run_id / "out" / chunk
-            if chunk not in killed and pid.exists() and out.is_dir() and len(list(out.glob("a1-*"))) >= 2:
+    while len(killed) < 3 and time.monotonic() < deadline:  # the first workers, each mid-chunk
+        for chunk, claim in holders(run_dir).items():
+            pid = worker_pid(run_dir, claim)
+            if chunk not in killed and pid and len(parts_of(run_dir, chunk, claim["attempt"])) >= 2:
                 try:
-                    os.kill(int(pid.read_text()), signal.SIGKILL)
+                    os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
                 killed.add(chunk)
         time.sleep(0.02)
-    assert len(killed) == 8
+    assert len(killed) == 3
     cli("watch", run.spec.run_id, "--store", store_uri)
     status = json.loads(cli("status", run.spec.run_id, "--store", store_uri, "--json").output)
     assert status["totals"]["rows_done"] == status["totals"]["rows_total"] == 1200

@@ -37,7 +37,7 @@ def test_help_on_every_command_with_examples(cli):
 def test_local_run_end_to_end_with_hostile_input(tmp_path, store_uri, cli, prompts):
     hostile = write_jsonl(tmp_path / "hostile.jsonl", HOSTILE)
     result = cli("submit", prompts, hostile, "--chunks", 4, "--engine", "echo", "--store", store_uri,
-                 "--run-name", "e2e", "--parallel", 2, "--watch")
+                 "--run-name", "e2e", "--workers", 2, "--watch")
     assert "e2e" in result.output
     out = tmp_path / "results.jsonl"
     result = cli("collect", "e2e", "--store", store_uri, "-o", out)
@@ -65,7 +65,7 @@ def test_local_run_end_to_end_with_hostile_input(tmp_path, store_uri, cli, promp
 
 
 def test_collect_refuses_incomplete_run_unless_partial(tmp_path, store_uri, cli, prompts):
-    cli("submit", prompts, "--chunks", 3, "--engine", "echo", "--store", store_uri, "--run-name", "half", "--parallel", 1)
+    cli("submit", prompts, "--chunks", 3, "--engine", "echo", "--store", store_uri, "--run-name", "half", "--workers", 1)
     # Without --watch only the first chunk (parallel 1) is launched; wait for it alone.
     run = open_run(store_uri, "half")
     import time
@@ -151,7 +151,7 @@ def test_expired_lease_is_taken_over(tmp_path, make_run):
 
 def test_cancel_pauses_and_watch_resumes(tmp_path, store_uri, cli, make_run):
     path = write_jsonl(tmp_path / "a.jsonl", [{"prompt": f"x {i}"} for i in range(600)])
-    run = make_run([path], chunks=2, parallel=1, max_attempts=1, commit_records=20,
+    run = make_run([path], chunks=2, workers=1, max_attempts=1, commit_records=20,
                    engine_options={"delay": 0.01, "batch": 1})
     from launcher.backends import make_backend
     from launcher.watch import WatchOptions, reconcile_once
@@ -193,7 +193,7 @@ def test_s3_inputs_and_store_end_to_end(tmp_path, cli, prompts, s3_bucket, s3_st
     s3_admin_client.put_object(Bucket=s3_bucket, Key="in/part-1.jsonl", Body=b'{"prompt": "last one"}\n\n')
     s3_admin_client.put_object(Bucket=s3_bucket, Key="in/_SUCCESS", Body=b"")
     result = cli("submit", f"s3://{s3_bucket}/in/", "--chunks", 3, "--engine", "echo", "--store", s3_store_uri,
-                 "--run-name", "s3run", "--parallel", 3, "--watch")
+                 "--run-name", "s3run", "--workers", 3, "--watch")
     assert "2 input(s)" in result.output
     out = tmp_path / "s3.jsonl"
     result = cli("collect", "s3run", "--store", s3_store_uri, "-o", out)

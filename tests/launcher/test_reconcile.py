@@ -1,80 +1,120 @@
-"""The relaunch policy as a table: observations in, decisions out."""
+"""The relaunch policy as a table: chunks' markers and claims, workers' jobs in; decisions out."""
 
 from __future__ import annotations
 
 import pytest
 
+from chunkpilot.claims import Claim
 from launcher.backends.base import JobState, JobStatus
-from launcher.reconcile import ChunkState, ChunkView, Launch, Policy, decide
+from launcher.reconcile import Cancel, ChunkState, ChunkView, Launch, Policy, Release, WorkerView, decide, slot_limit
 
 NOW = 1_000_000.0
 
 
-def view(chunk="0000", done=False, attempts=1, status=None, launched_at=NOW - 10, heartbeat_at=None, detail=""):
-    job = JobState(status, detail) if status is not None else None
-    return ChunkView(chunk, done, attempts, job, launched_at, heartbeat_at)
+def chunk(name="0000", done=False, holder=None, attempt=1, state="held", expires_at=NOW + 30, reason=""):
+    """A chunk; ``holder`` = (slot, launch) holding its claim, None for a chunk never claimed."""
+    if holder is None:
+        return ChunkView(name, done)
+    return ChunkView(name, done, Claim(name, attempt, holder[0], holder[1], state, expires_at, NOW - 30, reason))
 
 
-def test_done_chunk_is_done_whatever_its_job_says():
-    d = decide([view(done=True, status=JobStatus.FAILED)], Policy(), NOW)
+def worker(slot="w0", attempts=1, status=JobStatus.RUNNING, launched_at=NOW - 10, detail=""):
+    return WorkerView(slot, attempts, JobState(status, detail) if status is not None else None, launched_at)
+
+
+def test_a_new_run_launches_one_worker_per_slot_not_per_chunk():
+    d = decide([chunk(f"000{i}") for i in range(8)], [], Policy(workers=3), NOW)
+    assert d.launches == [Launch("w0", 1), Launch("w1", 1), Launch("w2", 1)]
+    assert all(s is ChunkState.PENDING for s in d.states.values()) and not d.finished
+
+
+def test_no_more_workers_than_unfinished_chunks():
+    chunks = [chunk("0000", done=True), chunk("0001")]
+    assert decide(chunks, [], Policy(workers=4), NOW).launches == [Launch("w0", 1)]
+
+
+def test_a_done_chunk_is_done_whatever_its_claim_or_jobs_say():
+    d = decide([chunk(done=True, holder=("w0", 1))], [worker(status=JobStatus.FAILED)], Policy(), NOW)
     assert d.states["0000"] is ChunkState.DONE and not d.launches and d.finished
 
 
-def test_never_launched_chunks_launch_in_order_within_parallel_limit():
-    views = [view(chunk=f"000{i}", attempts=0) for i in range(4)]
-    d = decide(views, Policy(parallel=2), NOW)
-    assert d.launches == [Launch("0000", 1), Launch("0001", 1)]
-    assert not d.finished
+def test_a_held_chunk_is_running_and_names_its_holder():
+    d = decide([chunk(holder=("w1", 2))], [worker("w0", status=JobStatus.SUCCEEDED), worker("w1", 2)], Policy(workers=2), NOW)
+    assert d.states["0000"] is ChunkState.RUNNING and d.holders["0000"] == "w1-a2"
+    assert not d.launches, "the one unfinished chunk has a live worker"
 
 
-def test_running_jobs_use_up_the_parallel_slots():
-    views = [view(chunk="0000", status=JobStatus.RUNNING), view(chunk="0001", attempts=0)]
-    assert decide(views, Policy(parallel=1), NOW).launches == []
-    assert decide(views, Policy(parallel=0), NOW).launches == [Launch("0001", 1)]
-
-
-@pytest.mark.parametrize("status", [JobStatus.FAILED, JobStatus.SUCCEEDED, JobStatus.CANCELLED])
-def test_ended_without_marker_is_relaunched(status):
-    d = decide([view(status=status)], Policy(max_attempts=3), NOW)
-    assert d.launches == [Launch("0000", 2)]
+@pytest.mark.parametrize("status", [JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.SUCCEEDED])
+def test_a_worker_seen_ended_hands_its_chunk_back_at_once_and_is_relaunched(status):
+    d = decide([chunk(holder=("w0", 1)), chunk("0001")], [worker(status=status)], Policy(workers=1), NOW)
+    assert d.releases == [Release("0000", "w0", 1, d.releases[0].reason)] and "ended" in d.releases[0].reason
     assert d.states["0000"] is ChunkState.RETRYING
-    assert d.ended[0].state is status
+    assert d.launches == [Launch("w0", 2)]
+    assert d.ended[0].slot == "w0" and d.ended[0].state is status
 
 
-def test_config_failure_is_not_retried():
-    d = decide([view(status=JobStatus.FAILED_CONFIG, detail="setup failed: pip")], Policy(), NOW)
-    assert not d.launches and d.states["0000"] is ChunkState.FAILED
-    assert "setup failed" in d.reasons["0000"] and d.finished
+def test_an_expired_claim_goes_back_to_the_pool():
+    d = decide([chunk(holder=("w3", 1), expires_at=NOW - 1)], [worker("w0")], Policy(workers=1), NOW)
+    assert d.states["0000"] is ChunkState.RETRYING and not d.releases and not d.launches
 
 
-def test_gives_up_after_max_attempts():
-    d = decide([view(attempts=3, status=JobStatus.FAILED)], Policy(max_attempts=3), NOW)
-    assert not d.launches and d.states["0000"] is ChunkState.FAILED
-    assert "gave up after 3" in d.reasons["0000"]
+def test_a_running_worker_whose_lease_ran_out_is_hung_cancelled_and_relaunched():
+    d = decide([chunk(holder=("w0", 1), expires_at=NOW - 5)], [worker("w0")], Policy(workers=1), NOW)
+    assert d.cancels == [Cancel("w0", 1, d.cancels[0].reason)] and "hung" in d.cancels[0].reason
+    assert d.launches == [Launch("w0", 2)], "its relaunch takes its chunk back at once"
 
 
-def test_missing_job_waits_for_grace_then_relaunches():
-    fresh = view(status=JobStatus.MISSING, launched_at=NOW - 5)
-    assert decide([fresh], Policy(missing_grace_seconds=60), NOW).launches == []
-    old = view(status=JobStatus.MISSING, launched_at=NOW - 600)
-    assert decide([old], Policy(missing_grace_seconds=60), NOW).launches == [Launch("0000", 2)]
+def test_a_configuration_failure_is_not_relaunched_and_fails_what_nobody_can_run():
+    d = decide([chunk("0000"), chunk("0001")], [worker(status=JobStatus.FAILED_CONFIG, detail="setup failed: pip")],
+               Policy(workers=1), NOW)
+    assert not d.launches
+    assert {d.states["0000"], d.states["0001"]} == {ChunkState.FAILED}
+    assert "no worker can run" in d.reasons["0000"] and "setup failed" in d.reasons["0000"] and d.finished
 
 
-def test_stuck_job_is_cancelled_and_replaced():
-    stuck = view(status=JobStatus.RUNNING, launched_at=NOW - 500, heartbeat_at=NOW - 400)
-    d = decide([stuck], Policy(stuck_seconds=300), NOW)
-    assert [c.attempt for c in d.cancels] == [1] and d.launches == [Launch("0000", 2)]
-    alive = view(status=JobStatus.RUNNING, launched_at=NOW - 500, heartbeat_at=NOW - 10)
-    assert not decide([alive], Policy(stuck_seconds=300), NOW).cancels
+def test_a_chunk_fails_for_good_when_its_claim_says_so():
+    d = decide([chunk(holder=("w0", 1), state="failed", reason="the first 32 records all failed")],
+               [worker(status=JobStatus.SUCCEEDED)], Policy(workers=1), NOW)
+    assert d.states["0000"] is ChunkState.FAILED and "first 32 records" in d.reasons["0000"] and d.finished
 
 
-def test_recovering_job_is_left_to_the_backend():
-    d = decide([view(status=JobStatus.RECOVERING)], Policy(), NOW)
-    assert not d.launches and d.states["0000"] is ChunkState.RUNNING
+def test_a_chunk_gives_up_after_max_attempts_and_pauses_give_attempts_back():
+    released = chunk(holder=("w0", 1), attempt=3, state="released")
+    d = decide([released], [worker(status=JobStatus.FAILED)], Policy(max_attempts=3), NOW)
+    assert d.states["0000"] is ChunkState.FAILED and "gave up after 3 attempt(s)" in d.reasons["0000"]
+    d = decide([released], [worker(status=JobStatus.FAILED)], Policy(max_attempts=3, extra_attempts={"0000": 1}), NOW)
+    assert d.states["0000"] is ChunkState.RETRYING and d.launches == [Launch("w0", 2)]
 
 
-def test_cancelled_run_cancels_active_jobs_and_launches_nothing():
-    views = [view(chunk="0000", status=JobStatus.RUNNING), view(chunk="0001", attempts=0)]
-    d = decide(views, Policy(run_cancelled=True), NOW)
-    assert [c.chunk for c in d.cancels] == ["0000"] and not d.launches
+def test_a_slot_is_launched_at_most_its_limit():
+    policy = Policy(max_attempts=2, workers=2)
+    chunks = [chunk(f"000{i}") for i in range(4)]
+    assert slot_limit(policy, 4) == 4
+    d = decide(chunks, [worker("w0", 4, JobStatus.FAILED), worker("w1", 1)], policy, NOW)
+    assert not d.launches and d.worker_states["w0"].startswith("FAILED")
+    d = decide(chunks, [worker("w0", 4, JobStatus.FAILED), worker("w1", 1, JobStatus.FAILED)], policy, NOW)
+    assert d.launches == [Launch("w1", 2)]
+
+
+def test_a_launch_not_yet_visible_waits_for_its_grace_then_is_relaunched():
+    fresh = worker(status=JobStatus.MISSING, launched_at=NOW - 10)
+    old = worker(status=JobStatus.MISSING, launched_at=NOW - 120)
+    assert decide([chunk()], [fresh], Policy(missing_grace_seconds=60), NOW).launches == []
+    assert decide([chunk()], [old], Policy(missing_grace_seconds=60), NOW).launches == [Launch("w0", 2)]
+
+
+def test_a_recovering_worker_is_left_to_the_backend():
+    d = decide([chunk(holder=("w0", 1))], [worker(status=JobStatus.RECOVERING)], Policy(), NOW)
+    assert not d.launches and not d.cancels and d.states["0000"] is ChunkState.RUNNING
+
+
+def test_once_every_chunk_is_final_leftover_workers_are_stopped():
+    d = decide([chunk(done=True)], [worker("w0"), worker("w1", status=JobStatus.CANCELLING)], Policy(workers=2), NOW)
+    assert d.cancels == [Cancel("w0", 1, "every chunk is finished")]
+    assert not d.finished, "finished once the stops are out"
+
+
+def test_a_paused_run_stops_its_workers_and_launches_nothing():
+    d = decide([chunk(holder=("w0", 1)), chunk("0001")], [worker()], Policy(run_cancelled=True, workers=2), NOW)
+    assert not d.launches and d.cancels == [Cancel("w0", 1, "run paused")]
     assert set(d.states.values()) == {ChunkState.CANCELLED}

@@ -71,7 +71,7 @@ def test_records_survive_killed_workers_exactly_once(tmp_path, store_uri, cli, m
 
     inputs = records(600)
     path = write_jsonl(tmp_path / "records.jsonl", inputs)
-    run = make_run([path], chunks=3, parallel=3, commit_records=20, prompt_template=TEMPLATE, output_key="summary",
+    run = make_run([path], chunks=3, workers=3, commit_records=20, prompt_template=TEMPLATE, output_key="summary",
                    engine_options={"delay": 0.01, "batch": 2})
     assert PromptSpec.from_dict(run.spec.prompt).template == TEMPLATE
     reconcile_once(run, make_backend(run.spec, store_uri), WatchOptions(), set())

@@ -55,7 +55,7 @@ def preempted_run(tmp_path_factory):
     env = {**os.environ, "CHUNKPILOT_POLL_SECONDS": "0.2"}
     submitted = launcher("submit", str(data), "--chunks", str(CHUNKS), "--engine", "echo", "--store", str(store),
                          "--run-name", RUN, "--engine-option", "delay=0.15", "--engine-option", "batch=4",
-                         "--commit-seconds", "0.3", "--parallel", "2", "--price-per-hour", str(PRICE),
+                         "--commit-seconds", "0.3", "--workers", "2", "--price-per-hour", str(PRICE),
                          "--on-demand-price-per-hour", str(ON_DEMAND), env=env)
     assert submitted.returncode == 0, submitted.stderr
     run_dir = store / RUN

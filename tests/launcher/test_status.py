@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+from chunkpilot.claims import Claim
 from chunkpilot.layout import PartName
 from chunkpilot.spec import ChunkSummary, InputPin, RunSpec
 from chunkpilot.store import ObjectInfo
-from launcher.backends.base import JobState, JobStatus
+from launcher.backends.base import JobStatus
 from launcher.observe import ChunkDetail, ChunkObservation
 from launcher.reconcile import ChunkState, Decision
 from launcher.status import chunks_needing_detail, summarize
@@ -20,7 +21,7 @@ def spec(chunks=("0000", "0001"), size=1000) -> RunSpec:
         run_id="r", created_at=datetime.fromtimestamp(T0, timezone.utc).isoformat(timespec="seconds"),
         inputs=(InputPin("/in.jsonl", size * len(chunks), "e"),),
         chunks=tuple(ChunkSummary(c, size) for c in chunks), engine="echo", model="echo", model_revision="echo-1",
-        sampling={}, backend="local", use_spot=None, max_attempts=3, parallel=0, chunkpilot_version="0",
+        sampling={}, backend="local", use_spot=None, max_attempts=3, workers=1, chunkpilot_version="0",
     )
 
 
@@ -30,8 +31,11 @@ def part(first, end, records, errors=0, at=T0, attempt=1, seq=0, tokens=0) -> tu
 
 
 def obs(chunk, base, parts, attempts=1, launched=T0, done_at=None, job=JobStatus.RUNNING) -> ChunkObservation:
+    """A chunk claimed at ``launched`` as attempt ``attempts`` (``job``: whether its holder still runs)."""
+    live = job is JobStatus.RUNNING
+    claim = Claim(chunk, attempts, "w0", 1, "held" if live else "released", launched + 10**6 if live else launched, launched)
     return ChunkObservation(
-        chunk, 1000, attempts=attempts, launched_at=launched, job=JobState(job),
+        chunk, 1000, claim=claim,
         done=ObjectInfo(f"out/{chunk}/_SUCCESS", 10, "e", done_at) if done_at else None,
         parts=[part(base + a, base + b, n, e, at, tokens=t) for a, b, n, e, at, t in parts],
     )

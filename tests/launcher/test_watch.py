@@ -42,7 +42,7 @@ def test_stuck_job_is_cancelled_and_relaunched(tmp_path, store_uri, cli, make_ru
 
 
 def test_restarted_watch_never_launches_an_attempt_twice(tmp_path, store_uri, make_run):
-    run = make_run([big_prompts(tmp_path / "in.jsonl", 100)], chunks=3, parallel=3,
+    run = make_run([big_prompts(tmp_path / "in.jsonl", 100)], chunks=3, workers=3,
                    engine_options={"delay": 0.05, "batch": 2})
     backend = make_backend(run.spec, store_uri)
     first, _ = reconcile_once(run, backend, WatchOptions(), set())
@@ -91,7 +91,7 @@ def test_error_budget_pauses_the_run_and_watch_resumes_it_with_a_bigger_budget(t
     # Every third record has no prompt: no chunk fails fast, but 33% is past the 10% budget. Judged on
     # the first chunk once it is done, the run pauses before the other two start.
     path = write_jsonl(tmp_path / "mixed.jsonl", [{"text": "x"} if i % 3 == 0 else {"prompt": f"p {i}"} for i in range(900)])
-    result = cli("submit", path, "--chunks", 3, "--parallel", 1, "--engine", "echo", "--store", store_uri,
+    result = cli("submit", path, "--chunks", 3, "--workers", 1, "--engine", "echo", "--store", store_uri,
                  "--run-name", "budget", "--commit-records", 20, "--engine-option", "delay=0.01",
                  "--engine-option", "batch=4", "--watch", expect=1)
     assert "error budget exceeded" in result.output and "paused the run" in result.output
@@ -128,7 +128,7 @@ def test_watch_killed_with_sigkill_is_taken_over_at_once(tmp_path, store_uri, cl
 
 def test_the_next_chunk_starts_as_soon_as_a_slot_frees(tmp_path, store_uri, cli, make_run, monkeypatch):
     monkeypatch.setenv("CHUNKPILOT_POLL_SECONDS", "30")  # a poll would wait this long
-    run = make_run([big_prompts(tmp_path / "in.jsonl", 90)], chunks=3, parallel=1)
+    run = make_run([big_prompts(tmp_path / "in.jsonl", 90)], chunks=3, workers=1)
     cli("watch", run.spec.run_id, "--store", store_uri)
     records = [AttemptRecord.from_json(run.run_store.get(f"jobs/000{i}/a1.json")) for i in range(3)]
     for earlier, later in zip(records, records[1:]):

@@ -114,7 +114,7 @@ def test_a_killed_embedding_run_gives_one_vector_per_row_in_parquet(tmp_path, st
 
     texts = [f"document {i}: " + " ".join(f"w{(i * 7 + j) % 91}" for j in range(5 + i % 30)) for i in range(300)]
     path = write_jsonl(tmp_path / "docs.jsonl", [{"id": 1000 + i, "text": t} for i, t in enumerate(texts)])
-    run = make_run([path], chunks=3, parallel=2, engine="vllm", task="embed", input_key="text", commit_records=10,
+    run = make_run([path], chunks=3, workers=2, engine="vllm", task="embed", input_key="text", commit_records=10,
                    commit_seconds=0.5)
     assert run.spec.model == "all-minilm-l6-v2" and run.spec.model_revision.startswith("bundled-")
     from launcher.backends import make_backend
