@@ -26,7 +26,7 @@ from chunkpilot.names import job_name
 from chunkpilot.retry import call
 from chunkpilot.spec import AttemptRecord, CancelMarker, ResumeAllowance
 from launcher.attempts import AttemptBook, list_lives, lives_worth_reading
-from launcher.backends.base import Backend, LaunchRequest
+from launcher.backends.base import Backend, JobStatus, LaunchRequest
 from launcher.cost import run_cost
 from launcher.lease import Lease
 from launcher.observe import DETAIL_READS, ChunkDetail, Observed, list_attempts, observe, read_details, read_worker_beats
@@ -147,7 +147,8 @@ def pause(run: OpenRun, backend: Backend, reason: str) -> int:
     observed = observe(run.run_store, run.spec, backend)
     held = {c: o.claim.attempt for c, o in observed.items()
             if o.claim is not None and o.done is None and o.claim.live(time.time())}
-    active = {slot: w.attempts for slot, w in observed.workers.items() if w.job is not None and w.job.status.active}
+    active = {slot: w.attempts for slot, w in observed.workers.items()  # running, or launched and not seen yet
+              if w.job is None or w.job.status.active or w.job.status is JobStatus.MISSING}
     run.run_store.put(layout.CANCELLED, CancelMarker(reason, time.time(), {**active, **held}).to_json())
     names = [job_name(run.spec.run_id, slot, attempt) for slot, attempt in sorted(launches.items())]
     backend.cancel(run.spec.run_id, names)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -65,15 +66,16 @@ def test_local_run_end_to_end_with_hostile_input(tmp_path, store_uri, cli, promp
 
 
 def test_collect_refuses_incomplete_run_unless_partial(tmp_path, store_uri, cli, prompts):
-    cli("submit", prompts, "--chunks", 3, "--engine", "echo", "--store", store_uri, "--run-name", "half", "--workers", 1)
-    # Without --watch only the first chunk (parallel 1) is launched; wait for it alone.
+    cli("submit", prompts, "--chunks", 3, "--engine", "echo", "--store", store_uri, "--run-name", "half", "--workers", 1,
+        "--engine-option", "delay=0.2", "--engine-option", "batch=2")
+    # Without --watch the one worker is launched and answers chunk after chunk (~4 s each): pause the run
+    # once the first is done.
     run = open_run(store_uri, "half")
-    import time
-
     deadline = time.monotonic() + 60
     while not list(run.run_store.list("out/0000/_SUCCESS")):
         assert time.monotonic() < deadline
         time.sleep(0.1)
+    cli("cancel", "half", "--store", store_uri)
     out = tmp_path / "out.jsonl"
     result = cli("collect", "half", "--store", store_uri, "-o", out, expect=1)
     assert "2 of 3 chunk(s) are not done" in result.output and not out.exists()
@@ -157,6 +159,11 @@ def test_cancel_pauses_and_watch_resumes(tmp_path, store_uri, cli, make_run):
     from launcher.watch import WatchOptions, reconcile_once
 
     reconcile_once(run, make_backend(run.spec, store_uri), WatchOptions(), set())
+    claim = Path(store_uri) / run.spec.run_id / "claims" / "0000.json"
+    deadline = time.monotonic() + 30
+    while not claim.exists():  # the worker holds chunk 0000 when the run is paused
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
     result = cli("cancel", run.spec.run_id, "--store", store_uri)
     assert "asked 1 job(s) to stop" in result.output and "Resume with `launcher watch" in result.output
     status = json.loads(cli("status", run.spec.run_id, "--store", store_uri, "--json").output)
@@ -180,10 +187,12 @@ def test_failed_worker_is_relaunched_then_given_up(tmp_path, store_uri, cli, mak
     spec["engine"] = "missing-engine"
     spec_path.write_text(json.dumps(spec))
     result = cli("watch", run.spec.run_id, "--store", store_uri, expect=1)
-    assert "chunk 0000 failed" in result.output and "not retried" in result.output
+    assert "chunk 0000 failed" in result.output and "no worker can run" in result.output
+    assert "configuration error" in result.output
     status = json.loads(cli("status", run.spec.run_id, "--store", store_uri, "--json").output)
     assert status["chunks"][0]["attempts"] == 1
-    log = (Path(store_uri) / run.spec.run_id / "logs" / f"{run.spec.run_id}-0000-a1.log").read_text()
+    assert [w["launches"] for w in status["workers"]] == [1], "a configuration error is not relaunched"
+    log = (Path(store_uri) / run.spec.run_id / "logs" / f"{run.spec.run_id}-w0-a1.log").read_text()
     assert "unknown engine 'missing-engine'" in log
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import read_jsonl, write_jsonl
+from tests.workers import holders, parts_of, worker_pid
 
 
 def records(n: int) -> list[dict]:
@@ -75,21 +76,19 @@ def test_records_survive_killed_workers_exactly_once(tmp_path, store_uri, cli, m
                    engine_options={"delay": 0.01, "batch": 2})
     assert PromptSpec.from_dict(run.spec.prompt).template == TEMPLATE
     reconcile_once(run, make_backend(run.spec, store_uri), WatchOptions(), set())
-    logs = Path(store_uri) / run.spec.run_id / "logs"
-    killed = 0
+    run_dir, killed = Path(store_uri) / run.spec.run_id, set()
     deadline = time.monotonic() + 60
-    while killed < 3 and time.monotonic() < deadline:  # SIGKILL each worker once it has committed something
-        for i in range(3):
-            pid_file, out = logs / f"{run.spec.run_id}-000{i}-a1.pid", Path(store_uri) / run.spec.run_id / "out" / f"000{i}"
-            if pid_file.exists() and out.is_dir() and len(list(out.glob("a1-*"))) >= 2 and not (logs / f"x{i}").exists():
+    while len(killed) < 3 and time.monotonic() < deadline:  # SIGKILL each chunk's worker once it committed something
+        for chunk, claim in holders(run_dir).items():
+            pid = worker_pid(run_dir, claim)
+            if chunk not in killed and claim["attempt"] == 1 and pid and len(parts_of(run_dir, chunk, 1)) >= 2:
                 try:
-                    os.kill(int(pid_file.read_text()), signal.SIGKILL)
+                    os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
-                (logs / f"x{i}").write_text("killed")
-                killed += 1
+                killed.add(chunk)
         time.sleep(0.02)
-    assert killed == 3
+    assert len(killed) == 3
     cli("watch", run.spec.run_id, "--store", store_uri)
     out = tmp_path / "merged.jsonl"
     cli("collect", run.spec.run_id, "--store", store_uri, "-o", out, "--format", "records")
