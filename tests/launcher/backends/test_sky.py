@@ -639,6 +639,31 @@ def test_warm_workers_launch_one_job_per_worker_not_per_chunk(sky, tmp_path, fak
     assert collect_ids(tmp_path, run) == [f"r{i:04d}" for i in range(records)]  # every record, once
 
 
+def test_a_worker_restarted_in_place_takes_back_its_chunk_first(sky, tmp_path, fake_sky):
+    """SkyPilot restarts a preempted job's worker as the same launch: it resumes the chunk it held
+    before taking any other, so that claim is renewed again (left unrenewed while the worker answers
+    other chunks, its lease would run out and the launcher would take the job for hung)."""
+    from tests.fakesky import PREEMPT
+
+    run = "inplace"
+    fake_sky.faults[f"{run}-w0-a1"] = PREEMPT
+    submit(tmp_path, run, 60, 3, "--workers", "1")
+    watched = cli("watch", run, "--store", str(tmp_path / "runs"), "--interval", "0.2")
+    assert watched.exit_code == 0, watched.stderr
+    [job] = fake_sky.jobs_named(f"{run}-w0-a1")
+    assert job.recovery_count == 1 and job.worker_starts == 2 and launched_names(fake_sky) == [f"{run}-w0-a1"]
+    runs = tmp_path / "runs" / run
+    second = [json.loads(line) for line in (runs / "history" / "w0" / "a1.1.jsonl").read_text().splitlines()]
+    claimed = [e["chunk"] for e in second if e["event"] == "claim"]
+    assert claimed[0] == job.fault_chunk, (claimed, job.fault_chunk)
+    rows = status_of(tmp_path, run)
+    assert {c: (r["state"], r["attempts"]) for c, r in rows.items()} == {c: ("DONE", 1) for c in rows}
+    assert 0 < read_json(runs / "out" / job.fault_chunk / "_SUCCESS")["resumed_records"]
+    # The launch's heartbeat counts both lives: two engine starts, every chunk once.
+    [worker] = status_json(tmp_path, run)["workers"]
+    assert (worker["engine_starts"], worker["chunks_done"], worker["launches"]) == (2, 3, 1), worker
+
+
 def test_a_setup_failure_is_reported_and_not_retried(sky, tmp_path, fake_sky):
     from tests.fakesky import FAILED_SETUP
 
