@@ -236,7 +236,7 @@ def collect_summary(console: Console, report: CollectReport, path: str) -> None:
 
 def sky_dry_run(spec: RunSpec, manifests: list[ChunkManifest], plan: SkyPlan, sky_version: str,
                 prices: list[str] = ()) -> str:
-    """What ``submit --backend sky`` would launch: the plan, then the first chunk's task YAML, secrets redacted."""
+    """What ``submit --backend sky`` would launch: the plan, then the first worker's task YAML, secrets redacted."""
     import json
 
     import yaml
@@ -247,9 +247,9 @@ def sky_dry_run(spec: RunSpec, manifests: list[ChunkManifest], plan: SkyPlan, sk
     resources = cfg.get("resources") or {}
     accelerators = ", ".join(f"{n}:{c:g}" for n, c in accelerator_choices(cfg).items()) or "none (CPU only)"
     recovery = resources.get("job_recovery")
-    sizes = {m.chunk: m.size for m in manifests}
     lines = [
-        f"SkyPilot plan for run {spec.run_id}: {len(plan.names)} managed job(s), one per chunk",
+        f"SkyPilot plan for run {spec.run_id}: {len(plan.names)} managed job(s), one per worker, "
+        f"pulling {len(manifests)} chunk(s)",
         f"  template     {plan.tasks.template.source}",
         f"  model        {spec.engine}:{spec.model} (revision {spec.model_revision})",
         f"  use_spot     {str(resources.get('use_spot', False)).lower()}",
@@ -262,13 +262,13 @@ def sky_dry_run(spec: RunSpec, manifests: list[ChunkManifest], plan: SkyPlan, sk
         + (f"; not set here, left out: {', '.join(secrets.left_out)}" if secrets.left_out else ""),
         "  jobs",
     ]
-    lines += [f"    {name}  {human_units(sizes.get(m.chunk, 0), spec.unit)}" for name, m in zip(plan.names, manifests)]
+    lines += [f"    {name}" for name in plan.names]  # a worker takes whichever chunk is free: no chunk is its own
     raw, expanded = worker_lines(cfg, envs)
     if raw:
         lines.append(f"  worker       {raw[0]}")
         lines.append(f"               first job: {expanded[0]}")
     lines += [f"  warning      {note}" for note in plan.notes]
-    lines.append(f"--- rendered task for chunk {manifests[0].chunk} ({plan.names[0]}), secrets redacted ---")
+    lines.append(f"--- rendered task of the first worker ({plan.names[0]}), secrets redacted ---")
     lines.append(yaml.dump(display_config(cfg, envs, secrets), Dumper=BlockDumper, sort_keys=False,
                            default_flow_style=False, width=10_000).rstrip())
     lines.append("---")

@@ -87,6 +87,7 @@ class FakeJob:
     worker_starts: int = 0
     cancel_requested: bool = False
     thread: Optional[threading.Thread] = None
+    fault_chunk: Optional[str] = None  # the chunk the worker held when its PREEMPT / FAILED_CONTROLLER fault hit
 
     def record(self, fields: Optional[Sequence[str]]) -> ManagedJobRecord:
         values = {
@@ -395,12 +396,15 @@ class FakeSky:
             job.worker_starts += 1
 
     def _wait_for_part(self, job: FakeJob) -> bool:
-        """Wait until the worker has committed a part of a chunk it holds; False if it exited first."""
+        """Wait until the worker has committed a part of a chunk it holds (noted as ``job.fault_chunk``);
+        False if it exited first."""
         run_dir = Path(job.envs["CHUNKPILOT_RUN_URI"])
         me = (job.envs["CHUNKPILOT_WORKER"], int(job.envs["CHUNKPILOT_ATTEMPT"]))
         deadline = time.monotonic() + self.fault_timeout
         while time.monotonic() < deadline and not self._stopping.is_set():
-            if _holds_a_committed_chunk(run_dir, me):
+            chunk = _held_committed_chunk(run_dir, me)
+            if chunk is not None:
+                job.fault_chunk = chunk
                 return job.process.poll() is None
             if job.process.poll() is not None:
                 return False
@@ -408,8 +412,8 @@ class FakeSky:
         return False
 
 
-def _holds_a_committed_chunk(run_dir: Path, me: tuple[str, int]) -> bool:
-    """Whether worker launch ``me`` holds a chunk with a part of the attempt it holds it as."""
+def _held_committed_chunk(run_dir: Path, me: tuple[str, int]) -> Optional[str]:
+    """A chunk worker launch ``me`` holds with a part of the attempt it holds it as, or None."""
     for claim_file in (run_dir / "claims").glob("*.json"):
         try:
             claim = json.loads(claim_file.read_text())
@@ -419,8 +423,8 @@ def _holds_a_committed_chunk(run_dir: Path, me: tuple[str, int]) -> bool:
             continue
         out = run_dir / "out" / claim["chunk"]
         if out.is_dir() and any(p.name.startswith(f"a{claim['attempt']}-") and p.suffix == ".jsonl" for p in out.iterdir()):
-            return True
-    return False
+            return claim["chunk"]
+    return None
 
 
 def _job_recovery(task) -> dict:

@@ -94,8 +94,12 @@ class ClaimScanner:
     """Finds the next chunk this worker can take. Chunks seen finished are remembered, so late in
     a run a scan reads only the claims that can still change."""
 
-    def __init__(self, store: Store, spec: RunSpec, options: WorkerOptions):
+    def __init__(self, store: Store, spec: RunSpec, options: WorkerOptions, take_back: str | None = None):
         self.store, self.spec, self.options = store, spec, options
+        # The chunk this launch held when it was last seen (SkyPilot restarted it in place): tried
+        # first, so its claim is renewed again before its lease runs out — otherwise it waits, unrenewed,
+        # while this worker answers unclaimed chunks, and the launcher takes the job for hung.
+        self.take_back = take_back
         self.allowance = ResumeAllowance()
         ids = [c for c in spec.chunk_ids if options.only is None or c in options.only]
         index = int(options.worker[1:])
@@ -110,7 +114,10 @@ class ClaimScanner:
         self.allowance = read_allowance(self.store)  # a resumed run, or `watch --max-attempts`, changes it
         listed = {c for key in self.store.keys(layout.CLAIMS) if (c := layout.parse_claim(key))}
         todo = [c for c in self.order if c not in self.finished]
-        for chunk in [c for c in todo if c not in listed] + [c for c in todo if c in listed]:
+        first = [self.take_back] if self.take_back in listed and self.take_back in todo else []
+        self.take_back = None
+        rest = [c for c in todo if c not in first]
+        for chunk in first + [c for c in rest if c not in listed] + [c for c in rest if c in listed]:
             held, decision = claims.try_claim(self.store, chunk, self.options.worker, self.options.attempt, now,
                                               self.max_attempts(chunk), self.options.claim_ttl,
                                               known_absent=chunk not in listed)
@@ -140,7 +147,8 @@ class WorkerStatus:
     def first_answer(self) -> None:
         if not self._first_answer:
             self._first_answer = True
-            self.set(first_answer_at=self.clock())
+            if self.beat.first_answer_at is None:  # an earlier life of this launch may have answered first
+                self.set(first_answer_at=self.clock())
 
 
 def start_engine(spec: RunSpec) -> Engine:
@@ -169,7 +177,13 @@ class Worker:
         self.job = job_name(spec.run_id, options.worker, options.attempt)
         self.journal = Journal(store, options.worker, options.attempt)
         now = time.time()
-        self.status = WorkerStatus(store, WorkerBeat(options.worker, options.attempt, "starting", now, now))
+        self.earlier = earlier_beat(store, options.worker, options.attempt)
+        beat = WorkerBeat(options.worker, options.attempt, "starting", now, now)
+        if self.earlier is not None:  # this launch restarted in place: its counts go on
+            e = self.earlier
+            beat = beat.with_(started_at=e.started_at, engine_starts=e.engine_starts, first_answer_at=e.first_answer_at,
+                              chunks_done=e.chunks_done, chunks_failed=e.chunks_failed, chunks_lost=e.chunks_lost)
+        self.status = WorkerStatus(store, beat)
         self.engine: Engine | None = None
         self.max_in_flight = 0
         self.checked_sources: set[int] = set()
@@ -190,7 +204,8 @@ class Worker:
         return code
 
     def _loop(self) -> tuple[int, str, str]:
-        scanner = ClaimScanner(self.store, self.spec, self.options)
+        held_before = self.earlier.chunk if self.earlier is not None and self.earlier.state == "running" else None
+        scanner = ClaimScanner(self.store, self.spec, self.options, take_back=held_before)
         while not self.stop.requested:
             if self.store.exists(layout.CANCELLED):
                 log.info("the run is paused: taking no more chunks")
@@ -271,6 +286,15 @@ class Worker:
         self.status.set(engine_starts=self.status.beat.engine_starts + 1, ready_at=time.time(),
                         max_in_flight=self.max_in_flight)
         log.info("engine ready: %d request(s) kept in flight", self.max_in_flight)
+
+
+def earlier_beat(store: Store, worker: str, attempt: int) -> WorkerBeat | None:
+    """This launch's heartbeat from an earlier life (SkyPilot restarts a preempted job's run command
+    in place, as the same launch), or None for a first start."""
+    try:
+        return WorkerBeat.from_json(store.get(layout.worker_beat(worker, attempt)))
+    except (NotFoundError, StoreError, ValueError, TypeError, KeyError):
+        return None
 
 
 def read_allowance(store: Store) -> ResumeAllowance:
