@@ -212,6 +212,9 @@ def collect_summary(console: Console, report: CollectReport, path: str) -> None:
         )
     if report.incomplete_chunks:
         console.print(f"[yellow]partial[/]: {len(report.incomplete_chunks)} chunk(s) incomplete: {', '.join(report.incomplete_chunks[:10])}")
+    if report.removed_inputs:
+        console.print(f"note: {len(report.removed_inputs)} input(s) removed since the run (e.g. {report.removed_inputs[0]}): "
+                      "these OpenAI Batch lines need none; --format records and Parquet do")
     if report.mismatched_chunks:
         console.print(f"[red]mismatch[/]: output count differs from the done marker in chunk(s) {', '.join(report.mismatched_chunks)}")
 

@@ -26,7 +26,7 @@ from chunkpilot import answer_columns, layout
 from chunkpilot.engines import loads_model
 from chunkpilot.errors import ChunkpilotError, ConfigError, InputError, NotFoundError, StoreError
 from chunkpilot.formats import get_format, units_before
-from chunkpilot.inputs import check_pin
+from chunkpilot.inputs import InputDigest, check_pin
 from chunkpilot.layout import PartName
 from chunkpilot.model import ResolvedModel, check_pinned, resolve_pinned
 from chunkpilot.output import error_line, line_outcome, ok_line, position_of_line, record_error_line
@@ -129,6 +129,7 @@ class ChunkRun:
         self.held_saved: list[Position] = []  # positions in this attempt's held object
         self.held_fresh = 0  # of them, answered by this process
         self.custom_id_hashes = array("Q")  # every record's, in input order, for _SUCCESS
+        self.input_digest = InputDigest()  # of every input byte the chunk's records came from, for _SUCCESS
         self.started = time.monotonic()
         self.last_commit = self.started
         self.last_commit_wall = time.time()
@@ -237,6 +238,7 @@ class ChunkRun:
         defaults, prompt = self.spec.sampling, PromptSpec.from_dict(self.spec.prompt)
         records = get_format(self.spec.input_format).records(self.spec.inputs, self.manifest, prompt.columns())
         for record in records:
+            self.input_digest.add(record.raw)
             if record.blank:
                 self.counters.skipped_blank += 1
                 continue
@@ -398,6 +400,7 @@ class ChunkRun:
             finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             custom_id_hashes=encode_hashes(self.custom_id_hashes),
             error_codes=dict(self.error_codes),
+            input_digest=self.input_digest.hexdigest(),
         )
         wrote = self._retry(lambda: self.store.put_if_absent(layout.done_marker(self.chunk), marker.to_json()))
         log.info(

@@ -8,7 +8,8 @@ part names (interval, record and error-line counts) and into each chunk's done m
 * ``copy``: laying a chunk's parts into the output file by that plan;
 * ``verify``: markers against what was written, and duplicate custom_ids from their hashes.
 
-Checked: every chunk is done (or ``allow_partial``); each chunk's records written equal its
+Checked first (``guard``): the inputs match their pins, and the output is neither an input nor
+inside the run's folder. Then: every chunk is done (or ``allow_partial``); each chunk's records written equal its
 marker's count and its number of custom_id hashes; each part copied has the size the listing
 gave. Only chunks without a marker (``allow_partial``) have their lines read, to hash their
 custom_ids here.
@@ -27,6 +28,7 @@ from chunkpilot.prompts import PromptSpec
 from chunkpilot.spec import encode_hashes
 from chunkpilot.store import Store, split_object_uri
 from launcher.collect.copy import Copier, done_chunks, lay_out_chunk, parts_by_chunk
+from launcher.collect.guard import check_inputs, check_output
 from launcher.collect.records import RecordsJsonWriter, merged_records
 from launcher.collect.records import Tally as RecordsTally
 from launcher.collect.verify import custom_ids_at, read_markers
@@ -47,6 +49,7 @@ class CollectReport:
     incomplete_chunks: list[str] = field(default_factory=list)
     mismatched_chunks: list[str] = field(default_factory=list)  # output count != done marker's count
     bytes: int = 0
+    removed_inputs: list[str] = field(default_factory=list)  # gone since submit; the OpenAI format needs none
     chunk_offsets: list[int] = field(default_factory=list, repr=False)  # where each chunk starts in the output
 
 
@@ -72,6 +75,9 @@ def collect(run: OpenRun, path: str, allow_partial: bool = False, max_examples: 
     fmt = output_format(path, fmt)
     if fmt not in FORMATS:
         raise OutputError(f"unknown output format {fmt!r}: use one of {', '.join(FORMATS)}")
+    check_output(run.spec, run.run_uri, path)
+    # --allow-partial or not: answers of another input are no answers.
+    removed = check_inputs(run.spec, reads_inputs=fmt != "openai")
     chunks = sorted(run.spec.chunk_ids, key=lambda c: c + "/")  # the order a listing of out/ gives them
     done = done_chunks(run.run_store, set(chunks))
     incomplete = [c for c in chunks if c not in done]
@@ -105,6 +111,7 @@ def collect(run: OpenRun, path: str, allow_partial: bool = False, max_examples: 
             raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from exc
         raise
     report.incomplete_chunks = incomplete
+    report.removed_inputs = removed
     if report.duplicate_example_records:
         mismatched = {chunks.index(c) for c in report.mismatched_chunks}  # positions there are not the marker's
         report.duplicate_examples = custom_ids_at(
@@ -144,6 +151,7 @@ def collect_to(run: OpenRun, output: str, allow_partial: bool = False, **options
     file, then uploaded in one atomic, multipart put). ``options`` go to ``collect``."""
     if not output.startswith("s3://"):
         return collect(run, output, allow_partial, **options)
+    check_output(run.spec, run.run_uri, output)
     store, key = split_object_uri(output)
     if not key or key.endswith("/"):
         raise OutputError(f"-o {output}: name the object to write, e.g. s3://bucket/results/run.jsonl")
