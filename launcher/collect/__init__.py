@@ -28,6 +28,7 @@ from chunkpilot.prompts import PromptSpec
 from chunkpilot.spec import encode_hashes
 from chunkpilot.store import Store, split_object_uri
 from launcher.collect.copy import Copier, done_chunks, lay_out_chunk, parts_by_chunk
+from launcher.collect.duplicates import duplicate_custom_ids
 from launcher.collect.guard import check_inputs, check_output
 from launcher.collect.records import RecordsJsonWriter, merged_records
 from launcher.collect.records import Tally as RecordsTally
@@ -94,9 +95,9 @@ def collect(run: OpenRun, path: str, allow_partial: bool = False, max_examples: 
         try:
             key = output_key or PromptSpec.from_dict(run.spec.prompt).output_key
             if fmt == "records":
-                report = _collect_records(run, done, fd, key)
+                report = _collect_records(run, chunks, done, fd, key, max_examples)
             elif fmt == "parquet":
-                report = _collect_parquet(run, done, fd, key)
+                report = _collect_parquet(run, chunks, done, fd, key, max_examples)
             else:
                 report = _collect_into(run.run_store, chunks, done, fd, max_examples)
         finally:
@@ -120,26 +121,36 @@ def collect(run: OpenRun, path: str, allow_partial: bool = False, max_examples: 
     return report
 
 
-def _collect_parquet(run: OpenRun, done: set[str], fd: int, output_key: str) -> CollectReport:
+def _collect_parquet(run: OpenRun, chunks: list[str], done: set[str], fd: int, output_key: str, max_examples: int) -> CollectReport:
     from launcher.collect.parquet import write_parquet
 
-    report, tally = CollectReport(), RecordsTally()
-    report.records, report.errors = write_parquet(run.spec, run.run_store, done, fd, output_key, tally)
-    report.ok = report.records - report.errors
-    report.skipped_blank = tally.blank
-    report.mismatched_chunks = sorted(tally.missing or {})
-    report.bytes = os.fstat(fd).st_size
-    return report
+    def write(report: CollectReport, tally: RecordsTally) -> None:
+        report.records, report.errors = write_parquet(run.spec, run.run_store, done, fd, output_key, tally)
+        report.bytes = os.fstat(fd).st_size
+
+    return _with_duplicates(run, chunks, done, max_examples, write)
 
 
-def _collect_records(run: OpenRun, done: set[str], fd: int, output_key: str) -> CollectReport:
+def _collect_records(run: OpenRun, chunks: list[str], done: set[str], fd: int, output_key: str, max_examples: int) -> CollectReport:
+    def write(report: CollectReport, tally: RecordsTally) -> None:
+        with os.fdopen(os.dup(fd), "wb", buffering=1 << 20) as out:
+            writer = RecordsJsonWriter(out, output_key)
+            for row in merged_records(run.spec, run.run_store, done, tally):
+                report.bytes += writer.write(row)
+                report.records += 1
+                report.errors += row.error is not None
+
+    return _with_duplicates(run, chunks, done, max_examples, write)
+
+
+def _with_duplicates(run: OpenRun, chunks: list[str], done: set[str], max_examples: int, write) -> CollectReport:
+    """``write(report, tally)`` the records, counting duplicate custom_ids beside it (a thread): the
+    same count the OpenAI format gives (``duplicates``)."""
     report, tally = CollectReport(), RecordsTally()
-    with os.fdopen(os.dup(fd), "wb", buffering=1 << 20) as out:
-        writer = RecordsJsonWriter(out, output_key)
-        for row in merged_records(run.spec, run.run_store, done, tally):
-            report.bytes += writer.write(row)
-            report.records += 1
-            report.errors += row.error is not None
+    with ThreadPoolExecutor(1, thread_name_prefix="collect-dups") as pool:
+        duplicates = pool.submit(duplicate_custom_ids, run.run_store, chunks, done, max_examples)
+        write(report, tally)
+        report.duplicate_custom_ids, report.duplicate_examples = duplicates.result()
     report.ok = report.records - report.errors
     report.skipped_blank = tally.blank
     report.mismatched_chunks = sorted(tally.missing or {})

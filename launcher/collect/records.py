@@ -90,7 +90,7 @@ def chunks_with_answers(spec: RunSpec, run_store: Store, done: set[str], tally: 
     for chunk, parts in parts_by_chunk(run_store, chunks):
         manifest = ChunkManifest.from_json(run_store.get(layout.manifest(chunk)))
         check_ranges(spec, manifest)
-        lines = output_lines(run_store, parts) if chunk in done else iter(())
+        lines = output_lines(run_store, parts)  # a chunk not done keeps what its parts answered, as OpenAI lines do
         yield manifest, Answers(chunk, lines, chunk in done, tally), _recorded_digest(run_store, chunk, done)
 
 
