@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from chunkpilot.errors import IncompleteRunError, OutputError
 from chunkpilot.prompts import PromptSpec
 from chunkpilot.spec import encode_hashes
-from chunkpilot.store import Store, split_object_uri
+from chunkpilot.store import Store, default_store_uri, split_object_uri
 from launcher.collect.copy import Copier, done_chunks, lay_out_chunk, parts_by_chunk
 from launcher.collect.duplicates import duplicate_custom_ids
 from launcher.collect.guard import check_inputs, check_output
@@ -34,7 +34,7 @@ from launcher.collect.records import RecordsJsonWriter, merged_records
 from launcher.collect.records import Tally as RecordsTally
 from launcher.collect.verify import custom_ids_at, read_markers
 from launcher.dupcount import CounterProcess
-from launcher.runs import OpenRun
+from launcher.runs import RESUBMIT, OpenRun, stopped_chunks, why_stopped
 
 
 @dataclass
@@ -83,12 +83,7 @@ def collect(run: OpenRun, path: str, allow_partial: bool = False, max_examples: 
     done = done_chunks(run.run_store, set(chunks))
     incomplete = [c for c in chunks if c not in done]
     if incomplete and not allow_partial:
-        shown = ", ".join(incomplete[:10])
-        more = "" if len(incomplete) <= 10 else f" and {len(incomplete) - 10} more"
-        raise IncompleteRunError(
-            f"{len(incomplete)} of {len(chunks)} chunk(s) are not done ({shown}{more}): "
-            "run `launcher watch` to finish them, or pass --allow-partial"
-        )
+        raise IncompleteRunError(incomplete_message(run, chunks, incomplete))
     tmp = f"{path}.partial"
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
@@ -119,6 +114,26 @@ def collect(run: OpenRun, path: str, allow_partial: bool = False, max_examples: 
             path, [r for r in report.duplicate_example_records if r >> 32 not in mismatched], report.chunk_offsets
         )
     return report
+
+
+def incomplete_message(run: OpenRun, chunks: list[str], incomplete: list[str]) -> str:
+    """Why collect refuses a run with chunks not done, and what would finish them: ``launcher watch``
+    only for chunks it can still finish, never for those a worker stopped for good."""
+    stopped = stopped_chunks(run.run_store, incomplete)
+    going = [c for c in incomplete if c not in stopped]
+    where = "" if run.store_uri == default_store_uri() else f" --store {run.store_uri}"
+    advice = []
+    if going:
+        advice.append(f"{len(going)} can still finish ({_listed(going)}): run `launcher watch {run.spec.run_id}{where}`")
+    if stopped:
+        advice.append(f"{len(stopped)} stopped for good ({_listed(list(stopped))}; {why_stopped(stopped)}): "
+                      f"`launcher watch` cannot finish them; {RESUBMIT.replace('nothing resumes it', 'nothing resumes them')}")
+    return (f"{len(incomplete)} of {len(chunks)} chunk(s) are not done: {'; '.join(advice)}. "
+            "Or pass --allow-partial to collect what is answered")
+
+
+def _listed(chunks: list[str]) -> str:
+    return ", ".join(chunks[:10]) + ("" if len(chunks) <= 10 else f" and {len(chunks) - 10} more")
 
 
 def _collect_parquet(run: OpenRun, chunks: list[str], done: set[str], fd: int, output_key: str, max_examples: int) -> CollectReport:
