@@ -34,6 +34,7 @@ from launcher.collect.records import RecordsJsonWriter, merged_records
 from launcher.collect.records import Tally as RecordsTally
 from launcher.collect.verify import custom_ids_at, read_markers
 from launcher.dupcount import CounterProcess
+from launcher.outfile import write_atomically
 from launcher.runs import RESUBMIT, OpenRun, stopped_chunks, why_stopped
 
 
@@ -70,8 +71,8 @@ def collect(run: OpenRun, path: str, allow_partial: bool = False, max_examples: 
 
     ``fmt``: ``openai`` (OpenAI Batch output lines, copied from the parts), ``records`` (the
     input records with their answers as JSON Lines, ``launcher.collect.records``) or ``parquet``
-    (the same as Parquet, ``launcher.collect.parquet``); None: by ``path``'s suffix. Atomic: the
-    output appears whole under ``path`` or not at all.
+    (the same as Parquet, ``launcher.collect.parquet``); None: by ``path``'s suffix. Written as
+    ``launcher.outfile`` writes: its folder created, whole or not at all, mode 0644 less umask.
     """
     fmt = output_format(path, fmt)
     if fmt not in FORMATS:
@@ -84,28 +85,16 @@ def collect(run: OpenRun, path: str, allow_partial: bool = False, max_examples: 
     incomplete = [c for c in chunks if c not in done]
     if incomplete and not allow_partial:
         raise IncompleteRunError(incomplete_message(run, chunks, incomplete))
-    tmp = f"{path}.partial"
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        try:
-            key = output_key or PromptSpec.from_dict(run.spec.prompt).output_key
-            if fmt == "records":
-                report = _collect_records(run, chunks, done, fd, key, max_examples)
-            elif fmt == "parquet":
-                report = _collect_parquet(run, chunks, done, fd, key, max_examples)
-            else:
-                report = _collect_into(run.run_store, chunks, done, fd, max_examples)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException as exc:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        if isinstance(exc, OSError):  # the output's own file system: full, read-only, a missing folder
-            raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from exc
-        raise
+    key = output_key or PromptSpec.from_dict(run.spec.prompt).output_key
+
+    def write(fd: int) -> CollectReport:
+        if fmt == "records":
+            return _collect_records(run, chunks, done, fd, key, max_examples)
+        if fmt == "parquet":
+            return _collect_parquet(run, chunks, done, fd, key, max_examples)
+        return _collect_into(run.run_store, chunks, done, fd, max_examples)
+
+    report = write_atomically(path, write)
     report.incomplete_chunks = incomplete
     report.removed_inputs = removed
     if report.duplicate_example_records:
