@@ -156,6 +156,10 @@ def plan_summary(plan) -> str:
         from chunkpilot.formats import data_suffixes
 
         lines.append(f"skipped {len(plan.skipped)} file(s) that are not {'/'.join(data_suffixes())}: {shown}")
+    if plan.hidden:
+        shown = ", ".join(plan.hidden[:5]) + (f" and {len(plan.hidden) - 5} more" if len(plan.hidden) > 5 else "")
+        lines.append(f"skipped {len(plan.hidden)} hidden file(s) (names starting with '.' or '_'; name one directly "
+                     f"to include it): {shown}")
     lines += [f"warning: {warning}" for warning in plan.warnings]
     return "\n".join(lines)
 

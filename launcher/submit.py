@@ -96,6 +96,7 @@ class Plan:
     probe_bytes: int  # bytes read to look at each input's start and align split points: nothing else is read
     skipped: list[str] = field(default_factory=list)  # files in input folders/prefixes that are not data
     warnings: list[str] = field(default_factory=list)  # inputs whose first record is not a JSON object
+    hidden: list[str] = field(default_factory=list)  # hidden files there named like data, left out
 
 
 def new_run_id(name: str | None, now: float | None = None) -> str:
@@ -189,7 +190,7 @@ def plan_run(options: SubmitOptions) -> Plan:
         prompt=prompt.to_dict(),
         task=options.task,
     )
-    return Plan(spec, manifests, planned.bytes_read + sniffed, resolved.skipped, warnings)
+    return Plan(spec, manifests, planned.bytes_read + sniffed, resolved.skipped, warnings, resolved.hidden)
 
 
 def prompt_spec(options: SubmitOptions) -> PromptSpec:
