@@ -46,12 +46,14 @@ def cases(w):
         ("collect onto its input", ("collect", "done", "--store", store, "-o", path), "is an input of run done"),
         ("collect into the run", ("collect", "done", "--store", store, "-o", store / "done" / "x.jsonl"), "inside run done's folder"),
         ("changed input", ("collect", "changed", "--store", store, "-o", root / "c.jsonl"), "changed.jsonl"),
+        ("regex echo cannot follow", (*submit, "--regex", "(?=a)b"), "the echo engine cannot build an answer"),
+        ("output folder under a file", ("collect", "done", "--store", store, "-o", path / "x.jsonl"), "cannot write"),
         ("changed input, partial", ("collect", "changed", "--store", store, "-o", root / "c.jsonl", "--allow-partial",
                                     "--format", "records"), "changed.jsonl"),
     ]
 
 
-@pytest.mark.parametrize("index", range(7))
+@pytest.mark.parametrize("index", range(9))
 def test_each_refusal_is_one_line_without_a_traceback(world, index):
     name, argv, says = cases(world)[index]
     result = launcher(*argv)
