@@ -71,7 +71,9 @@ def _finalize(value: Any) -> Any:
 
 @lru_cache(maxsize=8)
 def compile_template(text: str):
-    """The sandboxed template for ``text``; ConfigError saying where it does not parse."""
+    """The sandboxed template for ``text`` — the one environment submit checks and workers render
+    with. ConfigError, one line, for a template that does not parse or names a filter or test the
+    environment lacks (Jinja itself would let one inside an ``if`` through until a record reaches it)."""
     from jinja2 import StrictUndefined, TemplateSyntaxError, meta
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -79,10 +81,26 @@ def compile_template(text: str):
                                         keep_trailing_newline=False)
     try:
         parsed = env.parse(text)
+        _check_names(env, parsed)
+        template = env.from_string(text)
     except TemplateSyntaxError as exc:
         raise ConfigError(f"--prompt-template does not parse: {exc.message} (line {exc.lineno})") from None
     used = meta.find_undeclared_variables(parsed)
-    return env.from_string(text), frozenset(used - {"record"}), "record" in used
+    return template, frozenset(used - {"record"}), "record" in used
+
+
+def _check_names(env, parsed) -> None:
+    """ConfigError for the first filter or test ``parsed`` uses that ``env`` does not have."""
+    import difflib
+
+    from jinja2 import nodes
+
+    for node in parsed.find_all((nodes.Filter, nodes.Test)):
+        kind, known = ("filter", env.filters) if isinstance(node, nodes.Filter) else ("test", env.tests)
+        if node.name not in known:
+            close = difflib.get_close_matches(node.name, list(known), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; known {kind}s: {', '.join(sorted(known))}"
+            raise ConfigError(f"--prompt-template uses an unknown {kind} {node.name!r} (line {node.lineno}){hint}")
 
 
 def render(spec: PromptSpec, fields: dict[str, Any]) -> str:

@@ -206,6 +206,7 @@ class SuccessMarker:
     custom_id_hashes: str = ""
     error_codes: dict[str, int] = field(default_factory=dict)
     units: int = 0
+    input_digest: str = ""
 
     def to_json(self) -> bytes:
         return dumps(asdict(self))

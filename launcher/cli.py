@@ -465,17 +465,26 @@ def collect(run_id, store_uri, output, fmt, output_key, allow_partial):
 def cancel(run_id, store_uri):
     """Pause RUN: stop its jobs and keep watch from relaunching them. Committed results stay.
 
-    `launcher watch RUN` resumes it where it stopped.
+    `launcher watch RUN` resumes it where it stopped. A finished run (every chunk done, or
+    failed for good) is left as it is.
 
     \b
     Examples:
       launcher cancel run-20261203-101500-3f2a
       launcher watch run-20261203-101500-3f2a        # later: carry on
     """
-    from launcher.runs import open_run
+    from launcher.runs import open_run, run_entry, why_stopped
     from launcher.watch import pause
 
     run = open_run(store_uri, run_id)
+    entry = run_entry(run)
+    if entry.state == "done":
+        err.print(f"{run_id} is finished: all {entry.chunks_done} chunk(s) done; nothing to cancel")
+        return
+    if entry.state == "failed":
+        err.print(f"{run_id} is finished: it failed ({escape(why_stopped(entry.stopped))}) and nothing of it runs; "
+                  "nothing to cancel")
+        return
     asked = pause(run, make_backend(run.spec, store_uri), "cancelled by `launcher cancel`")
     where = _store_arg(store_uri)
     err.print(f"paused {run_id}: asked {asked} job(s) to stop; committed results stay. "
@@ -496,22 +505,38 @@ def runs(store_uri, as_json):
     """
     from rich.table import Table
 
-    from launcher.runs import list_runs
+    from launcher.runs import RESUBMIT, list_runs, why_stopped
 
     found = list_runs(store_uri)
     if as_json:
         click.echo(json.dumps([{"run_id": r.spec.run_id, "created_at": r.spec.created_at, "state": r.state,
                                 "chunks": len(r.spec.chunks), "chunks_done": r.chunks_done, "engine": r.spec.engine,
-                                "model": r.spec.model, "backend": r.spec.backend} for r in found], indent=1))
+                                "model": r.spec.model, "backend": r.spec.backend,
+                                "failure": _failure(r) if r.state == "failed" else None} for r in found], indent=1))
         return
     table = Table(title=f"runs in {store_uri}", title_justify="left")
     for col in ("run", "created", "state", "chunks", "input", "engine:model", "backend"):
         table.add_column(col, no_wrap=col in ("run", "created"), overflow="fold")
     for r in found:
         s = r.spec
-        table.add_row(s.run_id, s.created_at, r.state, f"{r.chunks_done}/{len(s.chunks)}", _hb(sum(p.size for p in s.inputs)),
+        state = r.state if r.state != "failed" else f"[red]failed[/] ({escape(_failure(r)['why'])})"
+        table.add_row(s.run_id, s.created_at, state, f"{r.chunks_done}/{len(s.chunks)}", _hb(sum(p.size for p in s.inputs)),
                       f"{s.engine}:{s.model}", s.backend)
     console.print(table)
+    for r in found:
+        if r.state == "failed":
+            console.print(f"{r.spec.run_id} failed: {len(r.stopped)} chunk(s) stopped ({escape(why_stopped(r.stopped))}); "
+                          f"{RESUBMIT}")
+
+
+def _failure(entry) -> dict:
+    """Why a failed run stopped, for ``runs``: the fail-fast code (if that is what stopped it), the
+    first reason, and the command that resumes it — none exists (``launcher.runs``)."""
+    from launcher.runs import fail_fast_code
+
+    code = fail_fast_code(entry.stopped)
+    return {"fail_fast_code": code, "why": f"fail-fast: {code}" if code else "stopped: configuration error",
+            "reason": next(iter(entry.stopped.values()), ""), "resume_command": None}
 
 
 def main() -> None:

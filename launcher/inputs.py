@@ -2,7 +2,9 @@
 
 A file named directly, or matched by a glob the user wrote, is taken whatever its name. A folder
 or an ``s3://`` prefix contributes only files of the formats chunkpilot reads (``chunkpilot.formats``);
-the others are reported as skipped, never silently planned as records.
+the others are reported as skipped, never silently planned as records. Hidden files (``.x``, ``_x``:
+Hadoop's bookkeeping) are passed over too; those named like data (``_part.jsonl``) are reported,
+so a user who meant them as data sees they were left out.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ class ResolvedInputs:
 
     pins: list[InputPin]
     skipped: list[str] = field(default_factory=list)
+    hidden: list[str] = field(default_factory=list)  # hidden files named like data, left out
 
 
 def resolve_inputs(specs: list[str]) -> ResolvedInputs:
@@ -48,19 +51,25 @@ def resolve_inputs(specs: list[str]) -> ResolvedInputs:
         raise InputError("no input given: name one or more JSONL files, folders, globs or s3:// prefixes")
     pins: list[InputPin] = []
     skipped: list[str] = []
+    hidden: list[str] = []
     for spec in specs:
         found, passed_over = _resolve_s3(spec) if spec.startswith("s3://") else _resolve_local(spec)
+        hid = [p for p in passed_over if _hidden(p.rsplit("/", 1)[-1])]
+        passed_over = [p for p in passed_over if p not in set(hid)]
+        hidden.extend(hid)
         skipped.extend(passed_over)
         if not found:
             detail = (f": it holds {len(passed_over)} file(s) but none named {'/'.join('*' + s for s in data_suffixes())}"
                       f" (e.g. {passed_over[0]})" if passed_over else "")
+            if hid:
+                detail += f"{';' if detail else ':'} hidden files are left out (e.g. {hid[0]}): name one directly to include it"
             raise InputError(f"input {spec!r} matches no files{detail}")
         pins.extend(found)
     seen: set[str] = set()
     unique = [p for p in pins if not (p.uri in seen or seen.add(p.uri))]
     if sum(p.size for p in unique) == 0:
         raise InputError(f"inputs are empty ({len(unique)} file(s), 0 bytes): nothing to run")
-    return ResolvedInputs(unique, skipped)
+    return ResolvedInputs(unique, skipped, hidden)
 
 
 def _resolve_local(spec: str) -> tuple[list[InputPin], list[str]]:
@@ -74,6 +83,8 @@ def _resolve_local(spec: str) -> tuple[list[InputPin], list[str]]:
             dirnames[:] = sorted(d for d in dirnames if not _hidden(d))
             for f in filenames:
                 if _hidden(f):
+                    if is_data_file(f):  # reported apart (resolve_inputs)
+                        skipped.append(os.path.join(dirpath, f))
                     continue
                 (paths if is_data_file(f) else skipped).append(os.path.join(dirpath, f))
         paths.sort()
@@ -124,7 +135,11 @@ def _data_objects(objects) -> tuple[list, list[str]]:
     data, skipped = [], []
     for o in objects:
         name = o.key.rsplit("/", 1)[-1]
-        if _hidden(name) or o.key.endswith("/"):
+        if o.key.endswith("/"):
+            continue
+        if _hidden(name):
+            if is_data_file(name):  # reported apart (resolve_inputs)
+                skipped.append(o.key)
             continue
         if is_data_file(name):
             data.append(o)

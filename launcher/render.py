@@ -174,6 +174,10 @@ def plan_summary(plan) -> str:
         from chunkpilot.formats import data_suffixes
 
         lines.append(f"skipped {len(plan.skipped)} file(s) that are not {'/'.join(data_suffixes())}: {shown}")
+    if plan.hidden:
+        shown = ", ".join(plan.hidden[:5]) + (f" and {len(plan.hidden) - 5} more" if len(plan.hidden) > 5 else "")
+        lines.append(f"skipped {len(plan.hidden)} hidden file(s) (names starting with '.' or '_'; name one directly "
+                     f"to include it): {shown}")
     lines += [f"warning: {warning}" for warning in plan.warnings]
     return "\n".join(lines)
 
@@ -230,6 +234,9 @@ def collect_summary(console: Console, report: CollectReport, path: str) -> None:
         )
     if report.incomplete_chunks:
         console.print(f"[yellow]partial[/]: {len(report.incomplete_chunks)} chunk(s) incomplete: {', '.join(report.incomplete_chunks[:10])}")
+    if report.removed_inputs:
+        console.print(f"note: {len(report.removed_inputs)} input(s) removed since the run (e.g. {report.removed_inputs[0]}): "
+                      "these OpenAI Batch lines need none; --format records and Parquet do")
     if report.mismatched_chunks:
         console.print(f"[red]mismatch[/]: output count differs from the done marker in chunk(s) {', '.join(report.mismatched_chunks)}")
 

@@ -1,14 +1,29 @@
-"""Finding runs in a store and opening one."""
+"""Finding runs in a store, opening one, and saying what state it is in and what can move it on.
+
+A chunk a worker stopped for good (its heartbeat says ``failed``: worker exit 2, fail-fast or a
+configuration error) is relaunched by nothing — ``watch`` retries no configuration error, and
+the fail-fast threshold is the run's own (``run.json``), which no option of ``watch`` reaches.
+So a run whose unfinished chunks are all stopped so is *failed*, not incomplete, and advice
+never points at ``launcher watch`` for it.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 
 from chunkpilot import layout
 from chunkpilot.errors import ChunkpilotError, NotFoundError, RunNotFoundError
 from chunkpilot.names import validate_run_name
-from chunkpilot.spec import CancelMarker, ResumeAllowance, RunSpec
+from chunkpilot.spec import CancelMarker, Progress, ResumeAllowance, RunSpec
 from chunkpilot.store import Store, open_store
+
+READ_CONCURRENCY = 16
+# The worker's fail-fast reason (worker/run.py ``_check_fail_fast``) names the one error code.
+_FAIL_FAST = re.compile(r"the first \d+ records all failed with ([\w.-]+)")
+RESUBMIT = ("nothing resumes it (watch relaunches no chunk stopped this way): fix the input or options and submit "
+            "a new run (--max-error-rate 1 turns fail-fast off)")
 
 
 @dataclass(frozen=True)
@@ -53,26 +68,76 @@ def open_run(store_uri: str, run_id: str) -> OpenRun:
     return OpenRun(store_uri, run_store, spec)
 
 
+def stopped_chunks(run_store: Store, chunks: list[str]) -> dict[str, str]:
+    """Those of ``chunks`` a worker stopped for good, each with its reason (from their heartbeats)."""
+
+    def read(chunk: str) -> Progress | None:
+        try:
+            return Progress.from_json(run_store.get(layout.progress(chunk)))
+        except (NotFoundError, ValueError, TypeError):
+            return None
+
+    if not chunks:
+        return {}
+    with ThreadPoolExecutor(min(READ_CONCURRENCY, len(chunks)), thread_name_prefix="run-state") as pool:
+        beats = list(pool.map(read, chunks))
+    return {chunk: beat.reason for chunk, beat in zip(chunks, beats) if beat is not None and beat.state == "failed"}
+
+
+def fail_fast_code(reasons: dict[str, str]) -> str | None:
+    """The error code the chunks stopped fail-fast on, when they all did on one code."""
+    codes = {m.group(1) if (m := _FAIL_FAST.search(reason)) else None for reason in reasons.values()}
+    return codes.pop() if len(codes) == 1 and None not in codes else None
+
+
+def why_stopped(reasons: dict[str, str]) -> str:
+    """What stopped these chunks, in a few words: ``fail-fast on CODE`` or the first reason."""
+    code = fail_fast_code(reasons)
+    if code is not None:
+        return f"fail-fast on {code}: the first records of each failed with {code}"
+    first = next(iter(reasons.values()), "")
+    return first if len(first) <= 200 else first[:197] + "..."
+
+
 @dataclass(frozen=True)
 class RunEntry:
-    """A run as ``launcher runs`` lists it."""
+    """A run as ``launcher runs`` lists it; ``stopped``: its chunks stopped for good, with why."""
 
     spec: RunSpec
     chunks_done: int
     paused: bool
+    stopped: dict[str, str] = field(default_factory=dict)
 
     @property
     def state(self) -> str:
+        """done; failed (every chunk not done was stopped for good: only a new run can finish it);
+        paused; or incomplete (something can still finish it)."""
         if self.chunks_done >= len(self.spec.chunks):
             return "done"
+        if self.stopped and self.chunks_done + len(self.stopped) >= len(self.spec.chunks):
+            return "failed"
         return "paused" if self.paused else "incomplete"
+
+    @property
+    def finished(self) -> bool:
+        """Nothing more will happen to it without a new run."""
+        return self.state in ("done", "failed")
+
+
+def run_entry(run: OpenRun) -> RunEntry:
+    """One run's entry, from a listing of its outputs and the heartbeats of its chunks not done."""
+    done = {chunk for chunk, name in map(layout.parse_output, run.run_store.keys(layout.OUTPUTS)) if name == layout.DONE_NAME}
+    chunks_done = sum(c in done for c in run.spec.chunk_ids)
+    stopped = stopped_chunks(run.run_store, [c for c in run.spec.chunk_ids if c not in done])
+    return RunEntry(run.spec, chunks_done, run.cancelled, stopped)
 
 
 def list_runs(store_uri: str) -> list[RunEntry]:
-    """Every run in the store, oldest first, from one listing of the store (plus each run.json)."""
+    """Every run in the store, oldest first, from one listing of the store (plus each run.json, and
+    the heartbeats of the chunks not done)."""
     store = open_store(store_uri)
     runs: list[str] = []
-    done: dict[str, int] = {}
+    done: dict[str, set[str]] = {}
     paused: set[str] = set()
     for key in store.keys(""):
         run_id, run_key = layout.split_run_key(key)
@@ -81,12 +146,14 @@ def list_runs(store_uri: str) -> list[RunEntry]:
         elif run_key == layout.CANCELLED:
             paused.add(run_id)
         elif run_key.startswith(layout.OUTPUTS) and layout.parse_output(run_key)[1] == layout.DONE_NAME:
-            done[run_id] = done.get(run_id, 0) + 1
+            done.setdefault(run_id, set()).add(layout.parse_output(run_key)[0])
     entries = []
     for run_id in runs:
         try:
             spec = RunSpec.from_json(store.get(layout.run_key(run_id, layout.RUN_SPEC)))
         except (ValueError, KeyError, TypeError, ChunkpilotError):
             continue
-        entries.append(RunEntry(spec, done.get(run_id, 0), run_id in paused))
+        finished = done.get(run_id, set())
+        stopped = stopped_chunks(store.child(run_id), [c for c in spec.chunk_ids if c not in finished])
+        entries.append(RunEntry(spec, sum(c in finished for c in spec.chunk_ids), run_id in paused, stopped))
     return sorted(entries, key=lambda e: e.spec.created_at)

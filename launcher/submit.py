@@ -96,6 +96,7 @@ class Plan:
     probe_bytes: int  # bytes read to look at each input's start and align split points: nothing else is read
     skipped: list[str] = field(default_factory=list)  # files in input folders/prefixes that are not data
     warnings: list[str] = field(default_factory=list)  # inputs whose first record is not a JSON object
+    hidden: list[str] = field(default_factory=list)  # hidden files there named like data, left out
 
 
 def new_run_id(name: str | None, now: float | None = None) -> str:
@@ -149,6 +150,7 @@ def plan_run(options: SubmitOptions) -> Plan:
     open_store(options.store_uri).check_writable()
     run_id = new_run_id(options.run_name)
     prompt = prompt_spec(options)
+    _check_echo_constraint(options.engine, prompt)
     pin = pin_run_model(options.engine, options.model, options.backend, options.allow_unpinned, options.task)
     resolved = resolve_inputs(list(options.inputs))
     fmt = choose_format(resolved.pins)
@@ -193,7 +195,7 @@ def plan_run(options: SubmitOptions) -> Plan:
         prompt=prompt.to_dict(),
         task=options.task,
     )
-    return Plan(spec, manifests, planned.bytes_read + sniffed, resolved.skipped, warnings)
+    return Plan(spec, manifests, planned.bytes_read + sniffed, resolved.skipped, warnings, resolved.hidden)
 
 
 def prompt_spec(options: SubmitOptions) -> PromptSpec:
@@ -231,6 +233,18 @@ def prompt_spec(options: SubmitOptions) -> PromptSpec:
     return PromptSpec(template=template, input_key=options.input_key, system=system, raw=options.raw_prompt,
                       output_key=options.output_key, constraint=_constraint(options), id_key=options.id_key or "custom_id",
                       task=options.task)
+
+
+def _check_echo_constraint(engine: str, prompt: PromptSpec) -> None:
+    """ConfigError for a --regex the echo engine cannot answer: it builds a matching string
+    (``chunkpilot.regex_example``) and would otherwise fail every record."""
+    from chunkpilot.regex_example import regex_example
+
+    regex = (prompt.constraint or {}).get("regex")
+    if engine == "echo" and regex is not None and regex_example(regex) is None:
+        raise ConfigError(f"--regex {regex!r}: the echo engine cannot build an answer it matches (it follows literals, "
+                          "classes, repeats, alternatives, groups and backreferences, not lookarounds or conditionals); "
+                          "use another --regex or --engine vllm")
 
 
 def check_fields(prompt: PromptSpec, fields: tuple[str, ...], explicit_id_key: bool) -> None:

@@ -30,6 +30,7 @@ from typing import Callable, Iterator, Protocol
 from chunkpilot import answer_columns, layout
 from chunkpilot.errors import NotFoundError, StoreError
 from chunkpilot.formats import get_format, units_before
+from chunkpilot.inputs import InputDigest
 from chunkpilot.layout import PartName
 from chunkpilot.output import error_line, line_outcome, ok_line, position_of_line, record_error_line
 from chunkpilot.prompts import PromptSpec
@@ -162,6 +163,7 @@ class ChunkRun:
         self.held_saved: list[Position] = []  # positions in this attempt's held object
         self.held_fresh = 0  # of them, answered by this process
         self.custom_id_hashes = array("Q")  # every record's, in input order, for _SUCCESS
+        self.input_digest = InputDigest()  # of every input byte the chunk's records came from, for _SUCCESS
         self.started = time.monotonic()
         self.last_commit = self.started
         self.last_commit_wall = time.time()
@@ -271,6 +273,7 @@ class ChunkRun:
         defaults, prompt = self.spec.sampling, PromptSpec.from_dict(self.spec.prompt)
         records = get_format(self.spec.input_format).records(self.spec.inputs, self.manifest, prompt.columns())
         for record in records:
+            self.input_digest.add(record.raw)
             if record.blank:
                 self.counters.skipped_blank += 1
                 continue
@@ -442,6 +445,7 @@ class ChunkRun:
             finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             custom_id_hashes=encode_hashes(self.custom_id_hashes),
             error_codes=dict(self.error_codes),
+            input_digest=self.input_digest.hexdigest(),
         )
         wrote = self._retry(lambda: self.store.put_if_absent(layout.done_marker(self.chunk), marker.to_json()))
         log.info(

@@ -77,9 +77,11 @@ def decode_line(position, end, line: bytes) -> Record:
     except UnicodeDecodeError as exc:
         return Record(position, end, error=("invalid_utf8", f"line is not valid UTF-8 (byte {exc.start})"), raw=line)
     try:
-        obj = json.loads(decoded)
+        # Without its line ending: an error at the end of a cut-off line is at its last column, as
+        # Python's parser says of the line itself (not at "line 2 column 1").
+        obj = json.loads(decoded.rstrip("\r\n"))
     except json.JSONDecodeError as exc:
-        return Record(position, end, error=("invalid_json", f"line is not valid JSON: {exc.msg} at column {exc.colno}"), raw=line)
+        return Record(position, end, error=("invalid_json", f"line is not valid JSON: {exc.msg} (column {exc.colno})"), raw=line)
     if not isinstance(obj, dict):
         return Record(position, end, error=("not_an_object", f"expected a JSON object, got {type(obj).__name__}"), raw=line)
     return Record(position, end, fields=obj, raw=line)

@@ -104,7 +104,9 @@ def _number(name: str, value: Any, low: float | None = None, high: float | None 
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise Invalid("invalid_parameter", f"{name} must be a number, got {value!r}")
     if (low is not None and value < low) or (high is not None and value > high):
-        raise Invalid("invalid_request", f"{name} must be between {low} and {high}, got {value!r}")
+        bound = (f"between {low:g} and {high:g}" if low is not None and high is not None
+                 else f"≥ {low:g}" if low is not None else f"≤ {high:g}")
+        raise Invalid("invalid_request", f"{name} must be {bound}, got {value!r}")
     return float(value)
 
 

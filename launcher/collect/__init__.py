@@ -8,7 +8,8 @@ part names (interval, record and error-line counts) and into each chunk's done m
 * ``copy``: laying a chunk's parts into the output file by that plan;
 * ``verify``: markers against what was written, and duplicate custom_ids from their hashes.
 
-Checked: every chunk is done (or ``allow_partial``); each chunk's records written equal its
+Checked first (``guard``): the inputs match their pins, and the output is neither an input nor
+inside the run's folder. Then: every chunk is done (or ``allow_partial``); each chunk's records written equal its
 marker's count and its number of custom_id hashes; each part copied has the size the listing
 gave. Only chunks without a marker (``allow_partial``) have their lines read, to hash their
 custom_ids here.
@@ -25,13 +26,16 @@ from dataclasses import dataclass, field
 from chunkpilot.errors import IncompleteRunError, OutputError
 from chunkpilot.prompts import PromptSpec
 from chunkpilot.spec import encode_hashes
-from chunkpilot.store import Store, split_object_uri
+from chunkpilot.store import Store, default_store_uri, split_object_uri
 from launcher.collect.copy import Copier, done_chunks, lay_out_chunk, parts_by_chunk
+from launcher.collect.duplicates import duplicate_custom_ids
+from launcher.collect.guard import check_inputs, check_output
 from launcher.collect.records import RecordsJsonWriter, merged_records
 from launcher.collect.records import Tally as RecordsTally
 from launcher.collect.verify import custom_ids_at, read_markers
 from launcher.dupcount import CounterProcess
-from launcher.runs import OpenRun
+from launcher.outfile import write_atomically
+from launcher.runs import RESUBMIT, OpenRun, stopped_chunks, why_stopped
 
 
 @dataclass
@@ -47,6 +51,7 @@ class CollectReport:
     incomplete_chunks: list[str] = field(default_factory=list)
     mismatched_chunks: list[str] = field(default_factory=list)  # output count != done marker's count
     bytes: int = 0
+    removed_inputs: list[str] = field(default_factory=list)  # gone since submit; the OpenAI format needs none
     chunk_offsets: list[int] = field(default_factory=list, repr=False)  # where each chunk starts in the output
 
 
@@ -66,45 +71,32 @@ def collect(run: OpenRun, path: str, allow_partial: bool = False, max_examples: 
 
     ``fmt``: ``openai`` (OpenAI Batch output lines, copied from the parts), ``records`` (the
     input records with their answers as JSON Lines, ``launcher.collect.records``) or ``parquet``
-    (the same as Parquet, ``launcher.collect.parquet``); None: by ``path``'s suffix. Atomic: the
-    output appears whole under ``path`` or not at all.
+    (the same as Parquet, ``launcher.collect.parquet``); None: by ``path``'s suffix. Written as
+    ``launcher.outfile`` writes: its folder created, whole or not at all, mode 0644 less umask.
     """
     fmt = output_format(path, fmt)
     if fmt not in FORMATS:
         raise OutputError(f"unknown output format {fmt!r}: use one of {', '.join(FORMATS)}")
+    check_output(run.spec, run.run_uri, path)
+    # --allow-partial or not: answers of another input are no answers.
+    removed = check_inputs(run.spec, reads_inputs=fmt != "openai")
     chunks = sorted(run.spec.chunk_ids, key=lambda c: c + "/")  # the order a listing of out/ gives them
     done = done_chunks(run.run_store, set(chunks))
     incomplete = [c for c in chunks if c not in done]
     if incomplete and not allow_partial:
-        shown = ", ".join(incomplete[:10])
-        more = "" if len(incomplete) <= 10 else f" and {len(incomplete) - 10} more"
-        raise IncompleteRunError(
-            f"{len(incomplete)} of {len(chunks)} chunk(s) are not done ({shown}{more}): "
-            "run `launcher watch` to finish them, or pass --allow-partial"
-        )
-    tmp = f"{path}.partial"
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        try:
-            key = output_key or PromptSpec.from_dict(run.spec.prompt).output_key
-            if fmt == "records":
-                report = _collect_records(run, done, fd, key)
-            elif fmt == "parquet":
-                report = _collect_parquet(run, done, fd, key)
-            else:
-                report = _collect_into(run.run_store, chunks, done, fd, max_examples)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException as exc:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        if isinstance(exc, OSError):  # the output's own file system: full, read-only, a missing folder
-            raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from exc
-        raise
+        raise IncompleteRunError(incomplete_message(run, chunks, incomplete))
+    key = output_key or PromptSpec.from_dict(run.spec.prompt).output_key
+
+    def write(fd: int) -> CollectReport:
+        if fmt == "records":
+            return _collect_records(run, chunks, done, fd, key, max_examples)
+        if fmt == "parquet":
+            return _collect_parquet(run, chunks, done, fd, key, max_examples)
+        return _collect_into(run.run_store, chunks, done, fd, max_examples)
+
+    report = write_atomically(path, write)
     report.incomplete_chunks = incomplete
+    report.removed_inputs = removed
     if report.duplicate_example_records:
         mismatched = {chunks.index(c) for c in report.mismatched_chunks}  # positions there are not the marker's
         report.duplicate_examples = custom_ids_at(
@@ -113,26 +105,56 @@ def collect(run: OpenRun, path: str, allow_partial: bool = False, max_examples: 
     return report
 
 
-def _collect_parquet(run: OpenRun, done: set[str], fd: int, output_key: str) -> CollectReport:
+def incomplete_message(run: OpenRun, chunks: list[str], incomplete: list[str]) -> str:
+    """Why collect refuses a run with chunks not done, and what would finish them: ``launcher watch``
+    only for chunks it can still finish, never for those a worker stopped for good."""
+    stopped = stopped_chunks(run.run_store, incomplete)
+    going = [c for c in incomplete if c not in stopped]
+    where = "" if run.store_uri == default_store_uri() else f" --store {run.store_uri}"
+    advice = []
+    if going:
+        advice.append(f"{len(going)} can still finish ({_listed(going)}): run `launcher watch {run.spec.run_id}{where}`")
+    if stopped:
+        advice.append(f"{len(stopped)} stopped for good ({_listed(list(stopped))}; {why_stopped(stopped)}): "
+                      f"`launcher watch` cannot finish them; {RESUBMIT.replace('nothing resumes it', 'nothing resumes them')}")
+    return (f"{len(incomplete)} of {len(chunks)} chunk(s) are not done: {'; '.join(advice)}. "
+            "Or pass --allow-partial to collect what is answered")
+
+
+def _listed(chunks: list[str]) -> str:
+    return ", ".join(chunks[:10]) + ("" if len(chunks) <= 10 else f" and {len(chunks) - 10} more")
+
+
+def _collect_parquet(run: OpenRun, chunks: list[str], done: set[str], fd: int, output_key: str, max_examples: int) -> CollectReport:
     from launcher.collect.parquet import write_parquet
 
-    report, tally = CollectReport(), RecordsTally()
-    report.records, report.errors = write_parquet(run.spec, run.run_store, done, fd, output_key, tally)
-    report.ok = report.records - report.errors
-    report.skipped_blank = tally.blank
-    report.mismatched_chunks = sorted(tally.missing or {})
-    report.bytes = os.fstat(fd).st_size
-    return report
+    def write(report: CollectReport, tally: RecordsTally) -> None:
+        report.records, report.errors = write_parquet(run.spec, run.run_store, done, fd, output_key, tally)
+        report.bytes = os.fstat(fd).st_size
+
+    return _with_duplicates(run, chunks, done, max_examples, write)
 
 
-def _collect_records(run: OpenRun, done: set[str], fd: int, output_key: str) -> CollectReport:
+def _collect_records(run: OpenRun, chunks: list[str], done: set[str], fd: int, output_key: str, max_examples: int) -> CollectReport:
+    def write(report: CollectReport, tally: RecordsTally) -> None:
+        with os.fdopen(os.dup(fd), "wb", buffering=1 << 20) as out:
+            writer = RecordsJsonWriter(out, output_key)
+            for row in merged_records(run.spec, run.run_store, done, tally):
+                report.bytes += writer.write(row)
+                report.records += 1
+                report.errors += row.error is not None
+
+    return _with_duplicates(run, chunks, done, max_examples, write)
+
+
+def _with_duplicates(run: OpenRun, chunks: list[str], done: set[str], max_examples: int, write) -> CollectReport:
+    """``write(report, tally)`` the records, counting duplicate custom_ids beside it (a thread): the
+    same count the OpenAI format gives (``duplicates``)."""
     report, tally = CollectReport(), RecordsTally()
-    with os.fdopen(os.dup(fd), "wb", buffering=1 << 20) as out:
-        writer = RecordsJsonWriter(out, output_key)
-        for row in merged_records(run.spec, run.run_store, done, tally):
-            report.bytes += writer.write(row)
-            report.records += 1
-            report.errors += row.error is not None
+    with ThreadPoolExecutor(1, thread_name_prefix="collect-dups") as pool:
+        duplicates = pool.submit(duplicate_custom_ids, run.run_store, chunks, done, max_examples)
+        write(report, tally)
+        report.duplicate_custom_ids, report.duplicate_examples = duplicates.result()
     report.ok = report.records - report.errors
     report.skipped_blank = tally.blank
     report.mismatched_chunks = sorted(tally.missing or {})
@@ -144,6 +166,7 @@ def collect_to(run: OpenRun, output: str, allow_partial: bool = False, **options
     file, then uploaded in one atomic, multipart put). ``options`` go to ``collect``."""
     if not output.startswith("s3://"):
         return collect(run, output, allow_partial, **options)
+    check_output(run.spec, run.run_uri, output)
     store, key = split_object_uri(output)
     if not key or key.endswith("/"):
         raise OutputError(f"-o {output}: name the object to write, e.g. s3://bucket/results/run.jsonl")

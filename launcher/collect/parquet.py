@@ -305,7 +305,8 @@ def _one_chunk(array):
 class RunAnswers:
     """The run's answers as Arrow arrays, in input order, loaded a group of parts at a time (the next
     group in a thread while this one is taken) and taken a batch of input rows at a time. Chunks
-    that are not done (``--allow-partial``) hold none. ``close`` when done."""
+    that are not done (``--allow-partial``) hold what their parts hold, as in the OpenAI format.
+    ``close`` when done."""
 
     def __init__(self, spec: RunSpec, store: Store, done: set[str], tally: Tally, schema):
         import bisect
@@ -324,7 +325,6 @@ class RunAnswers:
         # Which parts have answer columns: a second listing, streamed beside that of the parts.
         columns = by_chunk(((layout.parse_output(key)[0], key) for key in store.keys(layout.ANSWER_COLUMNS)), chunks)
         self.groups = ((group, set(keys)) for (chunk, parts), (_, keys) in zip(parts_by_chunk(store, chunks), columns)
-                       if chunk in done
                        for group in _grouped([s for s in merge_plan(parts, read_all=True) if not isinstance(s, Drop)]))
         self.buffer: list = []  # [sources, offsets, answers, errors, next row]
         # The next group loads in a thread of its own while this one is taken.

@@ -16,13 +16,15 @@ from dataclasses import dataclass
 from typing import Any, Iterator
 
 from chunkpilot import layout
-from chunkpilot.errors import OutputError
+from chunkpilot.errors import OutputError, StoreError
 from chunkpilot.formats import Record, get_format
+from chunkpilot.inputs import InputDigest
 from chunkpilot.layout import PartName
 from chunkpilot.output import answer_of, position_of_id
-from chunkpilot.spec import ChunkManifest, Position, RunSpec
+from chunkpilot.spec import ChunkManifest, Position, RunSpec, SuccessMarker
 from chunkpilot.store import ObjectInfo, Store
 from launcher.collect.copy import parts_by_chunk
+from launcher.collect.guard import check_digest, check_ranges
 from launcher.collect.merge import Copy, Keep, merge_plan
 
 NOT_ANSWERED = {"code": "not_answered", "message": "its chunk is not done: collected with --allow-partial"}
@@ -80,25 +82,40 @@ class Answers:
 
 
 def chunks_with_answers(spec: RunSpec, run_store: Store, done: set[str], tally: "Tally"
-                        ) -> Iterator[tuple[ChunkManifest, Answers]]:
-    """Each chunk's manifest, in order, with the stream of its answers."""
+                        ) -> Iterator[tuple[ChunkManifest, Answers, str]]:
+    """Each chunk's manifest, in order, with the stream of its answers and the digest of its input
+    bytes its worker recorded ("" for a chunk not done, or none recorded)."""
     tally.missing = {}
     chunks = sorted(spec.chunk_ids, key=lambda c: c + "/")
     for chunk, parts in parts_by_chunk(run_store, chunks):
         manifest = ChunkManifest.from_json(run_store.get(layout.manifest(chunk)))
-        lines = output_lines(run_store, parts) if chunk in done else iter(())
-        yield manifest, Answers(chunk, lines, chunk in done, tally)
+        check_ranges(spec, manifest)
+        lines = output_lines(run_store, parts)  # a chunk not done keeps what its parts answered, as OpenAI lines do
+        yield manifest, Answers(chunk, lines, chunk in done, tally), _recorded_digest(run_store, chunk, done)
+
+
+def _recorded_digest(run_store: Store, chunk: str, done: set[str]) -> str:
+    if chunk not in done:
+        return ""
+    try:
+        return SuccessMarker.from_json(run_store.get(layout.done_marker(chunk))).input_digest
+    except (ValueError, TypeError) as exc:
+        raise StoreError(f"{run_store.uri}/{layout.done_marker(chunk)} is not a done marker chunkpilot wrote: {exc}") from exc
 
 
 def merged_records(spec: RunSpec, run_store: Store, done: set[str], tally: "Tally") -> Iterator[Merged]:
-    """Every non-blank input record of the run, in order, joined with its answer."""
+    """Every non-blank input record of the run, in order, joined with its answer. InputError (after
+    the chunk's rows) if a chunk's input bytes are not those its worker answered (``guard.check_digest``)."""
     fmt = get_format(spec.input_format)
-    for manifest, answers in chunks_with_answers(spec, run_store, done, tally):
+    for manifest, answers, recorded in chunks_with_answers(spec, run_store, done, tally):
+        digest = InputDigest()
         for record in fmt.records(spec.inputs, manifest):
+            digest.add(record.raw)
             if record.blank:
                 tally.blank += 1
                 continue
             yield _merged(record, *answers.take(record.position))
+        check_digest(spec, manifest, recorded, digest.hexdigest())
 
 
 def _merged(record: Record, answer: Any, error: dict[str, Any] | None) -> Merged:

@@ -7,12 +7,11 @@ one in progress.
 
 from __future__ import annotations
 
-import os
-import tempfile
-
 from chunkpilot.errors import OutputError
 from chunkpilot.store import split_object_uri
+from chunkpilot.store.base import pwrite_all
 from launcher.backends.base import Backend
+from launcher.outfile import write_atomically
 from launcher.pricing import Price
 from launcher.runs import OpenRun
 
@@ -36,12 +35,4 @@ def write_report(html: str, output: str) -> int:
             raise OutputError(f"-o {output}: name the object to write, e.g. s3://bucket/reports/run.html")
         store.put(key, body)
         return len(body)
-    folder = os.path.dirname(os.path.abspath(output))
-    try:
-        os.makedirs(folder, exist_ok=True)
-        with tempfile.NamedTemporaryFile("wb", dir=folder, delete=False, suffix=".tmp") as f:
-            f.write(body)
-        os.replace(f.name, output)
-    except OSError as exc:
-        raise OutputError(f"cannot write {output}: {exc.strerror or exc}") from exc
-    return len(body)
+    return write_atomically(output, lambda fd: pwrite_all(fd, body, 0))

@@ -171,3 +171,18 @@ def test_blank_lines_bom_and_objects():
     assert decode_line((0, 0), (0, 20), b'\xef\xbb\xbf{"prompt": "x"}\n').fields == {"prompt": "x"}
     bom_mid_file = decode_line((0, 9), (0, 29), b'\xef\xbb\xbf{"prompt": "x"}\n')
     assert bom_mid_file.error[0] == "invalid_json", "only a file's first line may start with a BOM"
+
+
+@pytest.mark.parametrize("line", [
+    b'{"custom_id": "r1", "prompt": "hello there"\n',  # cut after a value, newline kept
+    b'{"custom_id": "r1", "prompt": "hello there"\r\n',
+    b'{"custom_id": "r1", "prompt": "hello there"',  # the file's last line, no newline
+    b'{"custom_id": "r1", "prompt": "hel\n',
+])
+def test_a_cut_off_line_reports_the_column_pythons_parser_gives_for_the_line(line):
+    with pytest.raises(json.JSONDecodeError) as exc:
+        json.loads(line.rstrip(b"\r\n").decode())
+    record = decode_line((0, 0), (0, len(line)), line)
+    assert record.error[0] == "invalid_json"
+    assert record.error[1] == f"line is not valid JSON: {exc.value.msg} (column {exc.value.colno})"
+    assert exc.value.colno > 1

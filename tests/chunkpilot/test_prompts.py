@@ -121,3 +121,20 @@ def test_run_level_constraints_are_checked_at_submit():
 def test_every_answer_is_checked_against_its_constraint(constraint, text, value, ok):
     parsed, problem = check_answer(constraint, text)
     assert parsed == value and (problem is None) == ok, problem
+
+
+@pytest.mark.parametrize("template,says", [
+    ('{{ tags | joinn(", ") }}', "unknown filter 'joinn' (line 1); did you mean 'join'?"),
+    ("{% if x is nosuchtest %}y{% endif %}", "unknown test 'nosuchtest' (line 1)"),
+    ("a\n{% if x %}{{ x | upperr }}{% endif %}", "unknown filter 'upperr' (line 2); did you mean 'upper'?"),
+    ("{% filter shout %}x{% endfilter %}", "unknown filter 'shout'"),
+])
+def test_unknown_filters_and_tests_are_refused_when_compiled_even_inside_an_if(template, says):
+    with pytest.raises(ConfigError) as exc:
+        compile_template(template)
+    assert says in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_known_filters_and_tests_compile_and_render():
+    spec = PromptSpec(template="{% if tags is defined and tags is iterable %}{{ tags | join(', ') | upper }}{% endif %}")
+    assert render(spec, {"tags": ["a", "b"]}) == "A, B"

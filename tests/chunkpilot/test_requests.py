@@ -158,3 +158,13 @@ def test_embedding_output_is_shaped_as_run_batch_writes_it():
     from chunkpilot.output import answer_of
 
     assert answer_of(line) == ([[0.5, -0.25], [1.0, 0.0]], None)
+
+
+@pytest.mark.parametrize("params,says", [
+    ({"temperature": -1}, "temperature must be ≥ 0, got -1"),
+    ({"top_p": 1.5}, "top_p must be between 0 and 1, got 1.5"),
+    ({"frequency_penalty": -3}, "frequency_penalty must be between -2 and 2, got -3"),
+])
+def test_an_out_of_range_sampling_value_names_its_bound(params, says):
+    out = request_from_record((0, 0), {"prompt": "hi", **params}, {"max_tokens": 4})
+    assert isinstance(out, RecordError) and out.message == says

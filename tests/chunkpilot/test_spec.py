@@ -53,7 +53,7 @@ def test_manifest_marker_heartbeat_and_part_names_are_pinned():
     assert json.loads(marker.to_json()) == {
         "chunk": "0001", "attempt": 2, "records": 3, "skipped_blank": 1, "ok": 2, "errors": 1, "resumed_records": 0,
         "prompt_tokens": 10, "completion_tokens": 5, "seconds": 1.5, "finished_at": "2026-12-03T10:00:00+00:00",
-        "custom_id_hashes": "AAAAAAAAAAA=", "error_codes": {"invalid_json": 1}, "units": 131,
+        "custom_id_hashes": "AAAAAAAAAAA=", "error_codes": {"invalid_json": 1}, "units": 131, "input_digest": "",
     }
     beat = Progress("0001", 2, "running", records_done=2, units_done=100, units_total=131, tokens_per_s=3.5,
                     updated_at=1.0, error_codes={"invalid_json": 1})

@@ -102,8 +102,9 @@ def test_partial_collect_hashes_custom_ids_of_unfinished_chunks(tmp_path, make_r
 def test_an_unwritable_output_is_one_clear_error(tmp_path, make_run, mixed_input):
     run = make_run([mixed_input], chunks=1)
     finish(run, ["0000"])
-    with pytest.raises(OutputError, match="cannot write .*no-such-folder"):
-        collect(run, str(tmp_path / "no-such-folder" / "out.jsonl"))
+    (tmp_path / "a-file").write_text("a folder cannot be made under a file")
+    with pytest.raises(OutputError, match="cannot write .*a-file/out.jsonl"):
+        collect(run, str(tmp_path / "a-file" / "out.jsonl"))
 
 
 def test_a_corrupt_marker_fails_cleanly_without_hanging_or_leaving_a_file(tmp_path, make_run, mixed_input):

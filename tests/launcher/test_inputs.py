@@ -89,3 +89,30 @@ def test_submit_warns_about_a_file_that_is_not_jsonl(tmp_path, cli):
     csv.write_text("id,title\n1,hello\n")
     result = cli("submit", csv, "--chunks", 1, "--engine", "echo", "--store", tmp_path / "runs", "--dry-run")
     assert f"warning: {csv} does not look like JSON Lines: it looks like CSV/TSV (first line: 'id,title')" in result.output
+
+
+def test_hidden_files_named_like_data_are_listed_as_skipped(tmp_path, cli):
+    folder = _folder(tmp_path / "data")
+    (folder / "_part.jsonl").write_text('{"prompt": "p"}\n')
+    resolved = resolve_inputs([str(folder)])
+    assert [h.rsplit("/", 1)[-1] for h in resolved.hidden] == [".hidden.jsonl", "_part.jsonl"]  # not _SUCCESS
+    assert "_part.jsonl" not in " ".join(p.uri for p in resolved.pins)
+    result = cli("submit", folder, "--chunks", 1, "--engine", "echo", "--store", tmp_path / "runs", "--dry-run")
+    line = next(line for line in result.output.splitlines() if "hidden file(s)" in line)
+    assert line.startswith("skipped 2 hidden file(s)") and "_part.jsonl" in line and ".hidden.jsonl" in line
+    assert "_SUCCESS" not in result.output
+    assert len(resolve_inputs([str(folder / "_part.jsonl")]).pins) == 1  # named directly, it is taken
+
+
+def test_a_folder_of_only_hidden_data_says_so(tmp_path):
+    (tmp_path / "only").mkdir()
+    (tmp_path / "only" / "_x.jsonl").write_text('{"prompt": "p"}\n')
+    with pytest.raises(InputError, match=r"hidden files are left out \(e.g. .*_x.jsonl\)"):
+        resolve_inputs([str(tmp_path / "only")])
+
+
+def test_hidden_objects_under_an_s3_prefix_are_listed(s3_bucket, s3_admin_client):
+    for key in ("in/a.jsonl", "in/_b.jsonl", "in/_SUCCESS"):
+        s3_admin_client.put_object(Bucket=s3_bucket, Key=key, Body=b'{"prompt": "a"}\n')
+    resolved = resolve_inputs([f"s3://{s3_bucket}/in/"])
+    assert resolved.hidden == [f"s3://{s3_bucket}/in/_b.jsonl"] and resolved.skipped == []

@@ -8,6 +8,7 @@ real engine in tests/worker/test_vllm_engine.py.
 from __future__ import annotations
 
 import json
+import re
 import os
 import signal
 import time
@@ -116,14 +117,17 @@ def test_structured_answers_are_checked_and_stored_parsed(tmp_path, store_uri, c
     rows = read_jsonl(_collect(cli, store_uri, "ch", tmp_path / "ch.jsonl", "--format", "records"))
     assert {r["response"] for r in rows} <= {"yes", "no"} and len(rows) == 40
 
-    # echo does not follow a regex: every answer fails the worker's check, as an error line.
-    result = cli("submit", path, "--chunks", 1, "--engine", "echo", "--store", store_uri, "--run-name", "rx",
-                 "--input-key", "text", "--regex", "[0-9]+", "--max-error-rate", 1, "--watch")
-    assert "invalid_structured_output 40" in result.output
+    # echo follows a regex: each answer is a string the regex matches in full.
+    regex = r"(ID|id)-[0-9]{3}-[a-f]+"
+    cli("submit", path, "--chunks", 1, "--engine", "echo", "--store", store_uri, "--run-name", "rx",
+        "--input-key", "text", "--regex", regex, "--watch")
     rows = read_jsonl(_collect(cli, store_uri, "rx", tmp_path / "rx.jsonl", "--format", "records"))
-    assert all(r["response_error"]["code"] == "invalid_structured_output" for r in rows)
-    assert "does not match the regex" in rows[0]["response_error"]["message"]
-    assert "finish_reason: stop" in rows[0]["response_error"]["message"]
+    assert len(rows) == 40 and all(r["response_error"] is None and re.fullmatch(regex, r["response"]) for r in rows)
+    # ... and refuses at submit, one line, a regex it cannot build an answer for, instead of failing every record.
+    result = cli("submit", path, "--chunks", 1, "--engine", "echo", "--store", store_uri, "--run-name", "rx2",
+                 "--input-key", "text", "--regex", "(?=a)b", expect=1)
+    assert "the echo engine cannot build an answer it matches" in result.output
+    assert len(result.output.strip().splitlines()) == 1
 
 
 def _collect(cli, store_uri, run, out, *extra) -> Path:

@@ -243,3 +243,20 @@ def test_a_report_of_a_run_in_progress_opens_in_headless_chromium(preempted_run,
     labels = page.evaluate("() => Chart.getChart('timeline').data.labels")
     assert labels == [f"{i:04d}" for i in range(CHUNKS)]
     context.close()
+
+
+def test_a_short_runs_timeline_ticks_are_distinct(tmp_path, store_uri, cli, browser):
+    from tests.conftest import write_jsonl
+
+    path = write_jsonl(tmp_path / "in.jsonl", [{"prompt": f"p {i}"} for i in range(6)])
+    cli("submit", path, "--chunks", 2, "--engine", "echo", "--store", store_uri, "--run-name", "short", "--watch")
+    out = tmp_path / "short.html"
+    cli("report", "short", "--store", store_uri, "-o", out)
+    page = browser.new_page()
+    page.goto(out.as_uri())
+    page.wait_for_function("window.chunkpilotReport && window.chunkpilotReport.charts.length === 2")
+    for chart in ("timeline", "throughput"):
+        ticks = page.evaluate(f"() => Chart.getChart('{chart}').scales.x.ticks.map(t => t.label)")
+        assert len(ticks) >= 3 and len(set(ticks)) == len(ticks), ticks
+        assert all(t.endswith("s") for t in ticks), ticks
+    page.close()

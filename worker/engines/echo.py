@@ -1,7 +1,8 @@
 """A deterministic engine without a model, for plumbing checks and fast tests.
 
 It answers each request with its own prompt (or last message) reversed word by
-word, cut to ``max_tokens`` words. Options: ``delay`` seconds per step (to mimic a
+word, cut to ``max_tokens`` words (finish_reason ``length`` then, else ``stop``), or with an
+answer its structured-output constraint accepts (``echo_answer``). Options: ``delay`` seconds per step (to mimic a
 slow model), ``batch`` requests finished per step, ``straggle_every`` N and
 ``straggle_steps`` S (every N-th request added finishes only S steps later, as a
 long generation does in vLLM: answers then arrive out of input order), ``trace`` a
@@ -16,14 +17,22 @@ import time
 from collections import deque
 from typing import Any
 
+from chunkpilot.regex_example import regex_example
 from chunkpilot.requests import Request, Result
 
 
 def echo_text(request: Request) -> str:
-    """The request's prompt (or last message's text) with its words reversed, cut to ``max_tokens``
-    words — or, under a structured-output constraint, an answer that keeps it where echo can:
-    a choice picked by the text, ``{"echo": text}`` for any JSON object, a small instance of a
-    schema (``minimal_instance``). A regex is not followed (the worker's check then says so)."""
+    """The answer's text alone (``echo_answer``)."""
+    return echo_answer(request)[0]
+
+
+def echo_answer(request: Request) -> tuple[str, str]:
+    """(text, finish_reason) of a request: its prompt (or last message's text) with its words
+    reversed, cut to ``max_tokens`` words — finish_reason ``length`` when that cut something, as a
+    model stopped by max_tokens says. Under a structured-output constraint, an answer that keeps
+    it: a choice picked by the text, ``{"echo": text}`` for any JSON object, a small instance of a
+    schema (``minimal_instance``), a short string the regex matches (``regex_example``; where it
+    cannot build one the text is returned and the worker's check fails the record, saying so)."""
     source = request.messages[-1]["content"] if request.kind == "chat" and request.messages else request.prompt or ""
     words = str(source).split()[::-1]
     max_tokens = int(request.params.get("max_tokens") or 16)
@@ -31,12 +40,15 @@ def echo_text(request: Request) -> str:
     constraint = request.constraint or {}
     if "choice" in constraint:
         choices = constraint["choice"]
-        return choices[sum(map(ord, text)) % len(choices)]
+        return choices[sum(map(ord, text)) % len(choices)], "stop"
     if "json_object" in constraint:
-        return json.dumps({"echo": text})
+        return json.dumps({"echo": text}), "stop"
     if "json" in constraint:
-        return json.dumps(minimal_instance(constraint["json"], text))
-    return text
+        return json.dumps(minimal_instance(constraint["json"], text)), "stop"
+    if "regex" in constraint:
+        example = regex_example(constraint["regex"])
+        return (text, "stop") if example is None else (example, "stop")
+    return text, "length" if len(words) > max_tokens else "stop"
 
 
 ECHO_DIMENSIONS = 8
@@ -127,8 +139,8 @@ class EchoEngine:
                 words = sum(len(text.split()) for text in request.inputs or ())
                 done.append(Result(request_id=request_id, prompt_tokens=words, embeddings=vectors))
             else:
-                text = echo_text(request)
-                done.append(Result(request_id=request_id, text=text, finish_reason="stop",
+                text, finish_reason = echo_answer(request)
+                done.append(Result(request_id=request_id, text=text, finish_reason=finish_reason,
                                    prompt_tokens=len((request.prompt or str(request.messages)).split()),
                                    completion_tokens=len(text.split())))
             if self._trace:
