@@ -45,6 +45,15 @@ class InputPin:
     size: int
     etag: str
     units: int | None = None
+    # A compressed input (chunkpilot.formats.compressed): its compression, its size ``units`` is the
+    # decompressed size, and ``staged`` its pieces written at submit, ``(start, end, uri)`` each:
+    # decompressed bytes [start, end) of this input, zstd-compressed in the object at uri.
+    compression: str | None = None
+    staged: tuple[tuple[int, int, str], ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.staged is not None:  # JSON gives lists
+            object.__setattr__(self, "staged", tuple((int(a), int(b), str(u)) for a, b, u in self.staged))
 
     @property
     def length(self) -> int:

@@ -183,7 +183,7 @@ def submit(inputs, watch, dry_run, **given):
     from launcher.submit import SubmitOptions, plan_run, write_run
 
     options = SubmitOptions.from_cli(inputs, given)
-    plan = plan_run(options)
+    plan = plan_run(options, stage=not dry_run)
     spec, store_uri = plan.spec, options.store_uri
     err.print(plan_summary(plan), markup=False)
     sky_text = None

@@ -153,9 +153,10 @@ def plan_summary(plan) -> str:
     ]
     if plan.skipped:
         shown = ", ".join(plan.skipped[:5]) + (f" and {len(plan.skipped) - 5} more" if len(plan.skipped) > 5 else "")
-        from chunkpilot.formats import data_suffixes
+        from chunkpilot.formats import described_suffixes
 
-        lines.append(f"skipped {len(plan.skipped)} file(s) that are not {'/'.join(data_suffixes())}: {shown}")
+        lines.append(f"skipped {len(plan.skipped)} file(s) that are not {described_suffixes()}: {shown}")
+    lines += [f"note: {note}" for note in getattr(plan, "notes", ())]
     lines += [f"warning: {warning}" for warning in plan.warnings]
     return "\n".join(lines)
 

@@ -24,7 +24,7 @@ from chunkpilot.prompts import PromptSpec, compile_template, load_text
 from chunkpilot.requests import TASKS, RecordError, Request, custom_id_of, request_from_record
 from chunkpilot.requests.structured import check_constraint
 from chunkpilot.spec import DEFAULT_MAX_ERROR_RATE, ChunkManifest, ChunkSummary, InputPin, RunSpec
-from chunkpilot.store import open_store, split_object_uri
+from chunkpilot.store import Store, open_store, split_object_uri
 from launcher.backends import check_backend_name
 from launcher.inputs import choose_format, resolve_inputs
 
@@ -96,6 +96,7 @@ class Plan:
     probe_bytes: int  # bytes read to look at each input's start and align split points: nothing else is read
     skipped: list[str] = field(default_factory=list)  # files in input folders/prefixes that are not data
     warnings: list[str] = field(default_factory=list)  # inputs whose first record is not a JSON object
+    notes: list[str] = field(default_factory=list)  # what planning did that a person should know (staging)
 
 
 def new_run_id(name: str | None, now: float | None = None) -> str:
@@ -129,8 +130,10 @@ def pin_run_model(engine: str, model: str | None, backend: str = "local", allow_
     return pin_model(chosen, allow_unpinned=allow_unpinned)
 
 
-def plan_run(options: SubmitOptions) -> Plan:
-    """Resolve, check and plan everything; writes nothing."""
+def plan_run(options: SubmitOptions, stage: bool = True) -> Plan:
+    """Resolve, check and plan everything. Writes nothing but, when ``stage`` (not in a dry run),
+    the staged pieces of compressed inputs too big for one chunk, under the new run's folder
+    (``chunkpilot.formats.staging``): run.json and manifests come later, from ``write_run``."""
     from launcher.backends.local import default_local_parallel
 
     if options.chunks < 1:
@@ -150,7 +153,7 @@ def plan_run(options: SubmitOptions) -> Plan:
     resolved = resolve_inputs(list(options.inputs))
     fmt = choose_format(resolved.pins)
     warnings, sniffed = _sniff(resolved.pins, fmt)
-    planned = fmt.plan(resolved.pins, options.chunks)
+    planned = plan_inputs(fmt, resolved.pins, options.chunks, open_store(options.store_uri).child(run_id) if stage else None)
     pins, manifests = planned.pins or resolved.pins, planned.manifests
     if planned.fields is not None:
         check_fields(prompt, planned.fields, explicit_id_key=options.id_key is not None)
@@ -189,7 +192,15 @@ def plan_run(options: SubmitOptions) -> Plan:
         prompt=prompt.to_dict(),
         task=options.task,
     )
-    return Plan(spec, manifests, planned.bytes_read + sniffed, resolved.skipped, warnings)
+    return Plan(spec, manifests, planned.bytes_read + sniffed, resolved.skipped, warnings, list(planned.notes))
+
+
+def plan_inputs(fmt: InputFormat, pins: list[InputPin], chunks: int, run_store: Store | None):
+    """``fmt.plan``, with a folder for staged pieces where the format stages (JSON Lines); each
+    submit stages under its own random batch name, so a failed or repeated submit overwrites nothing."""
+    if fmt.name != "jsonl":
+        return fmt.plan(pins, chunks)
+    return fmt.plan(pins, chunks, stage=run_store, batch=secrets.token_hex(4))
 
 
 def prompt_spec(options: SubmitOptions) -> PromptSpec:
