@@ -50,10 +50,14 @@ class InputPin:
     # decompressed bytes [start, end) of this input, zstd-compressed in the object at uri.
     compression: str | None = None
     staged: tuple[tuple[int, int, str], ...] | None = None
+    # CSV/TSV: ``(row start, its line number)`` at each planned cut, so a worker names a bad row's line.
+    lines_at: tuple[tuple[int, int], ...] | None = None
 
-    def __post_init__(self) -> None:
-        if self.staged is not None:  # JSON gives lists
+    def __post_init__(self) -> None:  # JSON gives lists
+        if self.staged is not None:
             object.__setattr__(self, "staged", tuple((int(a), int(b), str(u)) for a, b, u in self.staged))
+        if self.lines_at is not None:
+            object.__setattr__(self, "lines_at", tuple((int(a), int(b)) for a, b in self.lines_at))
 
     @property
     def length(self) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from chunkpilot.errors import ConfigError
 from chunkpilot.formats.base import InputFormat, PlannedChunks, Record, units_before, units_between
+from chunkpilot.formats.delimited import DelimitedFormat
 from chunkpilot.formats.jsonl import JsonlFormat
 from chunkpilot.formats.parquet import ParquetFormat
 
@@ -43,6 +44,8 @@ def described_suffixes(glob: bool = False) -> str:
 
 register_format(JsonlFormat())
 register_format(ParquetFormat())
+register_format(DelimitedFormat("csv", ",", (".csv",)))
+register_format(DelimitedFormat("tsv", "\t", (".tsv", ".tab")))
 
 __all__ = ["InputFormat", "PlannedChunks", "Record", "units_before", "units_between", "register_format",
            "get_format", "format_of", "data_suffixes", "described_suffixes"]

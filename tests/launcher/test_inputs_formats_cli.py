@@ -1,0 +1,77 @@
+"""The input formats through the real CLI: CSV/TSV and compressed JSON Lines, submitted, run on the
+echo engine and collected."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+from pathlib import Path
+
+import zstandard
+
+
+def read_jsonl(path) -> list[dict]:
+    return [json.loads(line) for line in Path(path).read_bytes().splitlines()]
+
+
+def tricky_csv(path: Path, n: int = 300) -> list[dict]:
+    """A CSV with a BOM, quoted commas, quotes and newlines, and a ragged row at data row 100."""
+    rows = [{"id": str(i), "title": f'Item {i}, "quoted"', "body": f"line one of {i}\nline two, with comma"}
+            for i in range(n)]
+    buf = io.StringIO(newline="")
+    writer = csv.writer(buf, lineterminator="\r\n")
+    writer.writerow(["id", "title", "body"])
+    for i, r in enumerate(rows):
+        writer.writerow(r.values() if i != 100 else [r["id"], r["title"]])  # ragged: a field short
+    path.write_bytes(b"\xef\xbb\xbf" + buf.getvalue().encode())
+    return rows
+
+
+def test_csv_split_into_chunks_every_row_once_fields_intact_ragged_row_named(tmp_path, cli):
+    rows = tricky_csv(tmp_path / "items.csv")
+    store = tmp_path / "runs"
+    result = cli("submit", tmp_path / "items.csv", "--chunks", 5, "--engine", "echo", "--store", store,
+                 "--run-name", "csv", "--prompt-template", "{{ title }}: {{ body }}", "--watch", "--max-error-rate", 1)
+    assert "all 5 chunk(s) done" in result.output
+    spec = json.loads((store / "csv" / "run.json").read_text())
+    assert spec["input_format"] == "csv" and len(spec["chunks"]) == 5
+    cli("collect", "csv", "--store", store, "-o", tmp_path / "out.jsonl", "--format", "records")
+    out = read_jsonl(tmp_path / "out.jsonl")
+    assert len(out) == 300
+    # Data row 100 starts on line 2 + 100 rows x 2 lines each.
+    assert out[100] == {"response_input": '100,"Item 100, ""quoted"""', "response": None,
+                        "response_error": {"code": "ragged_row", "message": "line 202 has 2 field(s), the header has 3"}}
+    good = [r for i, r in enumerate(out) if i != 100]
+    assert [{k: r[k] for k in ("id", "title", "body")} for r in good] == [r for i, r in enumerate(rows) if i != 100]
+    assert all(r["response_error"] is None and list(r)[:3] == ["id", "title", "body"] for r in good)
+
+
+def test_csv_needs_a_column_for_the_prompt(tmp_path, cli):
+    tricky_csv(tmp_path / "items.csv", 10)
+    result = cli("submit", tmp_path / "items.csv", "--chunks", 1, "--engine", "echo", "--store", tmp_path / "runs",
+                 "--input-key", "text", expect=1)
+    assert "--input-key uses the field 'text', which the inputs do not have (columns: id, title, body)" in result.output
+
+
+def test_a_gzip_file_runs_like_its_plain_twin(tmp_path, cli):
+    lines = [json.dumps({"custom_id": f"r{i}", "prompt": f"hello {i}"}) for i in range(500)]
+    data = ("\n".join(lines) + "\n").encode()
+    (tmp_path / "p.jsonl").write_bytes(data)
+    (tmp_path / "p.jsonl.gz").write_bytes(gzip.compress(data))
+    store = tmp_path / "runs"
+    for name, path in (("plain", "p.jsonl"), ("packed", "p.jsonl.gz")):
+        cli("submit", tmp_path / path, "--chunks", 4, "--engine", "echo", "--store", store, "--run-name", name, "--watch")
+        cli("collect", name, "--store", store, "-o", tmp_path / f"{name}.jsonl")
+    strip = lambda rows: [(r["id"].rsplit("_", 2)[1:], r["custom_id"], r["response"]["body"]["choices"]) for r in rows]  # noqa: E731
+    assert strip(read_jsonl(tmp_path / "packed.jsonl")) == strip(read_jsonl(tmp_path / "plain.jsonl"))
+
+
+def test_a_corrupt_compressed_input_is_refused_at_submit(tmp_path, cli):
+    packed = zstandard.ZstdCompressor().compress(b'{"prompt": "x"}\n' * 5000)
+    (tmp_path / "cut.jsonl.zst").write_bytes(packed[:-5])
+    result = cli("submit", tmp_path / "cut.jsonl.zst", "--chunks", 2, "--engine", "echo", "--store", tmp_path / "runs",
+                 expect=1)
+    assert "cut.jsonl.zst: its zstd data ends early" in result.output
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
