@@ -430,7 +430,8 @@ def watch(run_id, store_uri, max_attempts, max_error_rate, interval, stuck_after
 @click.option("-o", "--output", required=True, help="Where to write: a local path or s3://bucket/key.")
 @click.option("--format", "fmt", type=click.Choice(["openai", "records", "parquet"]), default=None,
               help="openai: OpenAI Batch output lines. records: each input record with its answer merged in (JSON Lines). "
-                   "parquet: the same as Parquet. Default: parquet for -o *.parquet, else openai.")
+                   "parquet: the same as Parquet. Default: parquet for -o *.parquet, records for *.csv/*.tsv, else openai. "
+                   "-o *.gz/*.zst/*.bz2/*.xz compresses; -o *.csv/*.tsv writes a table (text as is, other values as JSON).")
 @click.option("--output-key", default=None, help="records: the answers' field (default: the run's --output-key, else 'response').")
 @click.option("--allow-partial", is_flag=True, help="Merge what is done even if some chunks are not.")
 @handle_errors
@@ -442,6 +443,8 @@ def collect(run_id, store_uri, output, fmt, output_key, allow_partial):
       launcher collect run-20261203-101500-3f2a -o results.jsonl
       launcher collect my-run -o reviews-answered.jsonl --format records   # your records + answers
       launcher collect my-run -o answered.parquet                           # the same, as Parquet
+      launcher collect my-run -o answered.csv                               # the same, as CSV
+      launcher collect my-run -o results.jsonl.gz                           # compressed (.gz, .zst)
       launcher collect my-run --store s3://bkt/runs -o s3://bkt/results/my-run.jsonl
       launcher collect my-run -o partial.jsonl --allow-partial
     """

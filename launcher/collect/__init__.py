@@ -17,6 +17,7 @@ custom_ids here.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -26,7 +27,9 @@ from chunkpilot.errors import IncompleteRunError, OutputError
 from chunkpilot.prompts import PromptSpec
 from chunkpilot.spec import encode_hashes
 from chunkpilot.store import Store, split_object_uri
+from chunkpilot.formats.compressed import strip_compression_suffix
 from launcher.collect.copy import Copier, done_chunks, lay_out_chunk, parts_by_chunk
+from launcher.collect.encode import encode, output_shape
 from launcher.collect.records import RecordsJsonWriter, merged_records
 from launcher.collect.records import Tally as RecordsTally
 from launcher.collect.verify import custom_ids_at, read_markers
@@ -69,6 +72,9 @@ def collect(run: OpenRun, path: str, allow_partial: bool = False, max_examples: 
     (the same as Parquet, ``launcher.collect.parquet``); None: by ``path``'s suffix. Atomic: the
     output appears whole under ``path`` or not at all.
     """
+    table, compression = output_shape(path)
+    if table is not None or compression is not None:
+        return _collect_encoded(run, path, allow_partial, max_examples, fmt, output_key, table, compression)
     fmt = output_format(path, fmt)
     if fmt not in FORMATS:
         raise OutputError(f"unknown output format {fmt!r}: use one of {', '.join(FORMATS)}")
@@ -110,6 +116,39 @@ def collect(run: OpenRun, path: str, allow_partial: bool = False, max_examples: 
         report.duplicate_examples = custom_ids_at(
             path, [r for r in report.duplicate_example_records if r >> 32 not in mismatched], report.chunk_offsets
         )
+    return report
+
+
+def _collect_encoded(run: OpenRun, path: str, allow_partial: bool, max_examples: int, fmt: str | None,
+                     output_key: str | None, table: str | None, compression: str | None) -> CollectReport:
+    """``collect`` into JSON Lines in a temporary folder beside ``path``, then streamed into ``path``
+    as the table and/or compression its name asks for (``launcher.collect.encode``). A table
+    defaults to ``records`` (the input's fields with the answers), a compressed file to what its
+    name without the compression suffix would get."""
+    inner = fmt or ("records" if table is not None else output_format(strip_compression_suffix(path), None))
+    if inner not in ("openai", "records"):
+        raise OutputError(f"-o {path}: {inner} output cannot be written as "
+                          f"{'CSV/TSV' if table else compression}: use --format records or openai")
+    key = output_key or PromptSpec.from_dict(run.spec.prompt).output_key
+    try:
+        folder = tempfile.mkdtemp(prefix=".collect-", dir=os.path.dirname(os.path.abspath(path)))
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from exc
+    partial = f"{path}.partial"
+    try:
+        merged = os.path.join(folder, "merged.jsonl")
+        report = collect(run, merged, allow_partial, max_examples, fmt=inner, output_key=key)
+        encode(merged, partial, table, compression, inner, key)
+        os.replace(partial, path)
+    except BaseException as exc:
+        if os.path.exists(partial):
+            os.unlink(partial)
+        if isinstance(exc, OSError):
+            raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from exc
+        raise
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    report.bytes = os.path.getsize(path)
     return report
 
 

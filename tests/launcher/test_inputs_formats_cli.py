@@ -75,3 +75,45 @@ def test_a_corrupt_compressed_input_is_refused_at_submit(tmp_path, cli):
                  expect=1)
     assert "cut.jsonl.zst: its zstd data ends early" in result.output
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def _run_small(tmp_path, cli, n=200) -> Path:
+    rows = [{"custom_id": f"r{i}", "prompt": f"hello, \"world\" {i}", "num": i, "tags": ["a", i]} for i in range(n)]
+    (tmp_path / "in.jsonl").write_bytes(b"".join(json.dumps(r).encode() + b"\n" for r in rows) + b"{broken\n")
+    store = tmp_path / "runs"
+    cli("submit", tmp_path / "in.jsonl", "--chunks", 3, "--engine", "echo", "--store", store, "--run-name", "out",
+        "--max-error-rate", 1, "--watch")
+    return store
+
+
+def test_collect_writes_compressed_outputs_that_decompress_to_the_plain_one(tmp_path, cli):
+    store = _run_small(tmp_path, cli)
+    for fmt in ("openai", "records"):
+        cli("collect", "out", "--store", store, "-o", tmp_path / f"plain.{fmt}.jsonl", "--format", fmt)
+        plain = (tmp_path / f"plain.{fmt}.jsonl").read_bytes()
+        cli("collect", "out", "--store", store, "-o", tmp_path / f"{fmt}.jsonl.gz", "--format", fmt)
+        cli("collect", "out", "--store", store, "-o", tmp_path / f"{fmt}.jsonl.zst", "--format", fmt)
+        assert gzip.decompress((tmp_path / f"{fmt}.jsonl.gz").read_bytes()) == plain
+        zst = (tmp_path / f"{fmt}.jsonl.zst").read_bytes()
+        assert zstandard.ZstdDecompressor().decompressobj().decompress(zst) == plain
+    # A compressed name alone keeps the default format: OpenAI Batch lines.
+    cli("collect", "out", "--store", store, "-o", tmp_path / "default.jsonl.gz")
+    assert gzip.decompress((tmp_path / "default.jsonl.gz").read_bytes()) == (tmp_path / "plain.openai.jsonl").read_bytes()
+    assert not list(tmp_path.glob(".collect-*")) and not list(tmp_path.glob("*.partial"))
+
+
+def test_collect_writes_csv_and_tsv_tables(tmp_path, cli):
+    store = _run_small(tmp_path, cli)
+    cli("collect", "out", "--store", store, "-o", tmp_path / "out.csv")
+    table = list(csv.reader(io.StringIO((tmp_path / "out.csv").read_text(encoding="utf-8"), newline="")))
+    assert table[0] == ["custom_id", "prompt", "num", "tags", "response", "response_error", "response_input"]
+    assert table[1][:4] == ["r0", 'hello, "world" 0', "0", '["a", 0]'] and table[1][4] and table[1][5] == ""
+    assert json.loads(table[-1][5])["code"] == "invalid_json" and table[-1][6] == "{broken"
+    assert len(table) == 1 + 201
+    cli("collect", "out", "--store", store, "-o", tmp_path / "out.tsv.gz", "--format", "openai")
+    rows = list(csv.reader(io.StringIO(gzip.decompress((tmp_path / "out.tsv.gz").read_bytes()).decode(), newline=""),
+                           delimiter="\t"))
+    assert rows[0] == ["id", "custom_id", "response", "error"] and len(rows) == 202
+    assert json.loads(rows[1][2])["status_code"] == 200 and rows[1][3] == ""
+    result = cli("collect", "out", "--store", store, "-o", tmp_path / "x.parquet.gz", expect=1)
+    assert "Parquet compresses its own columns" in result.output
