@@ -110,6 +110,8 @@ class RunSpec:
     # prices the resources each job got. The on-demand price is what the run is compared with.
     price_per_hour: float | None = None
     on_demand_price_per_hour: float | None = None
+    # Only some records planned (chunkpilot.formats.subset): {"limit": K} or {"sample": K, "seed": S}.
+    subset: dict[str, int] | None = None
     version: int = SPEC_VERSION
 
     def to_json(self) -> bytes:

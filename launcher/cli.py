@@ -132,6 +132,9 @@ run_options = _options(
     click.option("--commit-seconds", type=click.FloatRange(min=0.1), default=5.0, show_default=True, help="Commit finished records at least this often."),
     click.option("--commit-records", type=click.IntRange(min=1), default=256, show_default=True, help="...or after this many records."),
     click.option("--engine-option", "engine_options", multiple=True, metavar="KEY=VALUE", callback=_key_values, help="Engine setting, e.g. max_model_len=4096 (repeatable; unknown keys are refused)."),
+    click.option("--limit", type=click.IntRange(min=1), default=None, metavar="K", help="Plan only the first K records (a first try of a prompt)."),
+    click.option("--sample", type=click.IntRange(min=1), default=None, metavar="K", help="Plan only K records drawn at random (reads every record once at submit; see --seed)."),
+    click.option("--seed", type=int, default=0, show_default=True, help="--sample: the seed of the draw (same inputs and seed, same records)."),
     click.option("--price-per-hour", type=click.FloatRange(min=0), default=None, metavar="USD", help=price_help),
     click.option("--on-demand-price-per-hour", type=click.FloatRange(min=0), default=None, metavar="USD", help=on_demand_help),
 )

@@ -156,6 +156,10 @@ def plan_summary(plan) -> str:
         from chunkpilot.formats import described_suffixes
 
         lines.append(f"skipped {len(plan.skipped)} file(s) that are not {described_suffixes()}: {shown}")
+    if spec.subset:
+        what = (f"the first {spec.subset['limit']} record(s)" if "limit" in spec.subset
+                else f"{spec.subset['sample']} record(s) drawn at random with seed {spec.subset['seed']}")
+        lines.append(f"planned only {what} ({human_units(sum(m.size for m in plan.manifests), spec.unit)})")
     lines += [f"note: {note}" for note in getattr(plan, "notes", ())]
     lines += [f"warning: {warning}" for warning in plan.warnings]
     return "\n".join(lines)

@@ -16,7 +16,7 @@ from typing import Any
 
 from chunkpilot import __version__, layout
 from chunkpilot.engines import check_engine_options, loads_model
-from chunkpilot.errors import ConfigError, NotFoundError, StoreError
+from chunkpilot.errors import ConfigError, InputError, NotFoundError, StoreError
 from chunkpilot.formats import InputFormat, get_format
 from chunkpilot.model import ModelPin
 from chunkpilot.names import validate_run_name
@@ -70,6 +70,9 @@ class SubmitOptions:
     truncate: bool = False  # embed: inputs longer than the model takes are cut, not refused
     price_per_hour: float | None = None  # USD a job costs an hour (None: SkyPilot's catalog prices each)
     on_demand_price_per_hour: float | None = None  # ... and on demand, to compare with
+    limit: int | None = None  # plan only the first K records
+    sample: int | None = None  # plan only K records drawn at random with ``seed``
+    seed: int = 0
 
     @classmethod
     def from_cli(cls, inputs: tuple[str, ...], given: dict[str, Any]) -> "SubmitOptions":
@@ -155,6 +158,9 @@ def plan_run(options: SubmitOptions, stage: bool = True) -> Plan:
     warnings, sniffed = _sniff(resolved.pins, fmt)
     planned = plan_inputs(fmt, resolved.pins, options.chunks, open_store(options.store_uri).child(run_id) if stage else None)
     pins, manifests = planned.pins or resolved.pins, planned.manifests
+    subset = None
+    if options.limit is not None or options.sample is not None:
+        manifests, subset = plan_subset(fmt, pins, manifests, options)
     if planned.fields is not None:
         check_fields(prompt, planned.fields, explicit_id_key=options.id_key is not None)
     parallel = options.parallel
@@ -191,8 +197,30 @@ def plan_run(options: SubmitOptions, stage: bool = True) -> Plan:
         unit=fmt.unit,
         prompt=prompt.to_dict(),
         task=options.task,
+        subset=subset,
     )
     return Plan(spec, manifests, planned.bytes_read + sniffed, resolved.skipped, warnings, list(planned.notes))
+
+
+def plan_subset(fmt: InputFormat, pins: list[InputPin], manifests: list[ChunkManifest], options: SubmitOptions
+                ) -> tuple[list[ChunkManifest], dict[str, int]]:
+    """The manifests of ``--limit`` / ``--sample`` (``chunkpilot.formats.subset``) and how run.json names them."""
+    from chunkpilot.formats.subset import limit_manifests, sample_manifests
+
+    if options.limit is not None and options.sample is not None:
+        raise ConfigError("give --limit or --sample, not both")
+    k = options.limit if options.limit is not None else options.sample
+    if k is None or k < 1:
+        raise ConfigError(f"--{'limit' if options.limit is not None else 'sample'} must be at least 1")
+    records = (r for m in manifests for r in fmt.records(pins, m))
+    if options.limit is not None:
+        chosen, subset = limit_manifests(manifests, records, k), {"limit": k}
+    else:
+        chosen = sample_manifests(records, k, options.seed, options.chunks, fmt.unit)
+        subset = {"sample": k, "seed": options.seed}
+    if not chosen:
+        raise InputError("the inputs hold no records: nothing to run")
+    return chosen, subset
 
 
 def plan_inputs(fmt: InputFormat, pins: list[InputPin], chunks: int, run_store: Store | None):

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import json
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Iterator, Sequence
+from itertools import groupby
+from typing import Callable, Iterable, Iterator, Sequence
 
 from chunkpilot.errors import InputError
 from chunkpilot.formats.base import PlannedChunks, Record, plan_chunks
@@ -114,15 +115,17 @@ class JsonlFormat:
         return PlannedChunks(manifests, sum(read_sizes), pins=pinned if scans else None, notes=tuple(notes))
 
     def records(self, pins: Sequence[InputPin], manifest: ChunkManifest, columns=None) -> Iterator[Record]:
-        for r in manifest.ranges:
-            pin = pins[r.source]
+        # A compressed input's consecutive ranges (a --sample plan has one per record) share one pass.
+        for source, group in groupby(manifest.ranges, key=lambda r: r.source):
+            pin = pins[source]
+            spans = [(r.start, r.end) for r in group]
             if pin.compression:
-                lines = compressed_lines(pin, r.start, r.end)
+                lines: Iterable[tuple[int, bytes]] = compressed_lines(pin, spans)
             else:
                 store, key = split_object_uri(pin.uri)
-                lines = iter_lines(store, key, r.start, r.end)
+                lines = (item for a, b in spans for item in iter_lines(store, key, a, b))
             for offset, line in lines:
-                yield decode_line((r.source, offset), (r.source, offset + len(line)), line)
+                yield decode_line((source, offset), (source, offset + len(line)), line)
 
 
 def _head(where: tuple[Store, str], pin: InputPin) -> bytes:
@@ -152,20 +155,25 @@ def _one_per_piece(pins: Sequence[InputPin], unit: str) -> list[ChunkManifest]:
     return [ChunkManifest(chunk_id(i, len(spans)), (SourceRange(s, a, b),), unit) for i, (s, a, b) in enumerate(spans)]
 
 
-def compressed_lines(pin: InputPin, start: int, end: int) -> Iterator[tuple[int, bytes]]:
-    """``(offset, line)`` of a compressed input's lines starting in ``[start, end)`` (decompressed
-    offsets): from its staged pieces that hold them, or by decompressing the file from its start."""
+def compressed_lines(pin: InputPin, spans: Sequence[tuple[int, int]]) -> Iterator[tuple[int, bytes]]:
+    """``(offset, line)`` of a compressed input's lines starting in any of ``spans`` (sorted
+    ``[start, end)`` decompressed offsets), in one pass: from the staged pieces that hold them, or
+    by decompressing the file from its start."""
+    lo, hi = spans[0][0], spans[-1][1]
     if pin.staged and all(uri for _, _, uri in pin.staged):
-        sources = [(a, read_piece(uri)) for a, b, uri in pin.staged if a < end and b > start]
+        sources = [(a, read_piece(uri)) for a, b, uri in pin.staged if a < hi and b > lo]
     else:
         store, key = split_object_uri(pin.uri)
         sources = [(0, _file_blocks(store, key, pin))]
+    i = 0
     for base, blocks in sources:
         for offset, line in lines_of(blocks, base):
-            if offset >= end:
+            while i < len(spans) and offset >= spans[i][1]:
+                i += 1
+            if i == len(spans):
                 blocks.close()
                 return
-            if offset >= start:
+            if offset >= spans[i][0]:
                 yield offset, line
 
 

@@ -117,3 +117,39 @@ def test_collect_writes_csv_and_tsv_tables(tmp_path, cli):
     assert json.loads(rows[1][2])["status_code"] == 200 and rows[1][3] == ""
     result = cli("collect", "out", "--store", store, "-o", tmp_path / "x.parquet.gz", expect=1)
     assert "Parquet compresses its own columns" in result.output
+
+
+def _numbered(tmp_path, n=1000) -> tuple[Path, Path]:
+    data = b"".join(json.dumps({"custom_id": f"r{i}", "prompt": f"p {i}"}).encode() + b"\n" + (b"\n" if i % 7 == 0 else b"")
+                    for i in range(n))
+    (tmp_path / "n.jsonl").write_bytes(data)
+    (tmp_path / "n.jsonl.gz").write_bytes(gzip.compress(data))
+    return tmp_path / "n.jsonl", tmp_path / "n.jsonl.gz"
+
+
+def test_limit_plans_only_the_first_records(tmp_path, cli):
+    plain, packed = _numbered(tmp_path)
+    store = tmp_path / "runs"
+    for name, path in (("lim", plain), ("limgz", packed)):
+        result = cli("submit", path, "--chunks", 8, "--engine", "echo", "--store", store, "--run-name", name,
+                     "--limit", 50, "--watch")
+        assert "planned only the first 50 record(s)" in result.output
+        assert json.loads((store / name / "run.json").read_text())["subset"] == {"limit": 50}
+        cli("collect", name, "--store", store, "-o", tmp_path / f"{name}.jsonl")
+        assert [r["custom_id"] for r in read_jsonl(tmp_path / f"{name}.jsonl")] == [f"r{i}" for i in range(50)]
+
+
+def test_sample_draws_the_same_records_for_the_same_seed(tmp_path, cli):
+    plain, packed = _numbered(tmp_path)
+    store = tmp_path / "runs"
+    drawn = {}
+    for name, path, seed in (("s1", plain, 7), ("s2", packed, 7), ("s3", plain, 8)):
+        result = cli("submit", path, "--chunks", 3, "--engine", "echo", "--store", store, "--run-name", name,
+                     "--sample", 30, "--seed", seed, "--watch")
+        assert f"planned only 30 record(s) drawn at random with seed {seed}" in result.output
+        cli("collect", name, "--store", store, "-o", tmp_path / f"{name}.jsonl")
+        drawn[name] = [int(r["custom_id"][1:]) for r in read_jsonl(tmp_path / f"{name}.jsonl")]
+    assert len(drawn["s1"]) == 30 and drawn["s1"] == sorted(set(drawn["s1"]))  # 30 distinct, in input order
+    assert drawn["s1"] == drawn["s2"] and drawn["s1"] != drawn["s3"]
+    assert max(drawn["s1"]) > 500  # drawn from the whole input, not its start
+    cli("submit", plain, "--chunks", 3, "--engine", "echo", "--store", store, "--limit", 5, "--sample", 5, expect=1)
