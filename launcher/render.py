@@ -191,10 +191,23 @@ def _indent(text: str, width: int = 300) -> str:
     return text.replace("\n", "\n      ")
 
 
+def input_description(input_format: str, pin) -> str:
+    """An input as the dry run names it: format, compression, size (and what staging made of it)."""
+    if not pin.compression:
+        return f"{input_format}, uncompressed, {human_bytes(pin.size)}"
+    text = f"{input_format}, {pin.compression}, {human_bytes(pin.size)} ({human_bytes(pin.length)} decompressed)"
+    if pin.staged:
+        written = all(uri for _, _, uri in pin.staged)
+        text += f", staged as {len(pin.staged)} zstd pieces" + ("" if written else " (not written: dry run)")
+    else:
+        text += ", read whole"
+    return text
+
+
 def dry_run_listing(spec: RunSpec, manifests: list[ChunkManifest]) -> str:
     """Every input file with its size, then every chunk with its byte ranges (``file:[start,end)``)."""
     lines = [f"inputs ({len(spec.inputs)}):"]
-    lines += [f"  {i}: {pin.uri}  {human_bytes(pin.size)}" for i, pin in enumerate(spec.inputs)]
+    lines += [f"  {i}: {pin.uri}  {input_description(spec.input_format, pin)}" for i, pin in enumerate(spec.inputs)]
     lines.append(f"chunks ({len(manifests)}):")
     for m in manifests:
         ranges = ", ".join(f"{r.source}:[{r.start},{r.end})" for r in m.ranges)

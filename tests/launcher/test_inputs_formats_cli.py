@@ -153,3 +153,19 @@ def test_sample_draws_the_same_records_for_the_same_seed(tmp_path, cli):
     assert drawn["s1"] == drawn["s2"] and drawn["s1"] != drawn["s3"]
     assert max(drawn["s1"]) > 500  # drawn from the whole input, not its start
     cli("submit", plain, "--chunks", 3, "--engine", "echo", "--store", store, "--limit", 5, "--sample", 5, expect=1)
+
+
+def test_the_dry_run_names_every_input_with_format_compression_and_size(tmp_path, cli):
+    data = b"".join(json.dumps({"prompt": f"p {i}"}).encode() + b"\n" for i in range(4000))
+    (tmp_path / "big.jsonl.gz").write_bytes(gzip.compress(data))
+    (tmp_path / "small.jsonl.zst").write_bytes(zstandard.ZstdCompressor().compress(data[:3000]))
+    result = cli("submit", tmp_path / "big.jsonl.gz", tmp_path / "small.jsonl.zst", "--chunks", 4, "--engine", "echo",
+                 "--store", tmp_path / "runs", "--dry-run")
+    out = " ".join(result.output.split())
+    assert f"0: {tmp_path / 'big.jsonl.gz'} jsonl, gzip, " in out and "decompressed), staged as 4 zstd pieces (not written: dry run)" in out
+    assert f"1: {tmp_path / 'small.jsonl.zst'} jsonl, zstd, " in out and "(2.9 KB decompressed), read whole" in out
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("*.zst"))
+    csv_path = tmp_path / "t.csv"
+    csv_path.write_text("id,prompt\n1,hello\n")
+    result = cli("submit", csv_path, "--chunks", 1, "--engine", "echo", "--store", tmp_path / "runs", "--dry-run")
+    assert f"0: {csv_path} csv, uncompressed, 18 B" in " ".join(result.output.split())
