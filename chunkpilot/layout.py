@@ -22,6 +22,9 @@ One run (``<store>/<run_id>/``)::
                                     the chunk it holds); only that job writes it
     history/<worker>/a<attempt>.<life>.jsonl
                                     one worker process's events (chunkpilot.history); only it writes it
+    staged/<batch>/<source>-<piece>.jsonl.zst
+                                    a compressed input too big for one chunk, cut at line starts at submit
+                                    (chunkpilot.formats.staging); <batch> is random per submit
     lease.json                      the watch lease
     CANCELLED                       CancelMarker: the run is paused (``launcher cancel``, or its error
                                     budget ran out); ``launcher watch`` removes it and resumes
@@ -58,6 +61,12 @@ JOBS = "jobs/"
 HISTORY = "history/"
 LEDGER = "jobs/_ledger.json.gz"  # the watcher's copy of every attempt record (launcher.attempts)
 DONE_NAME = "_SUCCESS"
+STAGED = "staged/"
+
+
+def staged_input(batch: str, source: int, piece: int) -> str:
+    """Piece ``piece`` of input ``source``, staged at submit (a zstd-compressed slice of its lines)."""
+    return f"{STAGED}{batch}/{source:05d}-{piece:05d}.jsonl.zst"
 
 
 def manifest(chunk: str) -> str:

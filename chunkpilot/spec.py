@@ -45,6 +45,19 @@ class InputPin:
     size: int
     etag: str
     units: int | None = None
+    # A compressed input (chunkpilot.formats.compressed): its compression, its size ``units`` is the
+    # decompressed size, and ``staged`` its pieces written at submit, ``(start, end, uri)`` each:
+    # decompressed bytes [start, end) of this input, zstd-compressed in the object at uri.
+    compression: str | None = None
+    staged: tuple[tuple[int, int, str], ...] | None = None
+    # CSV/TSV: ``(row start, its line number)`` at each planned cut, so a worker names a bad row's line.
+    lines_at: tuple[tuple[int, int], ...] | None = None
+
+    def __post_init__(self) -> None:  # JSON gives lists
+        if self.staged is not None:
+            object.__setattr__(self, "staged", tuple((int(a), int(b), str(u)) for a, b, u in self.staged))
+        if self.lines_at is not None:
+            object.__setattr__(self, "lines_at", tuple((int(a), int(b)) for a, b in self.lines_at))
 
     @property
     def length(self) -> int:
@@ -99,6 +112,8 @@ class RunSpec:
     # prices the resources each job got. The on-demand price is what the run is compared with.
     price_per_hour: float | None = None
     on_demand_price_per_hour: float | None = None
+    # Only some records planned (chunkpilot.formats.subset): {"limit": K} or {"sample": K, "seed": S}.
+    subset: dict[str, int] | None = None
     version: int = SPEC_VERSION
 
     def to_json(self) -> bytes:

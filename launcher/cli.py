@@ -132,6 +132,9 @@ run_options = _options(
     click.option("--commit-seconds", type=click.FloatRange(min=0.1), default=5.0, show_default=True, help="Commit finished records at least this often."),
     click.option("--commit-records", type=click.IntRange(min=1), default=256, show_default=True, help="...or after this many records."),
     click.option("--engine-option", "engine_options", multiple=True, metavar="KEY=VALUE", callback=_key_values, help="Engine setting, e.g. max_model_len=4096 (repeatable; unknown keys are refused)."),
+    click.option("--limit", type=click.IntRange(min=1), default=None, metavar="K", help="Plan only the first K records (a first try of a prompt)."),
+    click.option("--sample", type=click.IntRange(min=1), default=None, metavar="K", help="Plan only K records drawn at random (reads every record once at submit; see --seed)."),
+    click.option("--seed", type=int, default=0, show_default=True, help="--sample: the seed of the draw (same inputs and seed, same records)."),
     click.option("--price-per-hour", type=click.FloatRange(min=0), default=None, metavar="USD", help=price_help),
     click.option("--on-demand-price-per-hour", type=click.FloatRange(min=0), default=None, metavar="USD", help=on_demand_help),
 )
@@ -183,7 +186,7 @@ def submit(inputs, watch, dry_run, **given):
     from launcher.submit import SubmitOptions, plan_run, write_run
 
     options = SubmitOptions.from_cli(inputs, given)
-    plan = plan_run(options)
+    plan = plan_run(options, stage=not dry_run)
     spec, store_uri = plan.spec, options.store_uri
     err.print(plan_summary(plan), markup=False)
     sky_text = None
@@ -432,7 +435,8 @@ def watch(run_id, store_uri, max_attempts, max_error_rate, interval):
 @click.option("-o", "--output", required=True, help="Where to write: a local path or s3://bucket/key.")
 @click.option("--format", "fmt", type=click.Choice(["openai", "records", "parquet"]), default=None,
               help="openai: OpenAI Batch output lines. records: each input record with its answer merged in (JSON Lines). "
-                   "parquet: the same as Parquet. Default: parquet for -o *.parquet, else openai.")
+                   "parquet: the same as Parquet. Default: parquet for -o *.parquet, records for *.csv/*.tsv, else openai. "
+                   "-o *.gz/*.zst/*.bz2/*.xz compresses; -o *.csv/*.tsv writes a table (text as is, other values as JSON).")
 @click.option("--output-key", default=None, help="records: the answers' field (default: the run's --output-key, else 'response').")
 @click.option("--allow-partial", is_flag=True, help="Merge what is done even if some chunks are not.")
 @handle_errors
@@ -444,6 +448,8 @@ def collect(run_id, store_uri, output, fmt, output_key, allow_partial):
       launcher collect run-20261203-101500-3f2a -o results.jsonl
       launcher collect my-run -o reviews-answered.jsonl --format records   # your records + answers
       launcher collect my-run -o answered.parquet                           # the same, as Parquet
+      launcher collect my-run -o answered.csv                               # the same, as CSV
+      launcher collect my-run -o results.jsonl.gz                           # compressed (.gz, .zst)
       launcher collect my-run --store s3://bkt/runs -o s3://bkt/results/my-run.jsonl
       launcher collect my-run -o partial.jsonl --allow-partial
     """

@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass, field
 
 from chunkpilot.errors import InputError, NotFoundError, StoreError
-from chunkpilot.formats import InputFormat, data_suffixes, format_of, get_format
+from chunkpilot.formats import InputFormat, described_suffixes, format_of, get_format
 from chunkpilot.spec import InputPin
 from chunkpilot.store import open_store, split_object_uri
 
@@ -59,7 +59,7 @@ def resolve_inputs(specs: list[str]) -> ResolvedInputs:
         hidden.extend(hid)
         skipped.extend(passed_over)
         if not found:
-            detail = (f": it holds {len(passed_over)} file(s) but none named {'/'.join('*' + s for s in data_suffixes())}"
+            detail = (f": it holds {len(passed_over)} file(s) but none named {described_suffixes(glob=True)}"
                       f" (e.g. {passed_over[0]})" if passed_over else "")
             if hid:
                 detail += f"{';' if detail else ':'} hidden files are left out (e.g. {hid[0]}): name one directly to include it"

@@ -171,13 +171,18 @@ def plan_summary(plan) -> str:
     ]
     if plan.skipped:
         shown = ", ".join(plan.skipped[:5]) + (f" and {len(plan.skipped) - 5} more" if len(plan.skipped) > 5 else "")
-        from chunkpilot.formats import data_suffixes
+        from chunkpilot.formats import described_suffixes
 
-        lines.append(f"skipped {len(plan.skipped)} file(s) that are not {'/'.join(data_suffixes())}: {shown}")
+        lines.append(f"skipped {len(plan.skipped)} file(s) that are not {described_suffixes()}: {shown}")
     if plan.hidden:
         shown = ", ".join(plan.hidden[:5]) + (f" and {len(plan.hidden) - 5} more" if len(plan.hidden) > 5 else "")
         lines.append(f"skipped {len(plan.hidden)} hidden file(s) (names starting with '.' or '_'; name one directly "
                      f"to include it): {shown}")
+    if spec.subset:
+        what = (f"the first {spec.subset['limit']} record(s)" if "limit" in spec.subset
+                else f"{spec.subset['sample']} record(s) drawn at random with seed {spec.subset['seed']}")
+        lines.append(f"planned only {what} ({human_units(sum(m.size for m in plan.manifests), spec.unit)})")
+    lines += [f"note: {note}" for note in getattr(plan, "notes", ())]
     lines += [f"warning: {warning}" for warning in plan.warnings]
     return "\n".join(lines)
 
@@ -208,10 +213,23 @@ def _indent(text: str, width: int = 300) -> str:
     return text.replace("\n", "\n      ")
 
 
+def input_description(input_format: str, pin) -> str:
+    """An input as the dry run names it: format, compression, size (and what staging made of it)."""
+    if not pin.compression:
+        return f"{input_format}, uncompressed, {human_bytes(pin.size)}"
+    text = f"{input_format}, {pin.compression}, {human_bytes(pin.size)} ({human_bytes(pin.length)} decompressed)"
+    if pin.staged:
+        written = all(uri for _, _, uri in pin.staged)
+        text += f", staged as {len(pin.staged)} zstd pieces" + ("" if written else " (not written: dry run)")
+    else:
+        text += ", read whole"
+    return text
+
+
 def dry_run_listing(spec: RunSpec, manifests: list[ChunkManifest]) -> str:
     """Every input file with its size, then every chunk with its byte ranges (``file:[start,end)``)."""
     lines = [f"inputs ({len(spec.inputs)}):"]
-    lines += [f"  {i}: {pin.uri}  {human_bytes(pin.size)}" for i, pin in enumerate(spec.inputs)]
+    lines += [f"  {i}: {pin.uri}  {input_description(spec.input_format, pin)}" for i, pin in enumerate(spec.inputs)]
     lines.append(f"chunks ({len(manifests)}):")
     for m in manifests:
         ranges = ", ".join(f"{r.source}:[{r.start},{r.end})" for r in m.ranges)

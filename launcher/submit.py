@@ -16,7 +16,7 @@ from typing import Any
 
 from chunkpilot import __version__, layout
 from chunkpilot.engines import check_engine_options, loads_model
-from chunkpilot.errors import ConfigError, NotFoundError, StoreError
+from chunkpilot.errors import ConfigError, InputError, NotFoundError, StoreError
 from chunkpilot.formats import InputFormat, get_format
 from chunkpilot.model import ModelPin
 from chunkpilot.names import validate_run_name
@@ -24,7 +24,7 @@ from chunkpilot.prompts import PromptSpec, compile_template, load_text
 from chunkpilot.requests import TASKS, RecordError, Request, custom_id_of, request_from_record
 from chunkpilot.requests.structured import check_constraint
 from chunkpilot.spec import DEFAULT_MAX_ERROR_RATE, ChunkManifest, ChunkSummary, InputPin, RunSpec
-from chunkpilot.store import open_store, split_object_uri
+from chunkpilot.store import Store, open_store, split_object_uri
 from launcher.backends import check_backend_name
 from launcher.inputs import choose_format, resolve_inputs
 
@@ -70,6 +70,9 @@ class SubmitOptions:
     truncate: bool = False  # embed: inputs longer than the model takes are cut, not refused
     price_per_hour: float | None = None  # USD a job costs an hour (None: SkyPilot's catalog prices each)
     on_demand_price_per_hour: float | None = None  # ... and on demand, to compare with
+    limit: int | None = None  # plan only the first K records
+    sample: int | None = None  # plan only K records drawn at random with ``seed``
+    seed: int = 0
 
     @classmethod
     def from_cli(cls, inputs: tuple[str, ...], given: dict[str, Any]) -> "SubmitOptions":
@@ -97,6 +100,7 @@ class Plan:
     skipped: list[str] = field(default_factory=list)  # files in input folders/prefixes that are not data
     warnings: list[str] = field(default_factory=list)  # inputs whose first record is not a JSON object
     hidden: list[str] = field(default_factory=list)  # hidden files there named like data, left out
+    notes: list[str] = field(default_factory=list)  # what planning did that a person should know (staging)
 
 
 def new_run_id(name: str | None, now: float | None = None) -> str:
@@ -130,8 +134,10 @@ def pin_run_model(engine: str, model: str | None, backend: str = "local", allow_
     return pin_model(chosen, allow_unpinned=allow_unpinned)
 
 
-def plan_run(options: SubmitOptions) -> Plan:
-    """Resolve, check and plan everything; writes nothing."""
+def plan_run(options: SubmitOptions, stage: bool = True) -> Plan:
+    """Resolve, check and plan everything. Writes nothing but, when ``stage`` (not in a dry run),
+    the staged pieces of compressed inputs too big for one chunk, under the new run's folder
+    (``chunkpilot.formats.staging``): run.json and manifests come later, from ``write_run``."""
     from launcher.backends.local import default_local_workers
 
     if options.chunks < 1:
@@ -155,8 +161,11 @@ def plan_run(options: SubmitOptions) -> Plan:
     resolved = resolve_inputs(list(options.inputs))
     fmt = choose_format(resolved.pins)
     warnings, sniffed = _sniff(resolved.pins, fmt)
-    planned = fmt.plan(resolved.pins, options.chunks)
+    planned = plan_inputs(fmt, resolved.pins, options.chunks, open_store(options.store_uri).child(run_id) if stage else None)
     pins, manifests = planned.pins or resolved.pins, planned.manifests
+    subset = None
+    if options.limit is not None or options.sample is not None:
+        manifests, subset = plan_subset(fmt, pins, manifests, options)
     if planned.fields is not None:
         check_fields(prompt, planned.fields, explicit_id_key=options.id_key is not None)
     workers = options.workers
@@ -194,8 +203,40 @@ def plan_run(options: SubmitOptions) -> Plan:
         unit=fmt.unit,
         prompt=prompt.to_dict(),
         task=options.task,
+        subset=subset,
     )
-    return Plan(spec, manifests, planned.bytes_read + sniffed, resolved.skipped, warnings, resolved.hidden)
+    return Plan(spec, manifests, planned.bytes_read + sniffed, resolved.skipped, warnings, resolved.hidden,
+                list(planned.notes))
+
+
+
+def plan_subset(fmt: InputFormat, pins: list[InputPin], manifests: list[ChunkManifest], options: SubmitOptions
+                ) -> tuple[list[ChunkManifest], dict[str, int]]:
+    """The manifests of ``--limit`` / ``--sample`` (``chunkpilot.formats.subset``) and how run.json names them."""
+    from chunkpilot.formats.subset import limit_manifests, sample_manifests
+
+    if options.limit is not None and options.sample is not None:
+        raise ConfigError("give --limit or --sample, not both")
+    k = options.limit if options.limit is not None else options.sample
+    if k is None or k < 1:
+        raise ConfigError(f"--{'limit' if options.limit is not None else 'sample'} must be at least 1")
+    records = (r for m in manifests for r in fmt.records(pins, m))
+    if options.limit is not None:
+        chosen, subset = limit_manifests(manifests, records, k), {"limit": k}
+    else:
+        chosen = sample_manifests(records, k, options.seed, options.chunks, fmt.unit)
+        subset = {"sample": k, "seed": options.seed}
+    if not chosen:
+        raise InputError("the inputs hold no records: nothing to run")
+    return chosen, subset
+
+
+def plan_inputs(fmt: InputFormat, pins: list[InputPin], chunks: int, run_store: Store | None):
+    """``fmt.plan``, with a folder for staged pieces where the format stages (JSON Lines); each
+    submit stages under its own random batch name, so a failed or repeated submit overwrites nothing."""
+    if fmt.name != "jsonl":
+        return fmt.plan(pins, chunks)
+    return fmt.plan(pins, chunks, stage=run_store, batch=secrets.token_hex(4))
 
 
 def prompt_spec(options: SubmitOptions) -> PromptSpec:

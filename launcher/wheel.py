@@ -35,7 +35,7 @@ DIST_NAME = "chunkpilot"
 PACKAGES = ("chunkpilot", "launcher", "worker")
 # Used when the running code is not an installed distribution (a bare checkout on sys.path).
 FALLBACK_REQUIRES = ("click>=8.1", "rich>=13", "pyyaml>=6", "boto3>=1.35", "tenacity>=8.2", "jinja2>=3.1",
-                     "jsonschema>=4.18", "pyarrow>=15", "huggingface_hub>=0.24")
+                     "jsonschema>=4.18", "pyarrow>=15", "huggingface_hub>=0.24", "zstandard>=0.22")
 _SKIP_DIRS = {"__pycache__"}
 _SKIP_SUFFIXES = (".pyc", ".pyo")
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)

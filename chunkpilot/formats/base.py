@@ -51,6 +51,7 @@ class PlannedChunks:
     bytes_read: int  # what planning read of the inputs: nothing else is read
     pins: list[InputPin] | None = None  # the inputs with their size in the format's unit, where that is not bytes
     fields: tuple[str, ...] | None = None  # the fields every record has, where the format knows (a schema)
+    notes: tuple[str, ...] = ()  # what planning did that a person should know (staged pieces, misnamed files)
 
 
 class InputFormat(Protocol):

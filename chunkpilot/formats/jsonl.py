@@ -1,6 +1,11 @@
 """JSON Lines by byte ranges: one JSON object per line; a position is the byte offset of a line.
 
-Planning reads a few hundred bytes around each split point (``next_line_start``); a worker
+Compressed JSON Lines (gzip, zstd, bzip2, xz; told by magic bytes, ``chunkpilot.formats.compressed``)
+are the same format: a position is the offset of a line in the decompressed data, and planning
+reads each compressed file once (``chunkpilot.formats.staging``: whole files per chunk, or staged
+pieces for a file bigger than a chunk's share).
+
+Planning of plain files reads a few hundred bytes around each split point (``next_line_start``); a worker
 streams its ranges block by block and never holds more than a block. A position is a line
 start when it is 0 or the byte before it is ``\\n``. Only ``\\n`` ends a line, so CRLF, U+2028
 inside JSON strings and multi-byte UTF-8 characters never move a cut into a record.
@@ -10,11 +15,15 @@ from __future__ import annotations
 
 import json
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Iterator, Sequence
+from itertools import groupby
+from typing import Callable, Iterable, Iterator, Sequence
 
 from chunkpilot.errors import InputError
 from chunkpilot.formats.base import PlannedChunks, Record, plan_chunks
-from chunkpilot.spec import ChunkManifest, InputPin
+from chunkpilot.formats.compressed import (COMPRESSED_SUFFIXES, COMPRESSIONS, compression_named, compression_of,
+                                           decompressed_blocks, lines_of, peek)
+from chunkpilot.formats.staging import Scan, piece_count, read_piece, scan
+from chunkpilot.spec import ChunkManifest, InputPin, SourceRange
 from chunkpilot.store import Store, split_object_uri
 
 BLOCK = 4 * 1024 * 1024
@@ -24,29 +33,70 @@ _BOM = b"\xef\xbb\xbf"
 PROBE_CONCURRENCY = 16
 _MAGIC = (
     (b"PAR1", "a Parquet file"),
-    (b"\x1f\x8b", "gzip-compressed data"),
     (b"PK\x03\x04", "a zip archive"),
-    (b"BZh", "bzip2-compressed data"),
-    (b"\x28\xb5\x2f\xfd", "zstd-compressed data"),
 )
+HEAD_BYTES = 8  # enough for every compression's magic
+# Compressed files are decompressed at submit side by side (zlib and zstd release the GIL).
+SCAN_CONCURRENCY = 4
 
 
 class JsonlFormat:
-    """The ``jsonl`` input format (``*.jsonl``, ``*.json``, ``*.ndjson``)."""
+    """The ``jsonl`` input format (``*.jsonl``, ``*.json``, ``*.ndjson``, each also ``.gz``/``.zst``/``.bz2``/``.xz``)."""
 
     name = "jsonl"
     title = "JSON Lines"
     unit = "bytes"
-    suffixes = (".jsonl", ".json", ".ndjson")
+    suffixes = tuple(base + c for base in (".jsonl", ".json", ".ndjson") for c in ("", *COMPRESSED_SUFFIXES))
 
     def not_this_format(self, head: bytes) -> str | None:
-        return not_jsonl_reason(head)
+        compression = compression_of(head)
+        if compression is None:
+            return not_jsonl_reason(head)
+        inner = peek(head, compression)
+        reason = not_jsonl_reason(inner) if inner else None
+        return f"{COMPRESSIONS[compression].title}-compressed {reason}" if reason else None
 
-    def plan(self, pins: list[InputPin], chunks: int) -> PlannedChunks:
+    def plan(self, pins: list[InputPin], chunks: int, stage: Store | None = None, batch: str = "") -> PlannedChunks:
+        """Chunks by bytes. A compressed input is decompressed once here; if bigger than one and a
+        half chunks' share it is cut into pieces written under ``stage`` (None: cut, nothing written:
+        a dry run) in ``layout.staged_input(batch, …)`` keys."""
+        from chunkpilot import layout
+
         read_sizes: list[int] = []  # list.append is thread-safe
         stores = [split_object_uri(p.uri) for p in pins]
+        with ThreadPoolExecutor(PROBE_CONCURRENCY, thread_name_prefix="plan-head") as pool:
+            heads = list(pool.map(lambda p: _head(stores[p[0]], p[1]), enumerate(pins)))
+        read_sizes.extend(len(h) for h in heads)
+        compressions = [compression_of(h) for h in heads]
+        notes = [f"{pin.uri} is named as {compression_named(pin.uri) or 'uncompressed'} but holds "
+                 f"{f'{c}-compressed data' if c else 'uncompressed data'}: read as {c or 'plain text'}"
+                 for pin, c in zip(pins, compressions) if compression_named(pin.uri) != c]
+        share = sum(p.size for p in pins) / chunks
+        scans: dict[int, Scan] = {}
+        if any(compressions):
+            todo = [i for i, c in enumerate(compressions) if c]
+
+            def scan_one(i: int) -> Scan:
+                pieces = piece_count(pins[i].size, share)
+                where = None if stage is None else (lambda k, i=i: (stage, layout.staged_input(batch, i, k)))
+                return scan(pins[i], compressions[i], pieces, where)
+
+            with ThreadPoolExecutor(SCAN_CONCURRENCY, thread_name_prefix="plan-scan") as pool:
+                scans = dict(zip(todo, pool.map(scan_one, todo)))
+            read_sizes.extend(s.compressed_read for s in scans.values())
+            staged = sum(1 for s in scans.values() if s.cuts)
+            notes.append(
+                f"{len(scans)} compressed input(s) read once to learn their size and line starts; "
+                + (f"{staged} bigger than a chunk's share staged as {sum(len(s.cuts) + 1 for s in scans.values() if s.cuts)} "
+                   "zstd pieces in the run's folder, so each worker decompresses only its share"
+                   + (" (dry run: cut, not written)" if stage is None else "") + "; " if staged else "")
+                + "the others are read whole, one chunk each or several to a chunk")
+        pinned = [_pinned(pin, compressions[i], scans.get(i)) for i, pin in enumerate(pins)]
 
         def probe(source: int, offset: int) -> int:
+            if source in scans:  # only between whole pieces: the nearest piece boundary
+                bounds = (0, *scans[source].cuts, scans[source].units)
+                return min(bounds, key=lambda b: (abs(b - offset), b))
             store, key = stores[source]
 
             def read(start: int, end: int) -> bytes:
@@ -56,15 +106,80 @@ class JsonlFormat:
 
             return next_line_start(read, pins[source].size, offset)
 
-        with ThreadPoolExecutor(PROBE_CONCURRENCY, thread_name_prefix="plan-probe") as pool:
-            manifests = plan_chunks([p.size for p in pins], chunks, probe, pool.map, self.unit)
-        return PlannedChunks(manifests, sum(read_sizes))
+        sizes = [p.length for p in pinned]
+        if scans and len(pins) == len(scans) and sum(len(s.cuts) + 1 for s in scans.values()) <= chunks:
+            manifests = _one_per_piece(pinned, self.unit)  # every piece or file its own chunk
+        else:
+            with ThreadPoolExecutor(PROBE_CONCURRENCY, thread_name_prefix="plan-probe") as pool:
+                manifests = plan_chunks(sizes, chunks, probe, pool.map, self.unit)
+        return PlannedChunks(manifests, sum(read_sizes), pins=pinned if scans else None, notes=tuple(notes))
 
     def records(self, pins: Sequence[InputPin], manifest: ChunkManifest, columns=None) -> Iterator[Record]:
-        for r in manifest.ranges:
-            store, key = split_object_uri(pins[r.source].uri)
-            for offset, line in iter_lines(store, key, r.start, r.end):
-                yield decode_line((r.source, offset), (r.source, offset + len(line)), line)
+        # A compressed input's consecutive ranges (a --sample plan has one per record) share one pass.
+        for source, group in groupby(manifest.ranges, key=lambda r: r.source):
+            pin = pins[source]
+            spans = [(r.start, r.end) for r in group]
+            if pin.compression:
+                lines: Iterable[tuple[int, bytes]] = compressed_lines(pin, spans)
+            else:
+                store, key = split_object_uri(pin.uri)
+                lines = (item for a, b in spans for item in iter_lines(store, key, a, b))
+            for offset, line in lines:
+                yield decode_line((source, offset), (source, offset + len(line)), line)
+
+
+def _head(where: tuple[Store, str], pin: InputPin) -> bytes:
+    store, key = where
+    return store.get_range(key, 0, min(pin.size, HEAD_BYTES)) if pin.size else b""
+
+
+def _pinned(pin: InputPin, compression: str | None, found: Scan | None) -> InputPin:
+    if found is None:
+        return pin
+    staged = None
+    if found.cuts:  # pieces not written (a dry run) have no URI: they are read from the file itself
+        bounds = (0, *found.cuts, found.units)
+        uris = found.uris or ("",) * (len(bounds) - 1)
+        staged = tuple((a, b, uri) for a, b, uri in zip(bounds, bounds[1:], uris))
+    return InputPin(pin.uri, pin.size, pin.etag, units=found.units, compression=compression, staged=staged)
+
+
+def _one_per_piece(pins: Sequence[InputPin], unit: str) -> list[ChunkManifest]:
+    """A chunk for every staged piece and every whole file, in input order (empty ones dropped)."""
+    from chunkpilot.names import chunk_id
+
+    spans = []
+    for source, pin in enumerate(pins):
+        bounds = [0, pin.length] if not pin.staged else [0, *(b for _, b, _ in pin.staged)]
+        spans += [(source, a, b) for a, b in zip(bounds, bounds[1:]) if b > a]
+    return [ChunkManifest(chunk_id(i, len(spans)), (SourceRange(s, a, b),), unit) for i, (s, a, b) in enumerate(spans)]
+
+
+def compressed_lines(pin: InputPin, spans: Sequence[tuple[int, int]]) -> Iterator[tuple[int, bytes]]:
+    """``(offset, line)`` of a compressed input's lines starting in any of ``spans`` (sorted
+    ``[start, end)`` decompressed offsets), in one pass: from the staged pieces that hold them, or
+    by decompressing the file from its start."""
+    lo, hi = spans[0][0], spans[-1][1]
+    if pin.staged and all(uri for _, _, uri in pin.staged):
+        sources = [(a, read_piece(uri)) for a, b, uri in pin.staged if a < hi and b > lo]
+    else:
+        store, key = split_object_uri(pin.uri)
+        sources = [(0, _file_blocks(store, key, pin))]
+    i = 0
+    for base, blocks in sources:
+        for offset, line in lines_of(blocks, base):
+            while i < len(spans) and offset >= spans[i][1]:
+                i += 1
+            if i == len(spans):
+                blocks.close()
+                return
+            if offset >= spans[i][0]:
+                yield offset, line
+
+
+def _file_blocks(store: Store, key: str, pin: InputPin) -> Iterator[bytes]:
+    with store.open(key) as stream:
+        yield from decompressed_blocks(stream.read, pin.compression or "gzip", pin.uri)
 
 
 def decode_line(position, end, line: bytes) -> Record:
@@ -137,7 +252,7 @@ def next_line_start(read: Callable[[int, int], bytes], size: int, offset: int, b
 def not_jsonl_reason(head: bytes) -> str | None:
     """What the first bytes of a file look like when its first record cannot be a JSON object;
     None when it may be one. Pure: planning reads these few bytes of each input, no more."""
-    for magic, what in _MAGIC:
+    for magic, what in (*_MAGIC, *((c.magic, f"{c.title}-compressed data") for c in COMPRESSIONS.values())):
         if head.startswith(magic):
             return what
     if b"\0" in head:

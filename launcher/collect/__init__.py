@@ -18,6 +18,7 @@ custom_ids here.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -26,9 +27,11 @@ from dataclasses import dataclass, field
 from chunkpilot.errors import IncompleteRunError, OutputError
 from chunkpilot.prompts import PromptSpec
 from chunkpilot.spec import encode_hashes
+from chunkpilot.formats.compressed import strip_compression_suffix
 from chunkpilot.store import Store, default_store_uri, split_object_uri
 from launcher.collect.copy import Copier, done_chunks, lay_out_chunk, parts_by_chunk
 from launcher.collect.duplicates import duplicate_custom_ids
+from launcher.collect.encode import encode, output_shape
 from launcher.collect.guard import check_inputs, check_output
 from launcher.collect.records import RecordsJsonWriter, merged_records
 from launcher.collect.records import Tally as RecordsTally
@@ -74,10 +77,13 @@ def collect(run: OpenRun, path: str, allow_partial: bool = False, max_examples: 
     (the same as Parquet, ``launcher.collect.parquet``); None: by ``path``'s suffix. Written as
     ``launcher.outfile`` writes: its folder created, whole or not at all, mode 0644 less umask.
     """
+    check_output(run.spec, run.run_uri, path)
+    table, compression = output_shape(path)
+    if table is not None or compression is not None:
+        return _collect_encoded(run, path, allow_partial, max_examples, fmt, output_key, table, compression)
     fmt = output_format(path, fmt)
     if fmt not in FORMATS:
         raise OutputError(f"unknown output format {fmt!r}: use one of {', '.join(FORMATS)}")
-    check_output(run.spec, run.run_uri, path)
     # --allow-partial or not: answers of another input are no answers.
     removed = check_inputs(run.spec, reads_inputs=fmt != "openai")
     chunks = sorted(run.spec.chunk_ids, key=lambda c: c + "/")  # the order a listing of out/ gives them
@@ -123,6 +129,39 @@ def incomplete_message(run: OpenRun, chunks: list[str], incomplete: list[str]) -
 
 def _listed(chunks: list[str]) -> str:
     return ", ".join(chunks[:10]) + ("" if len(chunks) <= 10 else f" and {len(chunks) - 10} more")
+
+
+def _collect_encoded(run: OpenRun, path: str, allow_partial: bool, max_examples: int, fmt: str | None,
+                     output_key: str | None, table: str | None, compression: str | None) -> CollectReport:
+    """``collect`` into JSON Lines in a temporary folder beside ``path``, then streamed into ``path``
+    as the table and/or compression its name asks for (``launcher.collect.encode``). A table
+    defaults to ``records`` (the input's fields with the answers), a compressed file to what its
+    name without the compression suffix would get."""
+    inner = fmt or ("records" if table is not None else output_format(strip_compression_suffix(path), None))
+    if inner not in ("openai", "records"):
+        raise OutputError(f"-o {path}: {inner} output cannot be written as "
+                          f"{'CSV/TSV' if table else compression}: use --format records or openai")
+    key = output_key or PromptSpec.from_dict(run.spec.prompt).output_key
+    try:
+        folder = tempfile.mkdtemp(prefix=".collect-", dir=os.path.dirname(os.path.abspath(path)))
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from exc
+    partial = f"{path}.partial"
+    try:
+        merged = os.path.join(folder, "merged.jsonl")
+        report = collect(run, merged, allow_partial, max_examples, fmt=inner, output_key=key)
+        encode(merged, partial, table, compression, inner, key)
+        os.replace(partial, path)
+    except BaseException as exc:
+        if os.path.exists(partial):
+            os.unlink(partial)
+        if isinstance(exc, OSError):
+            raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from exc
+        raise
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    report.bytes = os.path.getsize(path)
+    return report
 
 
 def _collect_parquet(run: OpenRun, chunks: list[str], done: set[str], fd: int, output_key: str, max_examples: int) -> CollectReport:

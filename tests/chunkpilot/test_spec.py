@@ -36,7 +36,7 @@ def test_run_json_is_pinned():
         "engine": "echo", "model": "echo", "model_revision": "echo-1", "sampling": {"max_tokens": 16},
         "backend": "local", "use_spot": None, "max_attempts": 3, "workers": 2, "chunkpilot_version": "0.1.0",
         "template": None, "commit_seconds": 5.0, "commit_records": 256, "engine_options": {}, "backend_options": {},
-        "max_error_rate": 0.1, "task": "generate", "input_format": "jsonl", "unit": "bytes", "prompt": {}, "model_files": {}, "price_per_hour": None, "on_demand_price_per_hour": None, "version": 2,
+        "max_error_rate": 0.1, "task": "generate", "input_format": "jsonl", "unit": "bytes", "prompt": {}, "model_files": {}, "price_per_hour": None, "on_demand_price_per_hour": None, "subset": None, "version": 2,
     }
     assert RunSpec.from_json(spec.to_json()) == spec
 

@@ -17,7 +17,7 @@ def _folder(root):
     (root / "sub" / "b.ndjson").write_text('{"prompt": "b"}\n')
     (root / "c.JSON").write_text('{"prompt": "c"}\n')
     (root / "README.md").write_text("# notes\n")
-    (root / "data.csv").write_text("id,title\n1,x\n")
+    (root / "data.txt").write_text("id,title\n1,x\n")  # CSV-like but named .txt: not data (a .csv is, since CSV input)
     (root / "_SUCCESS").write_text("")
     (root / ".hidden.jsonl").write_text('{"prompt": "h"}\n')
     return root
@@ -27,13 +27,13 @@ def test_a_folder_contributes_only_data_files_and_reports_the_rest(tmp_path):
     folder = _folder(tmp_path / "data")
     resolved = resolve_inputs([str(folder)])
     assert [p.uri.rsplit("/", 2)[-1] for p in resolved.pins] == ["a.jsonl", "c.JSON", "b.ndjson"]
-    assert [s.rsplit("/", 1)[-1] for s in resolved.skipped] == ["README.md", "data.csv"]
+    assert [s.rsplit("/", 1)[-1] for s in resolved.skipped] == ["README.md", "data.txt"]
 
 
 def test_a_file_named_directly_or_by_glob_is_taken_whatever_its_name(tmp_path):
     folder = _folder(tmp_path / "data")
-    assert len(resolve_inputs([str(folder / "data.csv")]).pins) == 1
-    assert [p.uri.rsplit("/", 1)[-1] for p in resolve_inputs([str(folder / "*.csv")]).pins] == ["data.csv"]
+    assert len(resolve_inputs([str(folder / "data.txt")]).pins) == 1
+    assert [p.uri.rsplit("/", 1)[-1] for p in resolve_inputs([str(folder / "*.txt")]).pins] == ["data.txt"]
 
 
 def test_a_folder_without_data_files_says_what_it_holds(tmp_path):
@@ -77,7 +77,7 @@ def test_submit_plans_only_the_jsonl_of_a_folder_and_names_every_input(tmp_path,
     folder = _folder(tmp_path / "data")
     result = cli("submit", folder, "--chunks", 2, "--engine", "echo", "--store", tmp_path / "runs", "--dry-run")
     assert "skipped 2 file(s) that are not .jsonl/.json/.ndjson" in result.output
-    assert "README.md" in result.output and "data.csv" in result.output
+    assert "README.md" in result.output and "data.txt" in result.output
     for name in ("a.jsonl", "c.JSON", "b.ndjson"):
         assert f"{folder}/" in result.output and name in result.output
     assert "inputs (3):" in result.output and "16 B" in result.output
@@ -85,7 +85,7 @@ def test_submit_plans_only_the_jsonl_of_a_folder_and_names_every_input(tmp_path,
 
 
 def test_submit_warns_about_a_file_that_is_not_jsonl(tmp_path, cli):
-    csv = tmp_path / "table.csv"
+    csv = tmp_path / "table.txt"
     csv.write_text("id,title\n1,hello\n")
     result = cli("submit", csv, "--chunks", 1, "--engine", "echo", "--store", tmp_path / "runs", "--dry-run")
     assert f"warning: {csv} does not look like JSON Lines: it looks like CSV/TSV (first line: 'id,title')" in result.output
