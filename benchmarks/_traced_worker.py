@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import worker.run as run  # noqa: E402
+import worker.chunk as run  # noqa: E402
 
 _fd = os.open(os.environ["BENCH_TRACE"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 _finish = run.ChunkRun._finish

@@ -68,7 +68,7 @@ def run_chunkpilot(work: Path, inputs: Path, i: int) -> dict:
                                   run_name=f"embed-{i}"))
     write_run(plan, str(store))
     run = open_run(str(store), plan.spec.run_id)
-    m = run_measured([PYTHON, "-m", "worker", "--chunk", f"{run.run_uri}/chunks/0000.json", "--attempt", "1"],
+    m = run_measured([PYTHON, "-m", "worker", "--run", run.run_uri, "--worker", "w0", "--attempt", "1"],
                      env={**_env(), "CHUNKPILOT_LOG_LEVEL": "WARNING"}, cwd=str(REPO))
     marker = SuccessMarker.from_json(run.run_store.get("out/0000/_SUCCESS"))
     out = work / f"chunkpilot-{i}.jsonl"

@@ -88,7 +88,7 @@ def work_through(run, trace: Path, pass_seconds: float, rng: random.Random, env:
     while attempt <= max_lives:
         started = time.time()
         with open(log, "ab") as out:
-            proc = subprocess.Popen([PYTHON, TRACED, "--chunk", f"{run.run_uri}/chunks/0000.json", "--attempt", str(attempt)],
+            proc = subprocess.Popen([PYTHON, TRACED, "--run", run.run_uri, "--worker", "w0", "--attempt", str(attempt)],
                                     env=env, cwd=str(REPO), stdout=out, stderr=subprocess.STDOUT)
         kill_at, killed_at = None, None
         while proc.poll() is None:

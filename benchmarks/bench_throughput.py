@@ -5,7 +5,7 @@ its own ``max_tokens`` in [8, 64]) is answered by three contenders, interleaved
 (A, B, C, A, B, C, …):
 
 * chunkpilot: a real 1-chunk run (``plan_run``/``write_run``), then the real worker
-  process ``python -m worker --chunk …`` — committing a part every 5 s or 256
+  process ``python -m worker --run … --worker w0`` — committing a part every 5 s or 256
   records (the defaults), which is what resuming after a kill relies on;
 * ``vllm run-batch`` (``python -m vllm.entrypoints.openai.run_batch``, through a
   wrapper that only times it): the peer, same file, no resume;
@@ -92,7 +92,7 @@ def run_chunkpilot(work: Path, prompts: Path, model_folder: str, i: int) -> dict
     plan = plan_run(options)
     write_run(plan, str(store))
     run = open_run(str(store), plan.spec.run_id)
-    m = run_measured([PYTHON, "-m", "worker", "--chunk", f"{run.run_uri}/chunks/0000.json", "--attempt", "1"],
+    m = run_measured([PYTHON, "-m", "worker", "--run", run.run_uri, "--worker", "w0", "--attempt", "1"],
                      env={**engine_env(), "CHUNKPILOT_LOG_LEVEL": "WARNING"}, cwd=str(REPO))
     marker = SuccessMarker.from_json(run.run_store.get("out/0000/_SUCCESS"))
     parts = [p for o in run.run_store.list("out/0000/") if (p := PartName.parse(o.key.rsplit("/", 1)[-1]))]

@@ -123,10 +123,12 @@ def _parts(run) -> list[PartName]:
 
 def test_sigterm_while_the_engine_loads_exits_75(tmp_path, engine_input, make_run):
     run = make_run([engine_input], engine="vllm")
-    proc = subprocess.Popen([sys.executable, "-m", "worker", "--chunk", f"{run.run_uri}/chunks/0000.json"], cwd=ROOT,
+    proc = subprocess.Popen([sys.executable, "-m", "worker", "--run", run.run_uri, "--worker", "w0"], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     time.sleep(3)  # vLLM takes longer than this to import and start
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(60) == 75
     assert b"before any work started" in proc.stdout.read()
     assert not list(run.run_store.list("out/"))
+    claim = json.loads(run.run_store.get("claims/0000.json"))
+    assert claim["state"] == "released", "its chunk is handed back at once"

@@ -19,9 +19,11 @@ then expires.
 from __future__ import annotations
 
 import logging
+import signal
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterator
 
 from chunkpilot import claims, layout
 from chunkpilot.engines import loads_model
@@ -234,7 +236,12 @@ class Worker:
             if self.engine is None:
                 state_only(self.store, chunk, held.claim.attempt, "starting")
                 try:
-                    self._start_engine()
+                    with stop_means_exit(self.stop):
+                        self._start_engine()
+                except StoppedWhileStarting:
+                    log.warning("stopped while the engine was starting: before any work started")
+                    guard.end("released", f"{self.job} was stopped while its engine was starting")
+                    return EXIT_PREEMPTED, "stopped", "stopped while the engine was starting"
                 except ConfigError as exc:
                     log.error("%s", exc)
                     state_only(self.store, chunk, held.claim.attempt, "failed", str(exc))
@@ -295,6 +302,28 @@ def earlier_beat(store: Store, worker: str, attempt: int) -> WorkerBeat | None:
         return WorkerBeat.from_json(store.get(layout.worker_beat(worker, attempt)))
     except (NotFoundError, StoreError, ValueError, TypeError, KeyError):
         return None
+
+
+class StoppedWhileStarting(Exception):
+    """A stop (SIGTERM/SIGINT) came while the engine was starting: nothing to commit, so stop now."""
+
+
+@contextmanager
+def stop_means_exit(stop: StopRequested) -> Iterator[None]:
+    """While starting an engine (a long call that cannot look at a flag), a stop raises at once
+    instead of waiting for the engine; afterwards a stop asks for a graceful end again."""
+    def now(signum, frame):
+        stop(signum, frame)
+        raise StoppedWhileStarting()
+
+    if stop.requested:
+        raise StoppedWhileStarting()
+    previous = {s: signal.signal(s, now) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 def read_allowance(store: Store) -> ResumeAllowance:

@@ -9,7 +9,7 @@ import pytest
 from chunkpilot.layout import PartName
 from launcher.collect import collect
 from tests.conftest import read_jsonl, write_jsonl
-from worker.run import WorkerOptions, run_chunk
+from worker.loop import WorkerOptions, run_worker
 
 
 @pytest.fixture(params=["jsonl", "parquet"])
@@ -25,8 +25,7 @@ def mid_run(request, tmp_path, make_run):
     else:
         path = write_jsonl(tmp_path / "in.jsonl", records)
     run = make_run([path], chunks=3, commit_records=4, engine_options={"batch": 2})
-    for chunk in run.spec.chunk_ids[:2]:
-        assert run_chunk(f"{run.run_uri}/chunks/{chunk}.json", WorkerOptions(attempt=1)) == 0
+    assert run_worker(run.run_uri, WorkerOptions(only=frozenset(run.spec.chunk_ids[:2]))) == 0
     second = run.spec.chunk_ids[1]
     run.run_store.delete(f"out/{second}/_SUCCESS")
     parts = sorted((p for o in run.run_store.list(f"out/{second}/") if (p := PartName.parse(o.key.rsplit("/", 1)[-1]))),
