@@ -141,7 +141,9 @@ class Life:
     reason: str = ""
     resources: dict[str, Any] = field(default_factory=dict)
     commits: tuple[dict[str, Any], ...] = ()
-    claims: tuple[dict[str, Any], ...] = ()  # a warm worker's claim events: which chunk it answered from when
+    # A warm worker's claim events (which chunk it answered from when), each with ``commits_before``:
+    # how many of ``commits`` came before it, so commits[claims[i].commits_before:claims[i + 1]...] are its chunk's.
+    claims: tuple[dict[str, Any], ...] = ()
 
 
 def summarize(chunk: str, attempt: int, life: int, events: Iterable[dict[str, Any]]) -> Life | None:
@@ -174,8 +176,18 @@ def summarize(chunk: str, attempt: int, life: int, events: Iterable[dict[str, An
         reason=str(end.get("reason", "")) if end else "",
         resources=dict(start.get("resources") or {}),
         commits=commits,
-        claims=tuple(e for e in events if e["event"] == "claim"),
+        claims=_claims(events),
     )
+
+
+def _claims(events: list[dict[str, Any]]) -> tuple[dict[str, Any], ...]:
+    out, commits = [], 0
+    for e in events:
+        if e["event"] == "commit":
+            commits += 1
+        elif e["event"] == "claim":
+            out.append({**e, "commits_before": commits})
+    return tuple(out)
 
 
 _KEY = re.compile(r"^history/(w?[0-9]+)/a([0-9]+)\.([0-9]+)\.jsonl$")

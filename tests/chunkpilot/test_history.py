@@ -75,9 +75,9 @@ def test_a_warm_worker_keeps_each_chunks_commits_apart_however_long_it_runs():
     life = summarize("w0", 1, 0, parse(history.to_bytes()))
     assert [c["chunk"] for c in life.claims] == ["0000", "0001", "0002"]
     assert len(life.commits) <= MAX_COMMITS + 2
-    found = {c: 0 for c in per_chunk}
-    claims = list(life.claims)
-    for commit in life.commits:
-        chunk = [c["chunk"] for c in claims if c["t"] <= commit["t0"]][-1]
-        found[chunk] += commit["records"]
+    bounds = [c["commits_before"] for c in life.claims] + [len(life.commits)]
+    assert bounds[0] == 0
+    found = {c["chunk"]: sum(e["records"] for e in life.commits[a:b]) for c, a, b in zip(life.claims, bounds, bounds[1:])}
     assert found == per_chunk
+    for c, a, b in zip(life.claims, bounds, bounds[1:]):  # and in time, each chunk's commits follow its claim
+        assert all(e["t0"] >= c["t"] for e in life.commits[a:b])
