@@ -13,6 +13,8 @@ One JSON event per line, in time order (``t``: seconds since the epoch)::
 
     {"event": "start", "t": .., "host": .., "resources": {"cloud": .., "region": .., ..}}
     {"event": "ready", "t": ..}                         the engine is loaded
+    {"event": "claim", "t": .., "chunk": .., "chunk_attempt": ..}   a warm worker took a chunk: the
+                                                        commits after it, until the next claim, are that chunk's
     {"event": "commit", "t": .., "t0": .., "commits": 1, "records": .., "errors": ..,
      "prompt_tokens": .., "completion_tokens": .., "end": [input, offset]}
     {"event": "beat", "t": .., "answered": .., "committed": .., "held": ..}    the latest heartbeat only
@@ -20,8 +22,8 @@ One JSON event per line, in time order (``t``: seconds since the epoch)::
 
 A commit event counts the records this life committed in ``[t0, t]`` (``end``: just past
 the last of them). Bounded: past ``MAX_COMMITS`` commit events, neighbours are merged in
-pairs (sums, the later end), so a week-long attempt keeps about that many at a coarser
-grain; an event is ~150 bytes. A process killed outright (SIGKILL, a reclaimed spot VM)
+pairs (sums, the later end) — never across a ``claim``, so each commit stays its chunk's — and
+a week-long attempt keeps about that many at a coarser grain; an event is ~150 bytes. A process killed outright (SIGKILL, a reclaimed spot VM)
 writes no end event: its last beat says how many records it had answered but not yet saved
 (``answered - committed - held``: neither in a part nor in the held object) — the work a
 preemption throws away, as of that beat.
@@ -83,12 +85,15 @@ class History:
 
 
 def compact(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Merge neighbouring commit events in pairs: half as many, same totals, same span."""
+    """Merge neighbouring commit events in pairs: half as many, same totals, same span. Commits
+    on either side of a ``claim`` are different chunks': they are never merged."""
     out: list[dict[str, Any]] = []
     waiting: int | None = None  # index in ``out`` of a commit event with no partner yet
     for e in events:
         if e["event"] != "commit":
             out.append(e)
+            if e["event"] == "claim":
+                waiting = None
         elif waiting is None:
             waiting = len(out)
             out.append(e)
@@ -136,6 +141,9 @@ class Life:
     reason: str = ""
     resources: dict[str, Any] = field(default_factory=dict)
     commits: tuple[dict[str, Any], ...] = ()
+    # A warm worker's claim events (which chunk it answered from when), each with ``commits_before``:
+    # how many of ``commits`` came before it, so commits[claims[i].commits_before:claims[i + 1]...] are its chunk's.
+    claims: tuple[dict[str, Any], ...] = ()
 
 
 def summarize(chunk: str, attempt: int, life: int, events: Iterable[dict[str, Any]]) -> Life | None:
@@ -168,7 +176,18 @@ def summarize(chunk: str, attempt: int, life: int, events: Iterable[dict[str, An
         reason=str(end.get("reason", "")) if end else "",
         resources=dict(start.get("resources") or {}),
         commits=commits,
+        claims=_claims(events),
     )
+
+
+def _claims(events: list[dict[str, Any]]) -> tuple[dict[str, Any], ...]:
+    out, commits = [], 0
+    for e in events:
+        if e["event"] == "commit":
+            commits += 1
+        elif e["event"] == "claim":
+            out.append({**e, "commits_before": commits})
+    return tuple(out)
 
 
 _KEY = re.compile(r"^history/(w?[0-9]+)/a([0-9]+)\.([0-9]+)\.jsonl$")

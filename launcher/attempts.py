@@ -196,12 +196,12 @@ class AttemptBook:
 
 
 def _life_dict(life: history.Life) -> dict:
-    """A life for the ledger: its summary without the commit list (only the report draws that)."""
-    return asdict(replace(life, commits=()))
+    """A life for the ledger: its summary without the commit and claim lists (only the report draws them)."""
+    return asdict(replace(life, commits=(), claims=()))
 
 
 def _life_from_dict(d: dict) -> history.Life:
-    return history.Life(**{**d, "commits": ()})
+    return history.Life(**{**d, "commits": (), "claims": ()})
 
 
 def list_lives(run_store: Store) -> dict[LifeKey, float]:

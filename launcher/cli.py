@@ -373,9 +373,11 @@ def status(run_id, store_uri, as_json, price_per_hour, on_demand_price_per_hour)
 def report(run_id, store_uri, output, price_per_hour, on_demand_price_per_hour):
     """Write RUN's report: one self-contained HTML page (opens offline) of what it did and cost.
 
-    Totals (records, errors, tokens, wall and GPU time, cost, spot saving), a timeline with one
-    row per chunk (attempts, interruptions, completion), throughput over time, error codes
-    with example records, and the work each interruption threw away. Works on a run in progress.
+    Totals (records, errors, tokens, wall and GPU time, cost, cold starts, spot saving), a
+    timeline with one row per worker (its launches, engine starts, the chunks it answered one
+    after another, interruptions), the workers and chunks tables, throughput over time, error
+    codes with example records, and the work each interruption threw away. Works on a run in
+    progress.
 
     \b
     Examples:
@@ -393,7 +395,8 @@ def report(run_id, store_uri, output, price_per_hour, on_demand_price_per_hour):
     output = output or f"{run_id}-report.html"
     size = write_report(html, output)
     tl = data["timeline"]
-    err.print(f"[green]wrote[/] {output}: {human_bytes(size)}, {len(tl['chunks'])} chunk rows, "
+    err.print(f"[green]wrote[/] {output}: {human_bytes(size)}, {len(tl['workers'])} worker rows, "
+              f"{len(data['chunks'])} chunks, "
               f"{len(data['interruptions'])} interruption(s), {len(data['errors'])} error code(s)")
 
 

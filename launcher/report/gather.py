@@ -1,8 +1,9 @@
 """Reading what a report needs from the store (and, for a live run, its backend).
 
-The same look as ``status`` — listings, the job poll, markers and heartbeats of every chunk
-with errors, every attempt record — plus every worker history, and a few error lines with
-the records they answer (at most ``EXAMPLE_PARTS`` parts are read for them).
+The same look as ``status`` — listings, every chunk's claim, the job poll, markers and heartbeats
+of every chunk with errors, the worker heartbeats, every launch's attempt record — plus every
+worker history (with its claim and commit events), and a few error lines with the records they
+answer (at most ``EXAMPLE_PARTS`` parts are read for them).
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from launcher.attempts import AttemptBook, list_lives, read_lives
 from launcher.backends.base import Backend
 from launcher.observe import observe
 from launcher.pricing import Price
-
 from launcher.report.model import ReportFacts
 from launcher.runs import OpenRun
 from launcher.watch import LookCache, WatchOptions, decide_run, listed_attempts, look
@@ -55,6 +55,7 @@ def gather(run: OpenRun, backend: Backend | None, price: Price | None = None) ->
         spec=spec, t0=status.totals["started_at"], now=now, totals=status.totals,
         rows=[asdict(r) for r in status.rows], cost=status.cost, records=records, lives=lives, parts=parts,
         error_examples=error_examples(run, [(c, p) for c, p, _ in sorted(parts) if p.errors]), price=price,
+        workers=[asdict(w) for w in status.workers], claims={chunk: obs.claim for chunk, obs in observed.items()},
     )
 
 

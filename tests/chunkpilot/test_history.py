@@ -55,3 +55,29 @@ def test_resources_come_from_skypilot_and_nothing_else():
     assert resources_from_env(env) == {"cloud": "AWS", "region": "us-east-1", "zone": "us-east-1a", "gpus": 4}
     assert resources_from_env({"SKYPILOT_CLUSTER_INFO": "{broken"}) == {}
     assert parse_key("history/0003/a2.1.jsonl") == ("0003", 2, 1) and parse_key("history/0003/a2.jsonl") is None
+
+
+def test_a_warm_worker_keeps_each_chunks_commits_apart_however_long_it_runs():
+    """Commits are a chunk's by the claim before them: compaction never merges across a claim."""
+    history = History()
+    history.add("start", 0.0, resources={})
+    history.add("claim", 0.5, chunk="0000", chunk_attempt=1)
+    history.add("ready", 1.0)
+    t = 2.0
+    per_chunk = {"0000": 0, "0001": 0, "0002": 0}
+    for chunk, n in (("0000", 301), ("0001", 3), ("0002", 400)):
+        if chunk != "0000":
+            history.add("claim", t, chunk=chunk, chunk_attempt=2)
+        for _ in range(n):
+            history.commit(t + 1, t, records=1, errors=0, prompt_tokens=1, completion_tokens=1, end=(0, 0))
+            per_chunk[chunk] += 1
+            t += 1
+    life = summarize("w0", 1, 0, parse(history.to_bytes()))
+    assert [c["chunk"] for c in life.claims] == ["0000", "0001", "0002"]
+    assert len(life.commits) <= MAX_COMMITS + 2
+    bounds = [c["commits_before"] for c in life.claims] + [len(life.commits)]
+    assert bounds[0] == 0
+    found = {c["chunk"]: sum(e["records"] for e in life.commits[a:b]) for c, a, b in zip(life.claims, bounds, bounds[1:])}
+    assert found == per_chunk
+    for c, a, b in zip(life.claims, bounds, bounds[1:]):  # and in time, each chunk's commits follow its claim
+        assert all(e["t0"] >= c["t"] for e in life.commits[a:b])
