@@ -18,7 +18,8 @@ One JSON event per line, in time order (``t``: seconds since the epoch)::
     {"event": "commit", "t": .., "t0": .., "commits": 1, "records": .., "errors": ..,
      "prompt_tokens": .., "completion_tokens": .., "end": [input, offset]}
     {"event": "beat", "t": .., "answered": .., "committed": .., "held": ..}    the latest heartbeat only
-    {"event": "end", "t": .., "outcome": "done|stopped|failed|crashed", "exit_code": .., "reason": ..}
+    {"event": "end", "t": .., "outcome": "done|stopped|idle|failed|crashed", "exit_code": .., "reason": ..}
+                                                        (idle: stopped between chunks, holding none)
 
 A commit event counts the records this life committed in ``[t0, t]`` (``end``: just past
 the last of them). Bounded: past ``MAX_COMMITS`` commit events, neighbours are merged in

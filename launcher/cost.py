@@ -92,7 +92,7 @@ def interruptions(records: Iterable[AttemptRecord], lives: Iterable[Life], now: 
     out = []
     for chunk, chunk_lives in by_chunk.items():
         for i, life in enumerate(chunk_lives):
-            if life.outcome in ("done", "failed", "crashed"):
+            if life.outcome in ("done", "failed", "crashed", "idle"):  # idle: stopped between chunks, nothing lost
                 continue
             record = by_attempt.get((chunk, life.attempt))
             following = chunk_lives[i + 1] if i + 1 < len(chunk_lives) else None

@@ -250,10 +250,12 @@ class Worker:
             if self.stop.requested:
                 guard.end("released", "stopped before it started")
                 break
-            self._answer(manifest, guard)
-        return EXIT_PREEMPTED, "stopped", "stop requested" if self.stop.requested else "run paused"
+            if self._answer(manifest, guard) is ChunkOutcome.STOPPED:
+                return EXIT_PREEMPTED, "stopped", "stop requested"
+        # Stopped (or the run paused) between chunks: nothing was lost, so not an interruption.
+        return EXIT_PREEMPTED, "idle", "stopped holding no chunk" if self.stop.requested else "run paused"
 
-    def _answer(self, manifest: ChunkManifest, guard: ClaimGuard) -> None:
+    def _answer(self, manifest: ChunkManifest, guard: ClaimGuard) -> ChunkOutcome:
         options = ChunkOptions(attempt=guard.held.claim.attempt, max_in_flight=self.max_in_flight,
                                heartbeat_seconds=min(self.options.heartbeat_seconds, self.spec.commit_seconds),
                                grace_seconds=self.options.grace_seconds,
@@ -278,6 +280,7 @@ class Worker:
             guard.end("released", f"{self.job} was stopped")
         else:
             self.status.set(chunks_lost=beat.chunks_lost + 1, chunk=None)
+        return outcome
 
     def _check_inputs(self, manifest: ChunkManifest) -> None:
         """The chunk's inputs are the ones the run was planned on (each checked once per worker)."""
