@@ -47,7 +47,8 @@ class ChunkObservation:
         return max((p.attempt for p, _ in self.parts), default=0)
 
     def view(self) -> ChunkView:
-        return ChunkView(chunk=self.chunk, done=self.done is not None, claim=self.claim, heartbeat_at=self.heartbeat_at)
+        return ChunkView(chunk=self.chunk, done=self.done is not None, claim=self.claim, heartbeat_at=self.heartbeat_at,
+                         done_at=self.done.mtime if self.done is not None else None)
 
 
 @dataclass

@@ -14,7 +14,8 @@ unfinished the launcher keeps ``min(M, unfinished chunks)`` worker jobs active, 
 slots whose job ended; a job that ends with a configuration error (SkyPilot FAILED_SETUP /
 FAILED_PRECHECKS, worker exit 2) is not relaunched. A running job whose claim's lease ran out
 is hung (stopped, or stuck): it is cancelled and its slot relaunched. Once every chunk is
-final, jobs still running are asked to stop. A slot is launched at most
+final, workers end by themselves (nothing left to claim); one still running
+``finish_grace_seconds`` after the last chunk was done is asked to stop. A slot is launched at most
 ``max_attempts x ceil(chunks / workers)`` times: every worker death costs at most the one
 chunk attempt it held, so this bounds relaunches by the work the chunks' attempts allow.
 """
@@ -51,6 +52,7 @@ class ChunkView:
     done: bool
     claim: Claim | None = None  # None: never claimed (or not read this cycle: done chunks)
     heartbeat_at: float | None = None  # last progress write
+    done_at: float | None = None  # when its _SUCCESS was written
 
     @property
     def attempts(self) -> int:
@@ -72,6 +74,7 @@ class Policy:
     max_attempts: int = 3
     workers: int = 1
     missing_grace_seconds: float = 60.0  # how long a launched job may be unknown to the backend
+    finish_grace_seconds: float = 30.0  # how long workers get to end by themselves once every chunk is final
     run_cancelled: bool = False
     # Attempts pauses cost (by chunk id or worker slot): they do not count against the limits.
     extra_attempts: dict[str, int] = field(default_factory=dict)
@@ -197,7 +200,9 @@ def decide(chunks: list[ChunkView], workers: list[WorkerView], policy: Policy, n
         d.cancels.append(Cancel(slot, w.attempts, f"hung: {why}"))
         d.ended.append(Ended(slot, w.attempts, JobStatus.CANCELLED, f"hung: {why}"))
         active.discard(slot)
-    if not unfinished or policy.run_cancelled:
+    last_done = max((v.done_at for v in chunks if v.done_at is not None), default=None)
+    ending = not unfinished and (last_done is None or now - last_done >= policy.finish_grace_seconds)
+    if ending or policy.run_cancelled:
         why = "run paused" if policy.run_cancelled else "every chunk is finished"
         for w in slots:
             if w.slot in active and w.job is not None and w.job.status is not JobStatus.CANCELLING:

@@ -156,6 +156,8 @@ class LocalBackend:
                 self._escalate(name, pid)
                 return JobState(JobStatus.CANCELLING)
             return JobState(JobStatus.RUNNING)
+        if process_alive(_read_pid(self._file(name, "wrapper"))):
+            return JobState(JobStatus.RUNNING)  # the worker has exited; its parent is writing the exit file
         # Both the worker and its parent are gone without an exit file: killed together.
         return JobState(JobStatus.CANCELLED if cancelled else JobStatus.FAILED, "job process vanished")
 
@@ -181,6 +183,13 @@ class LocalBackend:
             since = 0.0
         if time.time() - since > self.kill_after_seconds:
             _signal(pid, signal.SIGKILL)
+
+
+def _read_pid(path: Path) -> int:
+    try:
+        return int(path.read_text().strip() or 0)
+    except (OSError, ValueError):
+        return 0
 
 
 def _mtime(path: Path) -> float | None:

@@ -2,7 +2,9 @@
 
 The launcher may die and restart while jobs run; this small process outlives it
 (it runs in its own session) so the job's outcome is never lost:
-``<name>.pid`` while it runs, ``<name>.exit`` once the worker has exited.
+``<name>.pid`` while it runs, ``<name>.exit`` once the worker has exited; ``<name>.wrapper``
+holds this process's own pid, so a worker seen gone before its exit file is written is known
+to be ending, not vanished.
 SIGTERM is forwarded to the worker (a graceful stop).
 """
 
@@ -30,6 +32,7 @@ def main(argv: list[str]) -> int:
     if os.path.exists(cancelled):  # cancelled before it could start
         _write_atomic(os.path.join(jobs_dir, f"{name}.exit"), f"{-signal.SIGTERM}\n")
         return 0
+    _write_atomic(os.path.join(jobs_dir, f"{name}.wrapper"), f"{os.getpid()}\n")
     with open(log_path, "ab", buffering=0) as log:
         child = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         _write_atomic(os.path.join(jobs_dir, f"{name}.pid"), f"{child.pid}\n")

@@ -108,9 +108,13 @@ def test_a_recovering_worker_is_left_to_the_backend():
     assert not d.launches and not d.cancels and d.states["0000"] is ChunkState.RUNNING
 
 
-def test_once_every_chunk_is_final_leftover_workers_are_stopped():
-    d = decide([chunk(done=True)], [worker("w0"), worker("w1", status=JobStatus.CANCELLING)], Policy(workers=2), NOW)
-    assert d.cancels == [Cancel("w0", 1, "every chunk is finished")]
+def test_once_every_chunk_is_final_workers_get_a_grace_to_end_then_are_stopped():
+    workers = [worker("w0"), worker("w1", status=JobStatus.CANCELLING)]
+    just_done = ChunkView("0000", True, done_at=NOW - 5)
+    d = decide([just_done], workers, Policy(workers=2, finish_grace_seconds=30), NOW)
+    assert not d.cancels and d.finished, "a worker finds nothing left and ends by itself"
+    d = decide([just_done], workers, Policy(workers=2, finish_grace_seconds=30), NOW + 30)
+    assert d.cancels == [Cancel("w0", 1, "every chunk is finished")], "one still running then (hung) is stopped"
     assert not d.finished, "finished once the stops are out"
 
 
