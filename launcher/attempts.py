@@ -87,6 +87,36 @@ class AttemptBook:
         self._records[key], self._good_below[key] = record, math.inf
         self._dirty = True
 
+    def settle(self, record: AttemptRecord, job: JobState, reason: str, now: float) -> AttemptRecord:
+        """Record the end of a launch whose job the backend reports ended, for a reader that is not
+        the watcher (``status``, ``report`` of a run nobody watches): the backend's own end time
+        (now when it has none). Written only if the record is unchanged since it was read (a
+        conditional write against its etag), so a watcher writing it meanwhile wins; either way
+        the end is the backend's fact, so both writers agree. Returns the record as settled."""
+        key = layout.attempt_record(record.chunk, record.attempt)
+        try:
+            etag = self.run_store.head(key).etag
+            current = AttemptRecord.from_json(self.run_store.get(key))
+        except (NotFoundError, StoreError, ValueError):
+            return record
+        if current.ended_at is not None:
+            self._keep_read(current)
+            return current
+        settled = current.with_(state=job.status.value, reason=current.reason or reason,
+                                ended_at=job.ended_at if job.ended_at is not None else now,
+                                started_at=current.started_at if current.started_at is not None else job.started_at)
+        try:
+            if self.run_store.put_if_match(key, settled.to_json(), etag):
+                self._keep_read(settled)
+                return settled
+        except StoreError as exc:
+            log.warning("could not record the end of %s: %s", record.name, exc)
+        return record
+
+    def _keep_read(self, record: AttemptRecord) -> None:
+        key = (record.chunk, record.attempt)
+        self._records[key], self._good_below[key] = record, time.time()
+
     def note_job(self, chunk: str, attempt: int, job: JobState) -> None:
         """Write what the backend says about the job that the record lacks (or that changed)."""
         record = self.get(chunk, attempt)

@@ -206,7 +206,10 @@ def look(run: OpenRun, decision: Decision, observed: Observed, cache: LookCache 
     report = summarize(run.spec, observed, decision, now, details)
     book = cache.book = cache.book or AttemptBook(run.run_store, run.spec)
     parallel = max(1, run.run_store.parallel_reads)
-    records = book.all(listed_attempts(observed), parallel, getattr(observed, "ledger", None))
+    records = settle_ended(book, book.all(listed_attempts(observed), parallel, getattr(observed, "ledger", None)),
+                           observed, decision, now)
+    if not any(w.job is not None and w.job.status.active for w in observed.workers.values()):
+        report.totals["eta_seconds"] = None  # nothing runs: no ETA, no projection
     done: set[str] = set()  # histories are a worker slot's: no slot is ever "done" as a chunk is
     keys = list_lives(run.run_store)
     worth = lives_worth_reading(keys, records, done)
@@ -220,6 +223,21 @@ def look(run: OpenRun, decision: Decision, observed: Observed, cache: LookCache 
     report.cost = cost
     report.totals["cost"] = cost.to_dict()
     return report
+
+
+def settle_ended(book: AttemptBook, records: list[AttemptRecord], observed: Observed, decision: Decision,
+                 now: float) -> list[AttemptRecord]:
+    """Every launch the backend reports ended but whose record has no end gets it now, whoever
+    looks (``AttemptBook.settle``): so a run nobody watches stops accruing cost when its jobs end."""
+    ended = {(e.slot, e.attempt): e.reason for e in decision.ended}
+    out = []
+    for r in records:
+        w = observed.workers.get(r.chunk)
+        job = w.job if w is not None and w.attempts == r.attempt else None
+        if r.ended_at is None and job is not None and not job.status.active and job.status is not JobStatus.MISSING:
+            r = book.settle(r, job, ended.get((r.chunk, r.attempt), job.detail), now)
+        out.append(r)
+    return out
 
 
 def open_latest_lives(keys: Iterable[tuple[str, int, int]], records: list[AttemptRecord], done: set[str]) -> set:
