@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -70,16 +71,40 @@ class ClaimGuard:
     def __init__(self, store: Store, held: claims.Held, ttl: float, clock: Callable[[], float] = time.time):
         self.store, self.held, self.ttl, self.clock = store, held, ttl, clock
         self.lost = False
+        self._lock = threading.Lock()
 
     def keep(self) -> bool:
-        if self.lost:
-            return False
+        with self._lock:
+            if self.lost:
+                return False
+            try:
+                self.held = claims.renew(self.store, self.held, self.clock(), self.ttl)
+            except claims.LostClaim as exc:
+                log.warning("%s", exc)
+                self.lost = True
+            except StoreError as exc:  # not lost: the lease runs on; the next renewal may get through
+                log.warning("claim on chunk %s not renewed: %s", self.held.claim.chunk, exc)
+            return not self.lost
+
+    @contextmanager
+    def kept_meanwhile(self) -> Iterator[None]:
+        """Renew the claim from a thread of its own while this one is busy in a long call that cannot
+        (starting an engine: minutes on a loaded machine, longer than the lease). A stopped process
+        stops this thread too, so a hung worker still loses its claim."""
+        done = threading.Event()
+
+        def renew() -> None:
+            while not done.wait(self.ttl / 4):
+                if not self.keep():
+                    return
+
+        thread = threading.Thread(target=renew, name="claim-renewal", daemon=True)
+        thread.start()
         try:
-            self.held = claims.renew(self.store, self.held, self.clock(), self.ttl)
-        except claims.LostClaim as exc:
-            log.warning("%s", exc)
-            self.lost = True
-        return not self.lost
+            yield
+        finally:
+            done.set()
+            thread.join()
 
     def end(self, state: claims.ClaimState, reason: str = "") -> None:
         """Write the claim's final state (or hand it back); a lost claim is left as its new holder wrote it."""
@@ -236,7 +261,7 @@ class Worker:
             if self.engine is None:
                 state_only(self.store, chunk, held.claim.attempt, "starting")
                 try:
-                    with stop_means_exit(self.stop):
+                    with stop_means_exit(self.stop), guard.kept_meanwhile():
                         self._start_engine()
                 except StoppedWhileStarting:
                     log.warning("stopped while the engine was starting: before any work started")

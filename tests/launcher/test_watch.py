@@ -154,3 +154,19 @@ def test_status_shows_a_rate_and_elapsed_time_during_and_after_a_run(tmp_path, s
     after = json.loads(cli("status", run.spec.run_id, "--store", store_uri, "--json").output)
     assert after["totals"]["finished"] and after["totals"]["records_per_s"] > 0
     assert after["totals"]["elapsed_seconds"] > 0 and after["totals"]["eta_seconds"] is None
+
+
+def test_a_worker_starting_its_engine_for_longer_than_its_lease_keeps_its_claim(tmp_path, store_uri, cli, make_run,
+                                                                                 monkeypatch):
+    """Starting an engine can take minutes on a loaded machine: the claim is renewed meanwhile, so the
+    worker is not taken for hung (a stopped one is: see the test above)."""
+    monkeypatch.setenv("CHUNKPILOT_CLAIM_TTL", "1")
+    run = make_run([big_prompts(tmp_path / "in.jsonl", 60)], chunks=2, workers=1,
+                   engine_options={"start_seconds": 3.0})
+    result = cli("watch", run.spec.run_id, "--store", store_uri)
+    assert "all 2 chunk(s) done" in result.output
+    record = AttemptRecord.from_json(run.run_store.get("jobs/w0/a1.json"))
+    assert not record.cancelled_by_us and record.state == "SUCCEEDED"
+    assert not run.run_store.exists("jobs/w0/a2.json"), "never relaunched"
+    claim = json.loads(run.run_store.get("claims/0000.json"))
+    assert (claim["attempt"], claim["worker_attempt"], claim["state"]) == (1, 1, "done")

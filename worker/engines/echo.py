@@ -103,6 +103,7 @@ class EchoEngine:
         self.delay = float(options.get("delay", 0.0))
         self.batch = int(options.get("batch", 64))
         self.batch_size = self.batch
+        time.sleep(float(options.get("start_seconds", 0.0)))  # stands in for a real engine's start-up
         self.straggle_every = int(options.get("straggle_every", 0))
         self.straggle_steps = int(options.get("straggle_steps", 0))
         self._trace = open(options["trace"], "a", buffering=1) if options.get("trace") else None
