@@ -172,9 +172,29 @@ class ChunkRun:
         self.error_codes: Counter[str] = Counter()  # the chunk's committed error lines, by code
         self.first_fresh: list[Slot] | None = []  # this attempt's first records, in input order (fail fast)
         self.failure: str | None = None  # why the chunk stopped for good (fail fast)
+        self.work: Iterator[Work] = iter(())
+        self.exhausted = False  # every record read
+        self.max_pending = 0
 
-    # -- main loop -------------------------------------------------------------
+    # -- driving it ---------------------------------------------------------------
+    # A chunk run is driven in steps, so one engine can serve two chunks at once: the worker
+    # (``worker.loop``) takes the next chunk while this one's last requests finish, and keeps the
+    # engine full across the boundary. ``run`` drives a chunk alone.
+
     def run(self) -> ChunkOutcome:
+        """Answer the chunk alone on the engine, to its end."""
+        self.begin()
+        while True:
+            self.pump(self.options.max_in_flight - len(self.in_flight))
+            if self.in_flight:
+                for result in self.engine.step():
+                    self.deliver(result)
+            outcome = self.tick()
+            if outcome is not None:
+                return outcome
+
+    def begin(self) -> None:
+        """Learn what earlier attempts committed and held; the records to answer start streaming."""
         existing = self._committed_parts()
         committed = CommittedSet(existing)
         own = [p.seq for p in existing if p.attempt == self.options.attempt]
@@ -183,37 +203,62 @@ class ChunkRun:
         self.error_codes.update(self._committed_error_codes(existing))
         log.info("chunk %s attempt %d: %d part(s) already committed, %d held answer(s)",
                  self.chunk, self.options.attempt, len(existing), len(held))
+        self.work = self._work(committed, held)
+        self.max_pending = max(4 * self.options.max_in_flight, 2 * self.spec.commit_records)
 
-        work = self._work(committed, held)
-        max_pending = max(4 * self.options.max_in_flight, 2 * self.spec.commit_records)
-        exhausted = False
-        while True:
-            if not self.stop.requested:
-                while (not exhausted and self.failure is None and len(self.in_flight) < self.options.max_in_flight
-                       and len(self.pending) < max_pending):
-                    if not self._feed_one(work):
-                        exhausted = True
-            if self.in_flight:
-                for result in self.engine.step():
-                    self._finish(result)
-            elif exhausted or self.stop.requested:
-                break
+    @property
+    def all_read(self) -> bool:
+        """Every record of the chunk is read (in flight, answered or committed): the worker may take
+        the next chunk to keep the engine full."""
+        return self.exhausted
+
+    def pump(self, room: int) -> int:
+        """Send up to ``room`` more requests to the engine (fewer when records run out or too many
+        answers wait to be committed); returns how many were sent."""
+        sent = 0
+        if self.stop.requested:
+            return 0
+        before = len(self.in_flight)
+        while (not self.exhausted and self.failure is None and len(self.in_flight) - before < room
+               and len(self.pending) < self.max_pending):
+            if not self._feed_one(self.work):
+                self.exhausted = True
+        sent = len(self.in_flight) - before
+        return max(0, sent)
+
+    def owns(self, request_id: str) -> bool:
+        return request_id in self.in_flight
+
+    def deliver(self, result: Result) -> None:
+        """An answer the engine gave for one of this chunk's requests."""
+        self._finish(result)
+
+    def tick(self) -> ChunkOutcome | None:
+        """Commit and heartbeat when due; the outcome once the chunk run is over (None: not yet)."""
+        if self.in_flight or not (self.exhausted or self.stop.requested):
             now = time.monotonic()
             if self.stop.requested and now - self.stop.at >= self.options.grace_seconds:
                 log.warning("grace period over: dropping %d unfinished request(s)", len(self.in_flight))
-                self.engine.abort_all()
-                self.in_flight.clear()
-                break
+                self._abort()
+                return self._end()
             if now - self.last_commit >= self.spec.commit_seconds or self.unsaved >= self.spec.commit_records:
                 # Runs behind an unfinished record become parts once worth one: 16 per commit_records.
                 self._commit(min_run=max(1, self.spec.commit_records // 16))
             if now - self.last_heartbeat >= self.options.heartbeat_seconds:
                 self._heartbeat("running")
             if self.failure is not None or self.lost:
-                self.engine.abort_all()
-                self.in_flight.clear()
-                break
+                self._abort()
+                return self._end()
+            return None
+        return self._end()
 
+    def _abort(self) -> None:
+        """Drop this chunk's requests from the engine (another chunk's stay)."""
+        if self.in_flight:
+            self.engine.abort(sorted(self.in_flight))
+        self.in_flight.clear()
+
+    def _end(self) -> ChunkOutcome:
         if self.lost or not self._commit(min_run=1):
             log.warning("chunk %s: lost its claim (taken over); stopped feeding it, committed nothing more", self.chunk)
             return ChunkOutcome.LOST
@@ -221,7 +266,7 @@ class ChunkRun:
             self._heartbeat("failed", reason=self.failure)
             log.error("chunk %s stopped: %s", self.chunk, self.failure)
             return ChunkOutcome.FAILED
-        if not exhausted or self.pending:
+        if not self.exhausted or self.pending:
             self._heartbeat("stopped")
             log.warning("chunk %s stopped: %d record(s) committed this attempt", self.chunk, self.counters.committed)
             return ChunkOutcome.STOPPED

@@ -117,6 +117,14 @@ class ClaimGuard:
             log.warning("chunk %s: claim not marked %s (%s); its lease will expire", self.held.claim.chunk, state, exc)
 
 
+@dataclass
+class Running:
+    """A chunk this worker is answering: its run on the shared engine and the claim that keeps it."""
+
+    run: ChunkRun
+    guard: "ClaimGuard"
+
+
 class ClaimScanner:
     """Finds the next chunk this worker can take. Chunks seen finished are remembered, so late in
     a run a scan reads only the claims that can still change."""
@@ -137,10 +145,12 @@ class ClaimScanner:
     def max_attempts(self, chunk: str) -> int:
         return (self.allowance.max_attempts or self.spec.max_attempts) + self.allowance.extra_attempts.get(chunk, 0)
 
-    def next(self, now: float) -> claims.Held | None:
+    def next(self, now: float, busy: frozenset[str] = frozenset()) -> claims.Held | None:
+        """Claim the next chunk this worker can take, or None; ``busy``: the chunks it answers now
+        (its own claims, which a new life of the same launch would take back, but this one must not)."""
         self.allowance = read_allowance(self.store)  # a resumed run, or `watch --max-attempts`, changes it
         listed = {c for key in self.store.keys(layout.CLAIMS) if (c := layout.parse_claim(key))}
-        todo = [c for c in self.order if c not in self.finished]
+        todo = [c for c in self.order if c not in self.finished and c not in busy]
         first = [self.take_back] if self.take_back in listed and self.take_back in todo else []
         self.take_back = None
         rest = [c for c in todo if c not in first]
@@ -231,81 +241,123 @@ class Worker:
         return code
 
     def _loop(self) -> tuple[int, str, str]:
+        """Chunk after chunk on one engine. The next chunk is taken as soon as the newest has read all
+        its records, so its requests fill the engine while the last ones of the chunk before finish:
+        at most two chunks share the engine, and it never drains at a chunk boundary."""
         held_before = self.earlier.chunk if self.earlier is not None and self.earlier.state == "running" else None
         scanner = ClaimScanner(self.store, self.spec, self.options, take_back=held_before)
-        while not self.stop.requested:
-            if self.store.exists(layout.CANCELLED):
-                log.info("the run is paused: taking no more chunks")
+        active: list[Running] = []
+        nothing_left = paused = stopped = False
+        while True:
+            wants_next = not active or (len(active) < 2 and active[-1].run.all_read)
+            if wants_next and not (self.stop.requested or nothing_left):
+                if self.store.exists(layout.CANCELLED):
+                    log.info("the run is paused: taking no more chunks")
+                    nothing_left = paused = True
+                else:
+                    held = scanner.next(time.time(), busy=frozenset(item.run.chunk for item in active))
+                    if held is None:
+                        log.info("%s: nothing left to claim", self.job)
+                        nothing_left = True
+                    else:
+                        taken = self._take(held)
+                        if isinstance(taken, tuple):  # the engine cannot start
+                            return taken
+                        if taken is not None:
+                            active.append(taken)
+                        continue
+            if not active:
                 break
-            held = scanner.next(time.time())
-            if held is None:
-                log.info("%s: nothing left to claim", self.job)
-                return EXIT_DONE, "done", ""
-            chunk = held.claim.chunk
-            guard = ClaimGuard(self.store, held, self.options.claim_ttl)
-            log.info("%s: took chunk %s (attempt %d)", self.job, chunk, held.claim.attempt)
-            self.journal.event("claim", chunk=chunk, chunk_attempt=held.claim.attempt)
-            self.status.set(state="running", chunk=chunk)
-            manifest = ChunkManifest.from_json(self.store.get(layout.manifest(chunk)))
-            if self.store.exists(layout.done_marker(chunk)):
-                guard.end("done")
-                continue
+            self._step(active)
+            for item in list(active):
+                outcome = item.run.tick()
+                if outcome is not None:
+                    active.remove(item)
+                    stopped |= outcome is ChunkOutcome.STOPPED
+                    self._ended(item, outcome, holding=active[-1].run.chunk if active else None)
+        if stopped:
+            return EXIT_PREEMPTED, "stopped", "stop requested"
+        if self.stop.requested or paused:
+            # Stopped (or the run paused) between chunks: nothing was lost, so not an interruption.
+            return EXIT_PREEMPTED, "idle", "stopped holding no chunk" if self.stop.requested else "run paused"
+        return EXIT_DONE, "done", ""
+
+    def _take(self, held: claims.Held) -> "Running | tuple[int, str, str] | None":
+        """Start answering a chunk just claimed: None if there is nothing to answer (done already, or
+        its input changed: failed for good); the loop's return value if the engine cannot start."""
+        chunk = held.claim.chunk
+        guard = ClaimGuard(self.store, held, self.options.claim_ttl)
+        log.info("%s: took chunk %s (attempt %d)", self.job, chunk, held.claim.attempt)
+        self.journal.event("claim", chunk=chunk, chunk_attempt=held.claim.attempt)
+        self.status.set(state="running", chunk=chunk)
+        manifest = ChunkManifest.from_json(self.store.get(layout.manifest(chunk)))
+        if self.store.exists(layout.done_marker(chunk)):
+            guard.end("done")
+            return None
+        try:
+            self._check_inputs(manifest)
+        except InputError as exc:
+            log.error("%s", exc)
+            state_only(self.store, chunk, held.claim.attempt, "failed", str(exc))
+            guard.end("failed", str(exc))
+            self.status.set(chunks_failed=self.status.beat.chunks_failed + 1)
+            return None
+        if self.engine is None:
+            state_only(self.store, chunk, held.claim.attempt, "starting")
             try:
-                self._check_inputs(manifest)
-            except InputError as exc:
+                with stop_means_exit(self.stop), guard.kept_meanwhile():
+                    self._start_engine()
+            except StoppedWhileStarting:
+                log.warning("stopped while the engine was starting: before any work started")
+                guard.end("released", f"{self.job} was stopped while its engine was starting")
+                return EXIT_PREEMPTED, "stopped", "stopped while the engine was starting"
+            except ConfigError as exc:
                 log.error("%s", exc)
                 state_only(self.store, chunk, held.claim.attempt, "failed", str(exc))
-                guard.end("failed", str(exc))
-                self.status.set(chunks_failed=self.status.beat.chunks_failed + 1)
-                continue
-            if self.engine is None:
-                state_only(self.store, chunk, held.claim.attempt, "starting")
-                try:
-                    with stop_means_exit(self.stop), guard.kept_meanwhile():
-                        self._start_engine()
-                except StoppedWhileStarting:
-                    log.warning("stopped while the engine was starting: before any work started")
-                    guard.end("released", f"{self.job} was stopped while its engine was starting")
-                    return EXIT_PREEMPTED, "stopped", "stopped while the engine was starting"
-                except ConfigError as exc:
-                    log.error("%s", exc)
-                    state_only(self.store, chunk, held.claim.attempt, "failed", str(exc))
-                    guard.end("released", f"{self.job} could not start its engine")
-                    return EXIT_CONFIG, "failed", str(exc)
-            if self.stop.requested:
-                guard.end("released", "stopped before it started")
-                break
-            if self._answer(manifest, guard) is ChunkOutcome.STOPPED:
-                return EXIT_PREEMPTED, "stopped", "stop requested"
-        # Stopped (or the run paused) between chunks: nothing was lost, so not an interruption.
-        return EXIT_PREEMPTED, "idle", "stopped holding no chunk" if self.stop.requested else "run paused"
-
-    def _answer(self, manifest: ChunkManifest, guard: ClaimGuard) -> ChunkOutcome:
-        options = ChunkOptions(attempt=guard.held.claim.attempt, max_in_flight=self.max_in_flight,
+                guard.end("released", f"{self.job} could not start its engine")
+                return EXIT_CONFIG, "failed", str(exc)
+        options = ChunkOptions(attempt=held.claim.attempt, max_in_flight=self.max_in_flight,
                                heartbeat_seconds=min(self.options.heartbeat_seconds, self.spec.commit_seconds),
                                grace_seconds=self.options.grace_seconds,
                                store_retry_seconds=self.options.store_retry_seconds)
         run = ChunkRun(self.store, self.spec, manifest, self.engine, options, self.journal, self.stop, guard,
                        on_answer=self.status.first_answer)
-        try:
-            outcome = run.run()
-        except InputError as exc:  # an input changed under the run: this chunk cannot be answered as planned
-            log.error("%s", exc)
-            self.engine.abort_all()
-            state_only(self.store, manifest.chunk, guard.held.claim.attempt, "failed", str(exc))
-            run.failure, outcome = str(exc), ChunkOutcome.FAILED
-        beat = self.status.beat
+        run.begin()
+        return Running(run, guard)
+
+    def _step(self, active: list["Running"]) -> None:
+        """Fill the engine from the chunks in order (the older one first), run one engine step, and
+        hand each answer to the chunk it belongs to."""
+        room = self.max_in_flight - sum(len(item.run.in_flight) for item in active)
+        for item in active:
+            if room <= 0:
+                break
+            try:
+                room -= item.run.pump(room)
+            except InputError as exc:  # an input changed under the run: this chunk cannot be answered as planned
+                log.error("%s", exc)
+                state_only(self.store, item.run.chunk, item.run.options.attempt, "failed", str(exc))
+                item.run.failure = str(exc)
+        if any(item.run.in_flight for item in active):
+            for result in self.engine.step():
+                owner = next((item.run for item in active if item.run.owns(result.request_id)), None)
+                if owner is not None:
+                    owner.deliver(result)
+
+    def _ended(self, item: "Running", outcome: ChunkOutcome, holding: str | None) -> None:
+        """Write a chunk run's end into its claim and the worker's heartbeat (``holding``: the chunk
+        still being answered, if any)."""
+        beat, guard = self.status.beat, item.guard
         if outcome is ChunkOutcome.DONE:
             guard.end("done")
-            self.status.set(chunks_done=beat.chunks_done + 1, chunk=None)
+            self.status.set(chunks_done=beat.chunks_done + 1, chunk=holding)
         elif outcome is ChunkOutcome.FAILED:
-            guard.end("failed", run.failure or "")
-            self.status.set(chunks_failed=beat.chunks_failed + 1, chunk=None)
+            guard.end("failed", item.run.failure or "")
+            self.status.set(chunks_failed=beat.chunks_failed + 1, chunk=holding)
         elif outcome is ChunkOutcome.STOPPED:
             guard.end("released", f"{self.job} was stopped")
         else:
-            self.status.set(chunks_lost=beat.chunks_lost + 1, chunk=None)
-        return outcome
+            self.status.set(chunks_lost=beat.chunks_lost + 1, chunk=holding)
 
     def _check_inputs(self, manifest: ChunkManifest) -> None:
         """The chunk's inputs are the ones the run was planned on (each checked once per worker)."""

@@ -39,6 +39,10 @@ class Engine(Protocol):
 
     def abort_all(self) -> None: ...
 
+    def abort(self, request_ids: list[str]) -> None:
+        """Drop these requests; the engine's others go on (two chunks may share it)."""
+        ...
+
     def close(self) -> None: ...
 
 

@@ -154,6 +154,10 @@ class EchoEngine:
     def abort_all(self) -> None:
         self._queue.clear()
 
+    def abort(self, request_ids: list[str]) -> None:
+        dropped = set(request_ids)
+        self._queue = deque(item for item in self._queue if item[0] not in dropped)
+
     def close(self) -> None:
         self._queue.clear()
         if self._trace:

@@ -315,12 +315,17 @@ class VllmEngine:
         return len(self._in_flight)
 
     def abort_all(self) -> None:
-        if self._in_flight and not self._closed:
-            ids = [f"{rid}#{i}" for rid in sorted(self._in_flight) if rid in self._parts
-                   for i in range(len(self._parts[rid]))]
-            self._engine.abort_request(ids + sorted(r for r in self._in_flight if r not in self._parts))
-        self._in_flight.clear()
-        self._parts.clear()
+        self.abort(sorted(self._in_flight))
+
+    def abort(self, request_ids: list[str]) -> None:
+        """Drop these requests (an embedding request's parts with it); the others go on."""
+        ids = [r for r in request_ids if r in self._in_flight]
+        if ids and not self._closed:
+            parts = [f"{rid}#{i}" for rid in ids if rid in self._parts for i in range(len(self._parts[rid]))]
+            self._engine.abort_request(parts + [r for r in ids if r not in self._parts])
+        for rid in ids:
+            self._in_flight.discard(rid)
+            self._parts.pop(rid, None)
 
     @staticmethod
     def _embedding(request_id: str, outputs: list) -> Result:
