@@ -38,6 +38,7 @@ def main(run_uri: str, worker: str, attempt: int, only: tuple[str, ...], grace_s
         stream=sys.stderr,
     )
     # CHUNKPILOT_CLAIM_TTL: seconds a claim lasts unrenewed (how soon a vanished worker's chunk is taken over).
+    os.environ["CHUNKPILOT_WORKER"] = worker  # the engine may read it (echo's slow_worker, in tail tests)
     ttl = float(os.environ.get("CHUNKPILOT_CLAIM_TTL") or CLAIM_TTL)
     options = WorkerOptions(worker=worker, attempt=attempt, grace_seconds=grace_seconds, claim_ttl=ttl,
                             only=frozenset(only) or None)

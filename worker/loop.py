@@ -9,7 +9,9 @@ One worker job (``python -m worker --run <store>/<run> --worker w3 --attempt 2``
    renewing the claim at every heartbeat and before every commit;
 4. mark the claim done (or failed, fail-fast), and go back to 1.
 
-It exits 0 when nothing is left to claim, 75 when stopped (SIGTERM: the chunk it holds is
+When nothing is left to claim it does not exit at once: it asks the chunk with the longest time
+to go to split (``chunkpilot.splits``), waits a bounded time for the holder to answer, and claims
+the remainder; only when no chunk is worth splitting does it exit 0. It exits 75 when stopped (SIGTERM: the chunk it holds is
 committed and released at once, so another worker picks it up without waiting for its lease),
 2 when its engine cannot start (a configuration error: its claim is released for others, and
 retrying the worker will not help). A store outage it cannot ride out ends it with 75; its claim
@@ -25,13 +27,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
-from chunkpilot import claims, layout
+from chunkpilot import claims, layout, splits
+from chunkpilot.chunks import run_chunk_ids
 from chunkpilot.engines import loads_model
 from chunkpilot.errors import ChunkpilotError, ConfigError, InputError, NotFoundError, StoreError
 from chunkpilot.inputs import check_pin
 from chunkpilot.model import ResolvedModel, check_pinned, resolve_pinned
 from chunkpilot.names import job_name, validate_worker_id
-from chunkpilot.spec import ChunkManifest, ResumeAllowance, RunSpec, WorkerBeat
+from chunkpilot.spec import ChunkManifest, Progress, ResumeAllowance, RunSpec, WorkerBeat
 from chunkpilot.store import Store, open_store
 from worker.chunk import (
     EXIT_CONFIG,
@@ -62,6 +65,8 @@ class WorkerOptions:
     store_retry_seconds: float = 120.0
     claim_ttl: float = claims.CLAIM_TTL
     only: frozenset[str] | None = None
+    # Seconds past twice the holders' heartbeat an idle worker waits for its split request's answer.
+    split_wait_seconds: float = 3.0
 
 
 class ClaimGuard:
@@ -103,11 +108,15 @@ class ClaimScanner:
         # while this worker answers unclaimed chunks, and the launcher takes the job for hung.
         self.take_back = take_back
         self.allowance = ResumeAllowance()
-        ids = [c for c in spec.chunk_ids if options.only is None or c in options.only]
+        ids = [c for c in spec.chunk_ids if self._wanted(c)]
         index = int(options.worker[1:])
         start = (index * len(ids)) // max(1, spec.workers or 1) % max(1, len(ids))
         self.order = ids[start:] + ids[:start]  # this worker's share of the list first
+        self.planned = set(ids)
         self.finished: set[str] = set()
+
+    def _wanted(self, chunk: str) -> bool:
+        return self.options.only is None or chunk.split("_")[0] in self.options.only
 
     def max_attempts(self, chunk: str) -> int:
         return (self.allowance.max_attempts or self.spec.max_attempts) + self.allowance.extra_attempts.get(chunk, 0)
@@ -115,7 +124,9 @@ class ClaimScanner:
     def next(self, now: float) -> claims.Held | None:
         self.allowance = read_allowance(self.store)  # a resumed run, or `watch --max-attempts`, changes it
         listed = {c for key in self.store.keys(layout.CLAIMS) if (c := layout.parse_claim(key))}
-        todo = [c for c in self.order if c not in self.finished]
+        # Remainders split off planned chunks (chunkpilot.chunks) first: an idle worker asked for them.
+        children = [c for c in run_chunk_ids(self.store, self.spec) if c not in self.planned and self._wanted(c)]
+        todo = [c for c in children + self.order if c not in self.finished]
         first = [self.take_back] if self.take_back in listed and self.take_back in todo else []
         self.take_back = None
         rest = [c for c in todo if c not in first]
@@ -184,11 +195,13 @@ class Worker:
         if self.earlier is not None:  # this launch restarted in place: its counts go on
             e = self.earlier
             beat = beat.with_(started_at=e.started_at, engine_starts=e.engine_starts, first_answer_at=e.first_answer_at,
-                              chunks_done=e.chunks_done, chunks_failed=e.chunks_failed, chunks_lost=e.chunks_lost)
+                              chunks_done=e.chunks_done, chunks_failed=e.chunks_failed, chunks_lost=e.chunks_lost,
+                              splits_given=e.splits_given, splits_taken=e.splits_taken)
         self.status = WorkerStatus(store, beat)
         self.engine: Engine | None = None
         self.max_in_flight = 0
         self.checked_sources: set[int] = set()
+        self.rate = 0.0  # units/s of the last chunk this launch answered: what it says when asking for a split
 
     def run(self) -> int:
         self.journal.start()
@@ -214,7 +227,11 @@ class Worker:
                 break
             held = scanner.next(time.time())
             if held is None:
-                log.info("%s: nothing left to claim", self.job)
+                held = self._take_split(scanner)
+            if held is None:
+                if self.stop.requested:
+                    break
+                log.info("%s: nothing left to claim, and no chunk worth splitting", self.job)
                 return EXIT_DONE, "done", ""
             chunk = held.claim.chunk
             guard = ClaimGuard(self.store, held, self.options.claim_ttl)
@@ -259,7 +276,8 @@ class Worker:
                                grace_seconds=self.options.grace_seconds,
                                store_retry_seconds=self.options.store_retry_seconds)
         run = ChunkRun(self.store, self.spec, manifest, self.engine, options, self.journal, self.stop, guard,
-                       on_answer=self.status.first_answer)
+                       on_answer=self.status.first_answer,
+                       on_split=lambda child: self.status.set(splits_given=self.status.beat.splits_given + 1))
         try:
             outcome = run.run()
         except InputError as exc:  # an input changed under the run: this chunk cannot be answered as planned
@@ -267,6 +285,8 @@ class Worker:
             self.engine.abort_all()
             state_only(self.store, manifest.chunk, guard.held.claim.attempt, "failed", str(exc))
             run.failure, outcome = str(exc), ChunkOutcome.FAILED
+        if run.fresh_units:
+            self.rate = run.rate()
         beat = self.status.beat
         if outcome is ChunkOutcome.DONE:
             guard.end("done")
@@ -278,6 +298,64 @@ class Worker:
             guard.end("released", f"{self.job} was stopped")
         else:
             self.status.set(chunks_lost=beat.chunks_lost + 1, chunk=None)
+
+    def _take_split(self, scanner: ClaimScanner) -> claims.Held | None:
+        """Nothing left to claim: ask the chunk with the longest time to go to split, wait a bounded
+        time for its holder's answer, and claim what it handed over (or whatever else appeared);
+        the next chunk if it refuses or stays silent. None when no chunk is worth asking."""
+        heartbeat = min(self.options.heartbeat_seconds, self.spec.commit_seconds)
+        wait = 2 * heartbeat + self.options.split_wait_seconds
+        asked: set[str] = set()
+        while not self.stop.requested:
+            chunk = next((c for c in self._split_candidates(wait) if c not in asked), None)
+            if chunk is None:
+                return None
+            asked.add(chunk)
+            if not splits.ask(self.store, chunk, self.job, self.rate, time.time()):
+                continue  # another idle worker asked first: its answer is its to claim
+            log.info("%s: nothing left to claim; asked chunk %s to split", self.job, chunk)
+            self.journal.event("split_asked", chunk=chunk)
+            deadline = time.monotonic() + wait
+            answered = False
+            while time.monotonic() < deadline and not self.stop.requested:
+                if not self.store.exists(layout.split_request(chunk)):
+                    answered = True
+                    break
+                time.sleep(0.1)
+            if not answered:
+                request = splits.pending(self.store, chunk)
+                if request is not None and request.by == self.job:
+                    splits.withdraw(self.store, chunk)
+                else:
+                    answered = request is None  # answered in the last instant
+            held = scanner.next(time.time())
+            if held is not None:
+                if answered and held.claim.chunk.startswith(chunk + "_"):
+                    self.status.set(splits_taken=self.status.beat.splits_taken + 1)
+                return held
+        return None
+
+    def _split_candidates(self, min_seconds: float) -> list[str]:
+        """Chunks held by live claims, slowest to finish first (``splits.slowest_first``), from their heartbeats."""
+        now = time.time()
+        held = []
+        for key in self.store.keys(layout.CLAIMS):
+            chunk = layout.parse_claim(key)
+            if chunk is None or (self.options.only is not None and chunk.split("_")[0] not in self.options.only):
+                continue
+            try:
+                claim = claims.read_claim(self.store, chunk)[0]
+            except (NotFoundError, ValueError, KeyError, TypeError):
+                continue
+            if claim is not None and claim.live(now) and claim.worker != self.options.worker:
+                held.append(chunk)
+        beats = []
+        for chunk in held:
+            try:
+                beats.append(Progress.from_json(self.store.get(layout.progress(chunk))))
+            except (NotFoundError, ValueError, KeyError, TypeError):
+                continue
+        return splits.slowest_first(beats, now, stale_after=self.options.claim_ttl, min_seconds=min_seconds)
 
     def _check_inputs(self, manifest: ChunkManifest) -> None:
         """The chunk's inputs are the ones the run was planned on (each checked once per worker)."""

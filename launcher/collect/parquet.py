@@ -313,7 +313,7 @@ class RunAnswers:
 
         self.store, self.tally, self.schema, self.bisect = store, tally, schema, bisect
         tally.missing = {}
-        chunks = sorted(spec.chunk_ids, key=lambda c: c + "/")
+        chunks = run_chunk_ids(store, spec)  # split remainders too, in input order
         # Where each chunk starts, for telling a missing answer of a done chunk from one of an unfinished chunk.
         starts = []
         for chunk in chunks:
