@@ -28,6 +28,7 @@ from typing import Any, Iterator
 
 from chunkpilot import answer_columns, layout
 from chunkpilot.answer_columns import error_type
+from chunkpilot.chunks import run_chunk_ids
 from chunkpilot.errors import OutputError, StoreError
 from chunkpilot.formats.parquet import parquet_file
 from chunkpilot.spec import ChunkManifest, RunSpec

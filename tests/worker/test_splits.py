@@ -59,6 +59,15 @@ def parts(run, chunk: str) -> list[str]:
     return [o.key for o in run.run_store.list(layout.outputs(chunk)) if o.key.endswith(".jsonl")]
 
 
+def running(run, chunk: str) -> bool:
+    """The chunk's holder has committed a part and says so in its heartbeat (what an asker reads)."""
+    try:
+        beat = json.loads(run.run_store.get(layout.progress(chunk)))
+    except Exception:  # noqa: BLE001 - not there yet
+        return False
+    return beat["state"] == "running" and beat["units_done"] > 0
+
+
 def manifest(run, chunk: str) -> ChunkManifest:
     return ChunkManifest.from_json(run.run_store.get(layout.manifest(chunk)))
 
@@ -98,11 +107,11 @@ def test_an_idle_worker_takes_the_rest_of_a_slow_chunk_and_splits_recurse(tmp_pa
                    engine_options={**FAST, "slow_worker": "w1", "slow_factor": 5})
     logs = {w: tmp_path / f"{w}.log" for w in ("w0", "w1", "w2")}
     w0 = start_worker(run, "w0", logs["w0"])
-    wait_until(lambda: parts(run, "0000"), why="w0's first part")
+    wait_until(lambda: running(run, "0000"), why="w0's first part, in its heartbeat")
     w1 = start_worker(run, "w1", logs["w1"])
     wait_until(lambda: (c := claim(run, "0000_99")) and c["worker"] == "w1", why="w1 claiming the split")
     assert manifest(run, "0000").children[0] == "0000_99"
-    wait_until(lambda: parts(run, "0000_99"), why="w1's first part of 0000_99")
+    wait_until(lambda: running(run, "0000_99"), why="w1's first part of 0000_99, in its heartbeat")
     w2 = start_worker(run, "w2", logs["w2"])
     for w, proc in (("w0", w0), ("w1", w1), ("w2", w2)):
         assert exits(proc, logs[w]) == 0, logs[w].read_text()[-4000:]
@@ -124,7 +133,7 @@ def test_a_holder_killed_after_splitting_is_taken_over_on_its_cut_range(tmp_path
     ttl = {"CHUNKPILOT_CLAIM_TTL": "3"}
     logs = {w: tmp_path / f"{w}.log" for w in ("w0", "w1")}
     w0 = start_worker(run, "w0", logs["w0"], **ttl)
-    wait_until(lambda: parts(run, "0000"), why="w0's first part")
+    wait_until(lambda: running(run, "0000"), why="w0's first part, in its heartbeat")
     w1 = start_worker(run, "w1", logs["w1"], **ttl)
     wait_until(lambda: claim(run, "0000_99"), why="the child claimed")
     cut = manifest(run, "0000")
@@ -150,8 +159,7 @@ def test_a_split_that_would_hand_over_too_little_is_refused(tmp_path, make_run):
     logs = {w: tmp_path / f"{w}.log" for w in ("w0", "w1")}
     w0 = start_worker(run, "w0", logs["w0"])
     wait_until(lambda: (c := claim(run, "0000")) and c["state"] == "held", why="w0's claim")
-    wait_until(lambda: run.run_store.exists(layout.progress("0000"))
-               and json.loads(run.run_store.get(layout.progress("0000")))["state"] == "running", why="w0 running")
+    wait_until(lambda: running(run, "0000"), why="w0 running")
     w1 = start_worker(run, "w1", logs["w1"])
     assert exits(w1, logs["w1"]) == 0
     assert w0.poll() is None, "the holder should still be answering"
@@ -170,7 +178,7 @@ def test_collect_over_a_split_run_in_every_format(tmp_path, make_run):
                    engine_options={**FAST, "slow_worker": "w0", "slow_factor": 5})
     logs = {w: tmp_path / f"{w}.log" for w in ("w0", "w1")}
     w0 = start_worker(run, "w0", logs["w0"])
-    wait_until(lambda: parts(run, "0000"), why="w0's first part")
+    wait_until(lambda: running(run, "0000"), why="w0's first part, in its heartbeat")
     w1 = start_worker(run, "w1", logs["w1"])
     for w, proc in (("w0", w0), ("w1", w1)):
         assert exits(proc, logs[w]) == 0, logs[w].read_text()[-4000:]
@@ -188,3 +196,31 @@ def test_collect_over_a_split_run_in_every_format(tmp_path, make_run):
     got = pq.read_table(table)
     assert got.column("custom_id").to_pylist() == [f"r{i}" for i in range(n)]
     assert got.column("response").to_pylist() == [r["response"] for r in rows]
+
+
+def test_a_parquet_run_splits_by_rows_and_collects_in_order(tmp_path, make_run):
+    """Parquet: a position is a row, every row a record start (its format's ``boundary``); the
+    split run's Parquet output has the input's rows, in order, once each."""
+    import pyarrow as pa
+
+    n = 500
+    source = tmp_path / "in.parquet"
+    pq.write_table(pa.table({"custom_id": [f"r{i}" for i in range(n)], "text": [f"row {i} says hi" for i in range(n)]}),
+                   source, row_group_size=64)
+    run = make_run([source], input_key="text", commit_records=8, commit_seconds=0.3,
+                   engine_options={**FAST, "slow_worker": "w0", "slow_factor": 5})
+    logs = {w: tmp_path / f"{w}.log" for w in ("w0", "w1")}
+    w0 = start_worker(run, "w0", logs["w0"])
+    wait_until(lambda: running(run, "0000"), why="w0's first part, in its heartbeat")
+    w1 = start_worker(run, "w1", logs["w1"])
+    for w, proc in (("w0", w0), ("w1", w1)):
+        assert exits(proc, logs[w]) == 0, logs[w].read_text()[-4000:]
+    chunks = run_chunk_ids(run.run_store, run.spec)
+    assert len(chunks) >= 2 and manifest(run, "0000").unit == "rows"
+    assert sum(manifest(run, c).size for c in chunks) == n
+    table = tmp_path / "out.parquet"
+    report = collect(run, str(table))
+    assert report.records == n and report.mismatched_chunks == []
+    got = pq.read_table(table)
+    assert got.column("custom_id").to_pylist() == [f"r{i}" for i in range(n)]
+    assert all(got.column("response").to_pylist())
