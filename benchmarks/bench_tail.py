@@ -4,8 +4,9 @@
 fifth of the others' speed (echo's ``slow_worker=w2``, ``slow_factor=5``), against the same run
 with no slow worker. Without splits the slow worker's chunk is the run's tail (4.76× the even
 run's wall time before splits); with them, idle workers take the rest of its chunk. Wall time of
-the whole command (start-up and the watcher's polling included), contenders interleaved; the table
-has medians and the ratio of medians, and the splits the workers gave (``launcher status --json``).
+the whole command (start-up and the watcher's polling included), contenders interleaved — the same
+slow run with splits off (``CHUNKPILOT_SPLITS=0``) too, unless ``--skip-no-splits``; the table has
+medians and the ratio of medians, and the splits the workers gave (``launcher status --json``).
 
     python benchmarks/bench_tail.py --records 1500 --repeats 2
 """
@@ -23,10 +24,10 @@ from _util import PYTHON, median, print_machine, run_measured, scratch_dir, spre
 LAUNCHER = [PYTHON, "-m", "launcher.cli"]
 
 
-def env() -> dict[str, str]:
+def env(splits: bool = True) -> dict[str, str]:
     import os
 
-    return {**os.environ, "CHUNKPILOT_POLL_SECONDS": "0.5"}
+    return {**os.environ, "CHUNKPILOT_POLL_SECONDS": "0.5", "CHUNKPILOT_SPLITS": "1" if splits else "0"}
 
 
 def write_input(path: Path, records: int) -> Path:
@@ -36,7 +37,7 @@ def write_input(path: Path, records: int) -> Path:
     return path
 
 
-def run_once(work: Path, name: str, inputs: Path, args, slow: bool) -> dict:
+def run_once(work: Path, name: str, inputs: Path, args, slow: bool, splits: bool = True) -> dict:
     store = work / f"store-{name}"
     shutil.rmtree(store, ignore_errors=True)
     options = ["--engine", "echo", "--chunks", str(args.chunks), "--workers", str(args.workers),
@@ -46,7 +47,7 @@ def run_once(work: Path, name: str, inputs: Path, args, slow: bool) -> dict:
     if slow:
         options += ["--engine-option", "slow_worker=w2", "--engine-option", f"slow_factor={args.slow_factor}"]
     m = run_measured([*LAUNCHER, "submit", str(inputs), *options, "--store", str(store), "--run-name", "tail",
-                      "--watch"], env=env(), cwd=str(work))
+                      "--watch"], env=env(splits), cwd=str(work))
     status = json.loads(subprocess.run([*LAUNCHER, "status", "tail", "--store", str(store), "--json"], cwd=str(work),
                                        capture_output=True, text=True, check=True, env=env()).stdout)
     t = status["totals"]
@@ -67,16 +68,20 @@ def main() -> None:
     ap.add_argument("--commit-seconds", type=float, default=0.5)
     ap.add_argument("--commit-records", type=int, default=32)
     ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--skip-no-splits", action="store_true", help="leave out the run with splits off (CHUNKPILOT_SPLITS=0)")
     ap.add_argument("--workdir", default=None)
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     machine = print_machine()
     work = scratch_dir(args.workdir, "bench-tail-")
     inputs = write_input(work / "in.jsonl", args.records)
-    results: dict[str, list[dict]] = {"even": [], "one slow worker": []}
+    contenders = [("even", False, True), ("one slow worker", True, True)]
+    if not args.skip_no_splits:
+        contenders.append(("one slow worker, no splits", True, False))
+    results: dict[str, list[dict]] = {name: [] for name, _, _ in contenders}
     for i in range(args.repeats):
-        for name, slow in (("even", False), ("one slow worker", True)):
-            r = run_once(work, f"{name.replace(' ', '-')}-{i}", inputs, args, slow)
+        for name, slow, splits in contenders:
+            r = run_once(work, f"{name.replace(' ', '-').replace(',', '')}-{i}", inputs, args, slow, splits)
             print(f"  {name} #{i}: {r['wall_s']:.1f} s, {r['records']} records, {r['chunks']} chunks, "
                   f"{r['splits']} split(s), other load {r['foreign_cores']:.2f} cores", flush=True)
             results[name].append(r)

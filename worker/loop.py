@@ -67,6 +67,7 @@ class WorkerOptions:
     only: frozenset[str] | None = None
     # Seconds past twice the holders' heartbeat an idle worker waits for its split request's answer.
     split_wait_seconds: float = 3.0
+    splits: bool = True  # False: exit when nothing is left to claim, asking no one to split (benchmarks)
 
 
 class ClaimGuard:
@@ -226,7 +227,7 @@ class Worker:
                 log.info("the run is paused: taking no more chunks")
                 break
             held = scanner.next(time.time())
-            if held is None:
+            if held is None and self.options.splits:
                 held = self._take_split(scanner)
             if held is None:
                 if self.stop.requested:
@@ -304,24 +305,37 @@ class Worker:
         time for its holder's answer, and claim what it handed over (or whatever else appeared);
         the next chunk if it refuses or stays silent. None when no chunk is worth asking."""
         heartbeat = min(self.options.heartbeat_seconds, self.spec.commit_seconds)
+        # A holder answers at its next heartbeat: a live one within one, a silent one never. Worth
+        # asking: a chunk with more to go than an answer and a claim take (at most two heartbeats).
         wait = 2 * heartbeat + self.options.split_wait_seconds
+        worth = 2 * heartbeat
         asked: set[str] = set()
+        others: dict[str, int] = {}  # chunks found asked by another worker, how often
+        unheard = 0  # looks that found a chunk just claimed, its heartbeat not yet written
         while not self.stop.requested:
-            chunk = next((c for c in self._split_candidates(wait) if c not in asked), None)
+            candidates, silent = self._split_candidates(worth)
+            chunk = next((c for c in candidates if c not in asked), None)
             if chunk is None:
-                return None
-            asked.add(chunk)
+                if not silent or unheard >= 3:
+                    return None
+                unheard += 1  # a chunk just taken (maybe the rest of one split for another): hear from it first
+                time.sleep(heartbeat)
+                continue
             if not splits.ask(self.store, chunk, self.job, self.rate, time.time()):
-                continue  # another idle worker asked first: its answer is its to claim
+                # Another idle worker asked first: its answer is its to claim, but what the holder
+                # keeps may be worth splitting again once it has answered. Asked again at most twice.
+                others[chunk] = others.get(chunk, 0) + 1
+                if others[chunk] > 2:
+                    asked.add(chunk)
+                self._answered(chunk, wait)
+                held = scanner.next(time.time())
+                if held is not None:
+                    return held
+                continue
+            asked.add(chunk)
             log.info("%s: nothing left to claim; asked chunk %s to split", self.job, chunk)
             self.journal.event("split_asked", chunk=chunk)
-            deadline = time.monotonic() + wait
-            answered = False
-            while time.monotonic() < deadline and not self.stop.requested:
-                if not self.store.exists(layout.split_request(chunk)):
-                    answered = True
-                    break
-                time.sleep(0.1)
+            answered = self._answered(chunk, wait)
             if not answered:
                 request = splits.pending(self.store, chunk)
                 if request is not None and request.by == self.job:
@@ -335,10 +349,20 @@ class Worker:
                 return held
         return None
 
-    def _split_candidates(self, min_seconds: float) -> list[str]:
-        """Chunks held by live claims, slowest to finish first (``splits.slowest_first``), from their heartbeats."""
+    def _answered(self, chunk: str, wait: float) -> bool:
+        """Wait up to ``wait`` seconds for the request on ``chunk`` to be answered (gone)."""
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline and not self.stop.requested:
+            if not self.store.exists(layout.split_request(chunk)):
+                return True
+            time.sleep(0.1)
+        return False
+
+    def _split_candidates(self, min_seconds: float) -> tuple[list[str], bool]:
+        """Chunks held by live claims, slowest to finish first (``splits.slowest_first``), from their
+        heartbeats; and whether any held chunk has no heartbeat of its current attempt yet."""
         now = time.time()
-        held = []
+        held, claimed_at = [], {}
         for key in self.store.keys(layout.CLAIMS):
             chunk = layout.parse_claim(key)
             if chunk is None or (self.options.only is not None and chunk.split("_")[0] not in self.options.only):
@@ -349,13 +373,17 @@ class Worker:
                 continue
             if claim is not None and claim.live(now) and claim.worker != self.options.worker:
                 held.append(chunk)
-        beats = []
+                claimed_at[chunk] = claim
+        beats, silent = [], False
         for chunk in held:
             try:
-                beats.append(Progress.from_json(self.store.get(layout.progress(chunk))))
+                beat = Progress.from_json(self.store.get(layout.progress(chunk)))
             except (NotFoundError, ValueError, KeyError, TypeError):
+                silent = True
                 continue
-        return splits.slowest_first(beats, now, stale_after=self.options.claim_ttl, min_seconds=min_seconds)
+            silent = silent or beat.attempt != claimed_at[chunk].attempt or beat.state != "running"
+            beats.append(beat)
+        return splits.slowest_first(beats, now, stale_after=self.options.claim_ttl, min_seconds=min_seconds), silent
 
     def _check_inputs(self, manifest: ChunkManifest) -> None:
         """The chunk's inputs are the ones the run was planned on (each checked once per worker)."""
