@@ -224,3 +224,25 @@ def test_a_parquet_run_splits_by_rows_and_collects_in_order(tmp_path, make_run):
     got = pq.read_table(table)
     assert got.column("custom_id").to_pylist() == [f"r{i}" for i in range(n)]
     assert all(got.column("response").to_pylist())
+
+
+def test_a_watched_run_with_a_slow_worker_splits_and_status_counts_the_split_chunks(tmp_path, store_uri, cli, monkeypatch):
+    """``submit --watch`` on the local backend, worker w1 five times slower: the watch ends with
+    every chunk done, split remainders included; status counts them, its byte totals still add up
+    to the input, and its worker rows say who gave and took splits; ``launcher runs`` agrees."""
+    monkeypatch.setenv("CHUNKPILOT_POLL_SECONDS", "0.3")
+    source = big_prompts(tmp_path / "in.jsonl", 1600)
+    cli("submit", source, "--chunks", 2, "--workers", 2, "--engine", "echo", "--store", store_uri, "--run-name", "tail",
+        "--commit-seconds", 0.3, "--commit-records", 8, "--engine-option", "delay=0.02", "--engine-option", "batch=4",
+        "--engine-option", "max_in_flight=8", "--engine-option", "slow_worker=w1", "--engine-option", "slow_factor=5",
+        "--watch")
+    status = json.loads(cli("status", "tail", "--store", store_uri, "--json").output)
+    totals, workers = status["totals"], {w["worker"]: w for w in status["workers"]}
+    assert totals["chunks"] > 2 and totals["states"] == {"DONE": totals["chunks"]}
+    assert totals["bytes_done"] == totals["bytes_total"] == source.stat().st_size
+    assert totals["records_done"] == 1600
+    assert workers["w1"]["splits_given"] >= 1 and workers["w0"]["splits_taken"] >= 1
+    assert [r["chunk"] for r in status["chunks"]][:2] == ["0000", "0001"]
+    runs = json.loads(cli("runs", "--store", store_uri, "--json").output)
+    assert runs[0]["state"] == "done" and runs[0]["chunks"] == runs[0]["chunks_done"] == totals["chunks"]
+    assert "splits given/taken" in cli("status", "tail", "--store", store_uri).output
