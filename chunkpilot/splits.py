@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Callable
 
 from chunkpilot import layout
-from chunkpilot.errors import NotFoundError
+from chunkpilot.errors import NotFoundError, StoreError
 from chunkpilot.formats.base import position_at, units_before
 from chunkpilot.names import child_chunk_id
 from chunkpilot.spec import ChunkManifest, Position, Progress
@@ -147,7 +147,9 @@ def withdraw(store: Store, chunk: str) -> None:
 def hand_over(store: Store, manifest: ChunkManifest, at: Position) -> tuple[ChunkManifest, str] | None:
     """Split ``manifest`` at ``at``: the child's manifest, then the parent's cut and naming it, then
     the request deleted. Returns (the parent's new manifest, the child's id); None (nothing
-    written) when the chunk has had all the children it may or nothing lies past ``at``."""
+    written) when the chunk has had all the children it may or nothing lies past ``at``. A
+    StoreError leaves the split undecided until the parent's manifest is read back: it holds if
+    that names the child."""
     child = child_chunk_id(manifest.chunk, len(manifest.children))
     front, back = manifest.cut(at)
     if child is None or not back:
@@ -159,5 +161,8 @@ def hand_over(store: Store, manifest: ChunkManifest, at: Position) -> tuple[Chun
         store.put(layout.manifest(child), body)
     parent = replace(front, children=manifest.children + (child,))
     store.put(layout.manifest(manifest.chunk), parent.to_json())
-    withdraw(store, manifest.chunk)
+    try:  # the split holds from here on, whatever happens to the request
+        withdraw(store, manifest.chunk)
+    except StoreError:
+        pass  # the asker withdraws it when its wait is over (or the holder answers it again)
     return parent, child

@@ -476,8 +476,7 @@ class ChunkRun:
                 min_units = 2 * self.spec.commit_records * taken_units / self.taken_records
                 at = splits.split_point(self.manifest, floor, self.rate(), request.rate, math.ceil(min_units),
                                         lambda source, offset: record_boundary(fmt, self.spec.inputs, source, offset))
-            answer = None if at is None else splits.hand_over(self.store, self.manifest, at)
-            if answer is None:
+            if at is None:
                 splits.withdraw(self.store, self.chunk)
                 log.info("chunk %s: refused a split asked by %s (too little left past what it has read)",
                          self.chunk, request.by)
@@ -485,6 +484,19 @@ class ChunkRun:
                 return
         except StoreError as exc:  # asked again later, or the asker gives up: never worth stopping for
             log.warning("chunk %s: split request not answered: %s", self.chunk, exc)
+            return
+        try:
+            answer = splits.hand_over(self.store, self.manifest, at)
+            if answer is None:  # it has had all the children it may
+                splits.withdraw(self.store, self.chunk)
+                log.info("chunk %s: refused a split asked by %s (no child id left)", self.chunk, request.by)
+                return
+        except StoreError as exc:
+            # Did the parent's manifest land? If it names the child, the cut holds whatever the store
+            # answered: read it back (retrying an outage), never guess.
+            log.warning("chunk %s: split not confirmed (%s); reading its manifest back", self.chunk, exc)
+            answer = self._split_landed()
+        if answer is None:
             return
         handed = self.manifest.size - answer[0].size
         self.manifest, child = answer
@@ -495,6 +507,13 @@ class ChunkRun:
         self.journal.event("split", chunk=self.chunk, child=child, by=request.by)
         if self.on_split is not None:
             self.on_split(child)
+
+    def _split_landed(self) -> tuple[ChunkManifest, str] | None:
+        """After a failed hand-over: (the stored manifest, its new child) if the parent's cut landed."""
+        stored = ChunkManifest.from_json(self._retry(lambda: self.store.get(layout.manifest(self.chunk))))
+        if len(stored.children) > len(self.manifest.children):
+            return stored, stored.children[-1]
+        return None
 
     def _write_success(self) -> None:
         marker = SuccessMarker(

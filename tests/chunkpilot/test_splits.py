@@ -77,7 +77,7 @@ def test_split_target_keeps_the_share_its_rate_earns():
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.integers(1, 50), min_size=1, max_size=4), st.data())
 def test_split_point_is_a_record_start_past_the_floor_with_enough_past_it(sizes, data):
-    ranges, start = [], 0
+    ranges = []
     for source, size in enumerate(sizes):
         ranges.append(SourceRange(source, 10, 10 + size))
     manifest = ChunkManifest("0000", tuple(ranges))

@@ -14,9 +14,11 @@ import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import pytest
 
-from chunkpilot import layout
+from chunkpilot import layout, splits
 from chunkpilot.chunks import run_chunk_ids
+from chunkpilot.errors import StoreError
 from chunkpilot.formats import get_format
 from chunkpilot.spec import ChunkManifest, SuccessMarker, WorkerBeat
 from launcher.collect import collect
@@ -246,3 +248,58 @@ def test_a_watched_run_with_a_slow_worker_splits_and_status_counts_the_split_chu
     runs = json.loads(cli("runs", "--store", store_uri, "--json").output)
     assert runs[0]["state"] == "done" and runs[0]["chunks"] == runs[0]["chunks_done"] == totals["chunks"]
     assert "splits given/taken" in cli("status", "tail", "--store", store_uri).output
+
+
+class LandsThenFails:
+    """A store whose first write of ``key`` lands (or not, ``lands=False``) and then answers with a
+    StoreError, as an S3 put that landed but answered 503 does."""
+
+    def __init__(self, inner, key: str, lands: bool):
+        self.inner, self.key, self.lands, self.failed = inner, key, lands, False
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def put(self, key, data):
+        if key == self.key and not self.failed:
+            self.failed = True
+            if self.lands:
+                self.inner.put(key, data)
+            self.inner.delete(layout.split_request("0000"))  # meanwhile the asker gave up: asked once only
+            raise StoreError(f"503 on {key}")
+        return self.inner.put(key, data)
+
+
+def _run_chunk(run, store, chunk: str):
+    from worker.chunk import ChunkOptions, ChunkRun, StopRequested
+    from worker.engines.echo import EchoEngine
+    from worker.journal import Journal
+
+    journal = Journal(store, "w0", 1)
+    journal.start()
+    m = ChunkManifest.from_json(store.get(layout.manifest(chunk)))
+    return ChunkRun(store, run.spec, m, EchoEngine(options={"batch": 4}), ChunkOptions(attempt=1, max_in_flight=8,
+                    heartbeat_seconds=0.0, store_retry_seconds=5), journal, StopRequested()).run()
+
+
+@pytest.mark.parametrize("lands", [True, False])
+def test_a_hand_over_whose_parent_write_fails_holds_exactly_when_it_landed(tmp_path, make_run, lands):
+    """The parent's cut manifest is written but the store answers an error (or it is not written):
+    the holder reads the manifest back and stops at the cut only if it landed — never a record
+    answered by both chunks, never one by neither."""
+    from worker.chunk import ChunkOutcome
+
+    n = 300
+    run = make_run([big_prompts(tmp_path / "in.jsonl", n)], commit_records=8)
+    assert splits.ask(run.run_store, "0000", "other-w1-a1", 0.0, time.time())
+    store = LandsThenFails(run.run_store, layout.manifest("0000"), lands)
+    assert _run_chunk(run, store, "0000") is ChunkOutcome.DONE
+    assert store.failed
+    chunks = run_chunk_ids(run.run_store, run.spec)
+    if lands:
+        assert chunks == ["0000", "0000_99"] and manifest(run, "0000").children == ("0000_99",)
+        assert _run_chunk(run, run.run_store, "0000_99") is ChunkOutcome.DONE
+    else:  # the child's manifest is an orphan: not a chunk
+        assert chunks == ["0000"] and manifest(run, "0000").size == (tmp_path / "in.jsonl").stat().st_size
+        assert run.run_store.exists(layout.manifest("0000_99"))
+    check_exactly_once(run, n, tmp_path)
