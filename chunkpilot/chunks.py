@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from chunkpilot import layout
 from chunkpilot.errors import NotFoundError
 from chunkpilot.names import parent_chunk_id
-from chunkpilot.spec import ChunkManifest, ChunkSummary, RunSpec
+from chunkpilot.spec import ChunkManifest, ChunkSummary, Position, RunSpec
 from chunkpilot.store import Store
 
 
@@ -46,6 +46,18 @@ def run_chunks(run_store: Store, spec: RunSpec) -> list[ChunkSummary]:
 def run_chunk_ids(run_store: Store, spec: RunSpec) -> list[str]:
     """``run_chunks``' ids, in input order."""
     return [c.id for c in run_chunks(run_store, spec)]
+
+
+def split_ends(run_store: Store, chunks: list[str]) -> dict[str, Position]:
+    """Where each of ``chunks`` that was split ends now (the position its last child starts at):
+    reads the manifests of those with a child among ``chunks`` only."""
+    ids = set(chunks)
+    parents = sorted({p for c in chunks if (p := parent_chunk_id(c)) in ids})
+    ends = {}
+    for chunk, m in read_manifests(run_store, parents).items():
+        if m.ranges:
+            ends[chunk] = (m.ranges[-1].source, m.ranges[-1].end)
+    return ends
 
 
 def read_manifests(run_store: Store, chunks: list[str]) -> dict[str, ChunkManifest]:

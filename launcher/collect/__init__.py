@@ -24,7 +24,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from chunkpilot.chunks import run_chunk_ids
+from chunkpilot.chunks import run_chunk_ids, split_ends
 from chunkpilot.errors import IncompleteRunError, OutputError
 from chunkpilot.prompts import PromptSpec
 from chunkpilot.spec import encode_hashes
@@ -230,10 +230,11 @@ def _collect_into(store: Store, chunks: list[str], done_chunks: set[str], fd: in
         written: dict[str, int] = {}
         try:
             with Copier(store, fd) as copier:
+                ends = split_ends(store, chunks)  # a part of a split chunk past its cut is the child's to write
                 for index, (chunk, parts) in enumerate(parts_by_chunk(store, chunks)):
                     hash_ids = chunk not in done_chunks
                     report.chunk_offsets.append(report.bytes)
-                    tally = lay_out_chunk(store, parts, fd, report.bytes, copier, hash_ids=hash_ids)
+                    tally = lay_out_chunk(store, parts, fd, report.bytes, copier, hash_ids=hash_ids, end=ends.get(chunk))
                     if hash_ids:
                         counter.add(encode_hashes(tally.hashes), index << 32)
                     written[chunk] = tally.records

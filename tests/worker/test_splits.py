@@ -303,3 +303,33 @@ def test_a_hand_over_whose_parent_write_fails_holds_exactly_when_it_landed(tmp_p
         assert chunks == ["0000"] and manifest(run, "0000").size == (tmp_path / "in.jsonl").stat().st_size
         assert run.run_store.exists(layout.manifest("0000_99"))
     check_exactly_once(run, n, tmp_path)
+
+
+def test_collect_drops_what_a_zombie_wrote_past_its_chunks_cut(tmp_path, make_run):
+    """A zombie of the parent (its claim taken over in the instant before a write) may land parts
+    on the uncut range: one past the cut and one straddling it. Collect keeps the parent's records
+    before the cut only; the child's are written once, by the child."""
+    from chunkpilot.layout import PartName
+
+    n = 300
+    run = make_run([big_prompts(tmp_path / "in.jsonl", n)], commit_records=8)
+    assert splits.ask(run.run_store, "0000", "other-w1-a1", 0.0, time.time())
+    _run_chunk(run, run.run_store, "0000")
+    _run_chunk(run, run.run_store, "0000_99")
+    store = run.run_store
+
+    def named(chunk):
+        return sorted((PartName.parse(o.key.rsplit("/", 1)[-1]), o.key) for o in store.list(layout.outputs(chunk))
+                      if PartName.parse(o.key.rsplit("/", 1)[-1]))
+
+    (last, last_key), ((first, first_key), *rest) = named("0000")[-1], named("0000_99")
+    straddling = store.get(last_key) + store.get(first_key)
+    zombie = PartName(last.first, first.end, 9, 0, last.records + first.records)
+    store.put(layout.part("0000", zombie), straddling)
+    for seq, (part, key) in enumerate(rest, start=1):
+        store.put(layout.part("0000", PartName(part.first, part.end, 9, seq, part.records)), store.get(key))
+    check_exactly_once(run, n, tmp_path)
+    records = tmp_path / "records.jsonl"
+    report = collect(run, str(records), fmt="records")
+    assert report.records == n and report.mismatched_chunks == [] and report.duplicate_custom_ids == 0
+    assert [json.loads(line)["custom_id"] for line in records.read_bytes().splitlines()] == [f"r{i}" for i in range(n)]
