@@ -97,7 +97,7 @@ def _typed(key: str, value: Any, kind: type) -> Any:
 
 register_engine("echo", "worker.engines.echo", "EchoEngine", "it has no dependencies",
                 options={"delay": float, "batch": int, "straggle_every": int, "straggle_steps": int, "trace": str,
-                         "start_seconds": float},
+                         "start_seconds": float, "slow_worker": str, "slow_factor": float},
                 loads_model=False)
 register_engine(
     "vllm",

@@ -12,6 +12,8 @@ One run (``<store>/<run_id>/``)::
     held/<chunk>/a<attempt>.jsonl   answers finished but not yet in a part (a slower record comes
                                     before them); rewritten every commit, deleted when the chunk is done
     progress/<chunk>.json           Progress heartbeat
+    splits/<chunk>.json             SplitRequest: an idle worker asks the chunk's holder to hand over the rest
+                                    of its range (chunkpilot.splits); deleted by the holder when it answers
     claims/<chunk>.json             Claim: which worker job answers the chunk, as which attempt, until when
                                     (chunkpilot.claims); taken and renewed with conditional writes
     jobs/<worker>/a<attempt>.json   AttemptRecord, one object per launch of a worker: the launcher's facts
@@ -52,6 +54,7 @@ SKY_TEMPLATE = "sky/task_template.yaml"
 LOGS = "logs"
 CHUNKS = "chunks/"
 CLAIMS = "claims/"
+SPLITS = "splits/"
 WORKERS = "workers/"
 OUTPUTS = "out/"
 HELD = "held/"
@@ -75,6 +78,10 @@ def manifest(chunk: str) -> str:
 
 def claim(chunk: str) -> str:
     return f"{CLAIMS}{chunk}.json"
+
+
+def split_request(chunk: str) -> str:
+    return f"{SPLITS}{chunk}.json"
 
 
 def worker_beat(worker: str, attempt: int) -> str:
@@ -128,10 +135,12 @@ def history(slot: str, attempt: int, life: int) -> str:
 # -- reading keys back ------------------------------------------------------------------
 
 _SLOT = r"(w?[0-9]+)"  # a worker id (w3), or a chunk id in runs of chunkpilot 0.1
-_CHUNK = r"([0-9]+(?:-[0-9]+)*)"
+_CHUNK = r"([0-9]+(?:[-_][0-9]+)*)"  # ``_NN``: a split's remainder (chunkpilot.names.child_chunk_id)
 _ATTEMPT = re.compile(rf"^jobs/{_SLOT}/a([0-9]+)\.json$")
 _PROGRESS = re.compile(rf"^progress/{_CHUNK}\.json$")
 _CLAIM = re.compile(rf"^claims/{_CHUNK}\.json$")
+_MANIFEST = re.compile(rf"^chunks/{_CHUNK}\.json$")
+_SPLIT = re.compile(rf"^splits/{_CHUNK}\.json$")
 _WORKER_BEAT = re.compile(rf"^workers/{_SLOT}/a([0-9]+)\.json$")
 
 
@@ -144,6 +153,18 @@ def parse_attempt_record(key: str) -> tuple[str, int] | None:
 def parse_claim(key: str) -> str | None:
     """``claims/0003.json`` -> "0003"."""
     m = _CLAIM.match(key)
+    return m.group(1) if m else None
+
+
+def parse_manifest(key: str) -> str | None:
+    """``chunks/0003_99.json`` -> "0003_99"."""
+    m = _MANIFEST.match(key)
+    return m.group(1) if m else None
+
+
+def parse_split_request(key: str) -> str | None:
+    """``splits/0003.json`` -> "0003"."""
+    m = _SPLIT.match(key)
     return m.group(1) if m else None
 
 

@@ -13,7 +13,10 @@ import re
 from chunkpilot.errors import ConfigError
 
 _NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?$")
-_CHUNK = re.compile(r"^[0-9]{4,8}$")
+# A planned chunk is 4-8 digits; a split's remainder is its parent's id and ``_NN`` (``0003_99``,
+# ``0003_99_99``...): NN counts down from 99, so ids sort in input order (``child_chunk_id``).
+_CHUNK = re.compile(r"^[0-9]{4,8}(?:_[0-9]{2}){0,8}$")
+MAX_CHILDREN = 99  # a chunk's children are _99 down to _01
 _WORKER = re.compile(r"^w[0-9]{1,6}$")
 
 
@@ -28,10 +31,31 @@ def validate_run_name(name: str) -> str:
 
 
 def validate_chunk_id(chunk: str) -> str:
-    """Return ``chunk`` if it is a valid chunk id (4-8 digits), else raise ConfigError."""
-    if not isinstance(chunk, str) or not _CHUNK.match(chunk):
-        raise ConfigError(f"invalid chunk id {chunk!r}: expected 4-8 digits")
+    """Return ``chunk`` if it is a valid chunk id (4-8 digits, then up to 8 ``_NN`` split suffixes),
+    else raise ConfigError."""
+    if not isinstance(chunk, str) or not _CHUNK.match(chunk) or chunk.endswith("_00"):
+        raise ConfigError(f"invalid chunk id {chunk!r}: expected 4-8 digits, optionally followed by _NN split suffixes")
     return chunk
+
+
+def child_chunk_id(parent: str, children: int) -> str | None:
+    """The id of the next remainder split off ``parent``, which has ``children`` already; None when
+    it has had all it may (99), or the id would nest too deep.
+
+    Children count *down* (``_99``, ``_98``...): each split of a chunk cuts it earlier than the
+    last, so a later child holds records before an earlier one's, and plain sorted order (also
+    ``sorted(ids, key=lambda c: c + "/")``, a listing of ``out/``) stays input order, recursively.
+    """
+    if children >= MAX_CHILDREN:
+        return None
+    child = f"{parent}_{MAX_CHILDREN - children:02d}"
+    return child if _CHUNK.match(child) else None
+
+
+def parent_chunk_id(chunk: str) -> str | None:
+    """``0003_99`` -> ``0003``; None for a planned chunk."""
+    head, sep, _ = chunk.rpartition("_")
+    return head if sep else None
 
 
 def chunk_id(index: int, count: int) -> str:

@@ -153,24 +153,47 @@ class SourceRange:
 
 @dataclass(frozen=True)
 class ChunkManifest:
-    """The ranges one job processes, in input order; ``unit`` names what the ranges count."""
+    """The ranges one job processes, in input order; ``unit`` names what the ranges count.
+
+    ``children``: the remainders split off this chunk (``chunkpilot.splits``), in the order they
+    were split off; its ``ranges`` then end where the last one starts. A child is a chunk of the
+    run only once its parent's manifest names it here (written after the child's own manifest).
+    """
 
     chunk: str
     ranges: tuple[SourceRange, ...]
     unit: str = "bytes"
+    children: tuple[str, ...] = ()
 
     @property
     def size(self) -> int:
         return sum(r.end - r.start for r in self.ranges)
 
     def to_json(self) -> bytes:
-        return dumps({"chunk": self.chunk, "ranges": [asdict(r) for r in self.ranges], self.unit: self.size})
+        data: dict[str, Any] = {"chunk": self.chunk, "ranges": [asdict(r) for r in self.ranges], self.unit: self.size}
+        if self.children:
+            data["children"] = list(self.children)
+        return dumps(data)
 
     @classmethod
     def from_json(cls, raw: bytes) -> "ChunkManifest":
         data = json.loads(raw)
         unit = "rows" if "rows" in data else "bytes"
-        return cls(chunk=data["chunk"], ranges=tuple(SourceRange(**r) for r in data["ranges"]), unit=unit)
+        return cls(chunk=data["chunk"], ranges=tuple(SourceRange(**r) for r in data["ranges"]), unit=unit,
+                   children=tuple(data.get("children", ())))
+
+    def cut(self, at: Position) -> tuple["ChunkManifest", tuple[SourceRange, ...]]:
+        """(this manifest with its ranges ending at ``at``, the ranges from ``at`` on)."""
+        front, back = [], []
+        for r in self.ranges:
+            if (r.source, r.end) <= at:
+                front.append(r)
+            elif (r.source, r.start) >= at:
+                back.append(r)
+            else:
+                front.append(SourceRange(r.source, r.start, at[1]))
+                back.append(SourceRange(r.source, at[1], r.end))
+        return replace(self, ranges=tuple(front)), tuple(back)
 
 
 def custom_id_hash(custom_id: str) -> int:
@@ -254,6 +277,9 @@ class Progress:
     updated_at: float = 0.0
     error_codes: dict[str, int] = field(default_factory=dict)
     reason: str = ""
+    # Units this attempt committed per second of its run: with ``units_total - units_done``, how long
+    # the chunk still has to go (an idle worker asks the slowest to split, ``chunkpilot.splits``).
+    units_per_s: float = 0.0
 
     def to_json(self) -> bytes:
         return dumps(asdict(self))
@@ -372,6 +398,8 @@ class WorkerBeat:
     chunks_done: int = 0
     chunks_failed: int = 0
     chunks_lost: int = 0  # taken over by another worker while this one held them
+    splits_given: int = 0  # remainders of its chunks it handed over when asked (chunkpilot.splits)
+    splits_taken: int = 0  # split requests of its own that were answered
     max_in_flight: int = 0
     reason: str = ""
 

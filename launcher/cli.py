@@ -519,7 +519,7 @@ def runs(store_uri, as_json):
     found = list_runs(store_uri)
     if as_json:
         click.echo(json.dumps([{"run_id": r.spec.run_id, "created_at": r.spec.created_at, "state": r.state,
-                                "chunks": len(r.spec.chunks), "chunks_done": r.chunks_done, "engine": r.spec.engine,
+                                "chunks": r.chunks_total, "chunks_done": r.chunks_done, "engine": r.spec.engine,
                                 "model": r.spec.model, "backend": r.spec.backend,
                                 "failure": _failure(r) if r.state == "failed" else None} for r in found], indent=1))
         return
@@ -529,7 +529,7 @@ def runs(store_uri, as_json):
     for r in found:
         s = r.spec
         state = r.state if r.state != "failed" else f"[red]failed[/] ({escape(_failure(r)['why'])})"
-        table.add_row(s.run_id, s.created_at, state, f"{r.chunks_done}/{len(s.chunks)}", _hb(sum(p.size for p in s.inputs)),
+        table.add_row(s.run_id, s.created_at, state, f"{r.chunks_done}/{r.chunks_total}", _hb(sum(p.size for p in s.inputs)),
                       f"{s.engine}:{s.model}", s.backend)
     console.print(table)
     for r in found:

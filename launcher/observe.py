@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from chunkpilot import claims, layout
+from chunkpilot.chunks import run_chunks
 from chunkpilot.claims import Claim
 from chunkpilot.errors import NotFoundError, StoreError
 from chunkpilot.layout import PartName
@@ -99,9 +100,9 @@ def list_attempts(run_store: Store, every: dict[str, dict[int, float]] | None = 
 
 
 def observe(run_store: Store, spec: RunSpec, backend: Backend | None, known_done: set[str] = frozenset()) -> Observed:
-    """Observe every chunk and worker of ``spec``. ``known_done``: chunks known done, whose claims
-    are not worth reading."""
-    chunks = Observed((c.id, ChunkObservation(c.id, c.size)) for c in spec.chunks)
+    """Observe every chunk (split remainders included: ``chunkpilot.chunks``) and worker of ``spec``.
+    ``known_done``: chunks known done, whose claims are not worth reading."""
+    chunks = Observed((c.id, ChunkObservation(c.id, c.size)) for c in run_chunks(run_store, spec))
     chunks.workers, chunks.run_id = {}, spec.run_id
     with ThreadPoolExecutor(1, thread_name_prefix="observe") as pool:
         heartbeats = pool.submit(_listed, run_store, layout.PROGRESS)

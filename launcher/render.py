@@ -80,17 +80,20 @@ def status_table(report: StatusReport, spec: RunSpec) -> Table:
 
 
 def workers_table(report: StatusReport) -> Table:
-    """A row per worker: its latest job, state, engines started, chunks answered, cold start."""
+    """A row per worker: its latest job, state, engines started, chunks answered, cold start, and the
+    remainders it handed over to idle workers / took from busy ones (``chunkpilot.splits``)."""
     from rich.table import Table
 
     t = Table(title="workers", title_justify="left")
     for col, justify in (("worker", "left"), ("job", "left"), ("state", "left"), ("launches", "right"),
                          ("engine starts", "right"), ("chunks done", "right"), ("holds", "left"),
-                         ("first answer", "right"), ("in flight", "right"), ("preempted", "right")):
+                         ("first answer", "right"), ("in flight", "right"), ("preempted", "right"),
+                         ("splits given/taken", "right")):
         t.add_column(col, justify=justify)
     for w in report.workers:
         t.add_row(w.worker, w.name, escape(w.state), str(w.launches), str(w.engine_starts), str(w.chunks_done),
-                  w.chunk or "-", human_seconds(w.first_answer_seconds), str(w.max_in_flight or "-"), str(w.preemptions))
+                  w.chunk or "-", human_seconds(w.first_answer_seconds), str(w.max_in_flight or "-"), str(w.preemptions),
+                  f"{w.splits_given}/{w.splits_taken}")
     return t
 
 

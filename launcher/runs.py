@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from chunkpilot import layout
+from chunkpilot.chunks import run_chunk_ids
 from chunkpilot.errors import ChunkpilotError, NotFoundError, RunNotFoundError
 from chunkpilot.names import validate_run_name
 from chunkpilot.spec import CancelMarker, Progress, ResumeAllowance, RunSpec
@@ -107,14 +108,19 @@ class RunEntry:
     chunks_done: int
     paused: bool
     stopped: dict[str, str] = field(default_factory=dict)
+    chunks: int = 0  # the run's chunks now, split remainders included (0: as planned)
+
+    @property
+    def chunks_total(self) -> int:
+        return self.chunks or len(self.spec.chunks)
 
     @property
     def state(self) -> str:
         """done; failed (every chunk not done was stopped for good: only a new run can finish it);
         paused; or incomplete (something can still finish it)."""
-        if self.chunks_done >= len(self.spec.chunks):
+        if self.chunks_done >= self.chunks_total:
             return "done"
-        if self.stopped and self.chunks_done + len(self.stopped) >= len(self.spec.chunks):
+        if self.stopped and self.chunks_done + len(self.stopped) >= self.chunks_total:
             return "failed"
         return "paused" if self.paused else "incomplete"
 
@@ -127,9 +133,9 @@ class RunEntry:
 def run_entry(run: OpenRun) -> RunEntry:
     """One run's entry, from a listing of its outputs and the heartbeats of its chunks not done."""
     done = {chunk for chunk, name in map(layout.parse_output, run.run_store.keys(layout.OUTPUTS)) if name == layout.DONE_NAME}
-    chunks_done = sum(c in done for c in run.spec.chunk_ids)
-    stopped = stopped_chunks(run.run_store, [c for c in run.spec.chunk_ids if c not in done])
-    return RunEntry(run.spec, chunks_done, run.cancelled, stopped)
+    ids = run_chunk_ids(run.run_store, run.spec)
+    stopped = stopped_chunks(run.run_store, [c for c in ids if c not in done])
+    return RunEntry(run.spec, sum(c in done for c in ids), run.cancelled, stopped, len(ids))
 
 
 def list_runs(store_uri: str) -> list[RunEntry]:
@@ -154,6 +160,7 @@ def list_runs(store_uri: str) -> list[RunEntry]:
         except (ValueError, KeyError, TypeError, ChunkpilotError):
             continue
         finished = done.get(run_id, set())
-        stopped = stopped_chunks(store.child(run_id), [c for c in spec.chunk_ids if c not in finished])
-        entries.append(RunEntry(spec, sum(c in finished for c in spec.chunk_ids), run_id in paused, stopped))
+        ids = run_chunk_ids(store.child(run_id), spec)
+        stopped = stopped_chunks(store.child(run_id), [c for c in ids if c not in finished])
+        entries.append(RunEntry(spec, sum(c in finished for c in ids), run_id in paused, stopped, len(ids)))
     return sorted(entries, key=lambda e: e.spec.created_at)

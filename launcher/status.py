@@ -64,6 +64,8 @@ class WorkerRow:
     first_answer_seconds: float | None
     preemptions: int
     max_in_flight: int
+    splits_given: int = 0  # remainders of its chunks it handed over to idle workers
+    splits_taken: int = 0  # remainders it asked for and answered
 
 
 @dataclass
@@ -258,6 +260,7 @@ def worker_rows(observed, decision: Decision, beats: dict, launched: dict[tuple[
             chunk=latest.chunk if latest is not None and latest.state == "running" else None,
             first_answer_seconds=first, preemptions=obs.job.recoveries if obs.job is not None else 0,
             max_in_flight=latest.max_in_flight if latest is not None else 0,
+            splits_given=sum(b.splits_given for b in mine), splits_taken=sum(b.splits_taken for b in mine),
         ))
     return rows
 

@@ -38,9 +38,11 @@ def main(run_uri: str, worker: str, attempt: int, only: tuple[str, ...], grace_s
         stream=sys.stderr,
     )
     # CHUNKPILOT_CLAIM_TTL: seconds a claim lasts unrenewed (how soon a vanished worker's chunk is taken over).
+    os.environ["CHUNKPILOT_WORKER"] = worker  # the engine may read it (echo's slow_worker, in tail tests)
     ttl = float(os.environ.get("CHUNKPILOT_CLAIM_TTL") or CLAIM_TTL)
+    # CHUNKPILOT_SPLITS=0: an idle worker exits instead of asking a busy one to split (to measure the tail).
     options = WorkerOptions(worker=worker, attempt=attempt, grace_seconds=grace_seconds, claim_ttl=ttl,
-                            only=frozenset(only) or None)
+                            only=frozenset(only) or None, splits=os.environ.get("CHUNKPILOT_SPLITS", "1") != "0")
     sys.exit(run_worker(run_uri.rstrip("/"), options))
 
 

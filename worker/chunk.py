@@ -12,6 +12,10 @@ last commit.
 The chunk is held through a claim (``chunkpilot.claims``): every heartbeat and every commit
 first renews it, and a renewal that fails — the chunk was taken over — stops the run at once,
 committing nothing more (``ChunkOutcome.LOST``). ``worker.loop`` claims chunks and runs them.
+
+At each heartbeat the holder also answers a split request (``chunkpilot.splits``): it cuts its
+range past every record it has taken from its reader, hands the rest over as a new chunk, and
+from then on reads no record at or past the cut (``_answer_split``).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import logging
+import math
 import signal
 import time
 from array import array
@@ -27,9 +32,10 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Callable, Iterator, Protocol
 
-from chunkpilot import answer_columns, layout
+from chunkpilot import answer_columns, layout, splits
 from chunkpilot.errors import NotFoundError, StoreError
 from chunkpilot.formats import get_format, units_before
+from chunkpilot.formats.base import record_boundary
 from chunkpilot.inputs import InputDigest
 from chunkpilot.layout import PartName
 from chunkpilot.output import error_line, line_outcome, ok_line, position_of_line, record_error_line
@@ -142,7 +148,7 @@ class ChunkRun:
 
     def __init__(self, store: Store, spec: RunSpec, manifest: ChunkManifest, engine: Engine, options: ChunkOptions,
                  journal: Journal, stop: StopRequested, guard: Guard | None = None,
-                 on_answer: Callable[[], None] | None = None):
+                 on_answer: Callable[[], None] | None = None, on_split: Callable[[str], None] | None = None):
         self.store = store
         self.journal = journal
         self.spec = spec
@@ -175,6 +181,17 @@ class ChunkRun:
         self.work: Iterator[Work] = iter(())
         self.exhausted = False  # every record read
         self.max_pending = 0
+        self.on_split = on_split  # called with the child's id when this run hands over a remainder
+        # Splits: the first position not yet taken from the record reader (every record before it
+        # is read ahead, in flight or answered), records taken, the cut (nothing at or past it is
+        # taken), and what this attempt committed itself (its rate).
+        first = manifest.ranges[0] if manifest.ranges else None
+        self.taken_to: Position = (first.source, first.start) if first else (0, 0)
+        self.taken_records = 0
+        self.committed_to: Position = self.taken_to  # past every part and held answer found at the start
+        self.cut: Position | None = None
+        self.fresh_units = 0
+        self.splits_given = 0
 
     # -- driving it ---------------------------------------------------------------
     # A chunk run is driven in steps, so one engine can serve two chunks at once: the worker
@@ -200,6 +217,8 @@ class ChunkRun:
         own = [p.seq for p in existing if p.attempt == self.options.attempt]
         self.seq = max(own) + 1 if own else 0
         held = held_answers(self._held_bodies(), committed)
+        # A cut may not fall inside what earlier attempts committed or held: those parts belong to this chunk.
+        self.committed_to = max([self.committed_to, *(p.end for p in existing), *((s, o + 1) for s, o in held)])
         self.error_codes.update(self._committed_error_codes(existing))
         log.info("chunk %s attempt %d: %d part(s) already committed, %d held answer(s)",
                  self.chunk, self.options.attempt, len(existing), len(held))
@@ -318,6 +337,9 @@ class ChunkRun:
         defaults, prompt = self.spec.sampling, PromptSpec.from_dict(self.spec.prompt)
         records = get_format(self.spec.input_format).records(self.spec.inputs, self.manifest, prompt.columns())
         for record in records:
+            if self.cut is not None and record.position >= self.cut:
+                return  # handed over: the child chunk answers it (and counts it)
+            self.taken_to, self.taken_records = record.end, self.taken_records + 1
             self.input_digest.add(record.raw)
             if record.blank:
                 self.counters.skipped_blank += 1
@@ -422,6 +444,7 @@ class ChunkRun:
             self.error_codes.update(s.error_code for s in batch.slots if s.error_code is not None)
             self.units_done = max(self.units_done, units_before(self.manifest, batch.slots[-1].end))
         fresh = [s for b in batches for s in b.slots if not s.recovered]
+        self.fresh_units += sum(s.end[1] - s.position[1] for s in fresh)
         if fresh:
             self.journal.commit(len(fresh), sum(s.error_code is not None for s in fresh),
                                 sum(s.prompt_tokens for s in fresh), sum(s.completion_tokens for s in fresh),
@@ -458,6 +481,8 @@ class ChunkRun:
         if state == "running" and not self.guard.keep():
             self.lost = True
             return
+        if state == "running":
+            self._answer_split()
         elapsed = max(self.last_heartbeat - self.started, 1e-6)
         progress = Progress(
             chunk=self.chunk,
@@ -470,9 +495,70 @@ class ChunkRun:
             updated_at=time.time(),
             error_codes=dict(self.error_codes),
             reason=reason,
+            units_per_s=round(self.rate(), 3),
         )
         write_heartbeat(self.store, progress)
         self.journal.beat(self.counters.ok + self.counters.errors, self.counters.committed, self.held_fresh)
+
+    def rate(self) -> float:
+        """Units this attempt answered and committed per second since it started."""
+        return self.fresh_units / max(time.monotonic() - self.started, 1e-6)
+
+    def _answer_split(self) -> None:
+        """If an idle worker asked for part of this chunk, hand over what this run has not taken
+        (``chunkpilot.splits``), or refuse. Called right after the claim was renewed."""
+        try:
+            if not self.store.exists(layout.split_request(self.chunk)):
+                return
+            request = splits.pending(self.store, self.chunk)
+            if request is None:
+                return
+            fmt = get_format(self.spec.input_format)
+            floor = max(self.taken_to, self.committed_to)
+            taken_units = units_before(self.manifest, self.taken_to)
+            at = None
+            if self.taken_records and self.failure is None and not self.stop.requested:
+                min_units = 2 * self.spec.commit_records * taken_units / self.taken_records
+                at = splits.split_point(self.manifest, floor, self.rate(), request.rate, math.ceil(min_units),
+                                        lambda source, offset: record_boundary(fmt, self.spec.inputs, source, offset))
+            if at is None:
+                splits.withdraw(self.store, self.chunk)
+                log.info("chunk %s: refused a split asked by %s (too little left past what it has read)",
+                         self.chunk, request.by)
+                self.journal.event("split_refused", chunk=self.chunk, by=request.by)
+                return
+        except StoreError as exc:  # asked again later, or the asker gives up: never worth stopping for
+            log.warning("chunk %s: split request not answered: %s", self.chunk, exc)
+            return
+        try:
+            answer = splits.hand_over(self.store, self.manifest, at)
+            if answer is None:  # it has had all the children it may
+                splits.withdraw(self.store, self.chunk)
+                log.info("chunk %s: refused a split asked by %s (no child id left)", self.chunk, request.by)
+                return
+        except StoreError as exc:
+            # Did the parent's manifest land? If it names the child, the cut holds whatever the store
+            # answered: read it back (retrying an outage), never guess.
+            log.warning("chunk %s: split not confirmed (%s); reading its manifest back", self.chunk, exc)
+            answer = self._split_landed()
+        if answer is None:
+            return
+        handed = self.manifest.size - answer[0].size
+        self.manifest, child = answer
+        self.cut = at
+        self.splits_given += 1
+        log.info("chunk %s: handed over %s to %s: %d %s from %s on", self.chunk, child, request.by, handed,
+                 self.spec.unit, at)
+        self.journal.event("split", chunk=self.chunk, child=child, by=request.by)
+        if self.on_split is not None:
+            self.on_split(child)
+
+    def _split_landed(self) -> tuple[ChunkManifest, str] | None:
+        """After a failed hand-over: (the stored manifest, its new child) if the parent's cut landed."""
+        stored = ChunkManifest.from_json(self._retry(lambda: self.store.get(layout.manifest(self.chunk))))
+        if len(stored.children) > len(self.manifest.children):
+            return stored, stored.children[-1]
+        return None
 
     def _write_success(self) -> None:
         marker = SuccessMarker(

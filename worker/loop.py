@@ -9,7 +9,9 @@ One worker job (``python -m worker --run <store>/<run> --worker w3 --attempt 2``
    renewing the claim at every heartbeat and before every commit;
 4. mark the claim done (or failed, fail-fast), and go back to 1.
 
-It exits 0 when nothing is left to claim, 75 when stopped (SIGTERM: the chunk it holds is
+When nothing is left to claim it does not exit at once: it asks the chunk with the longest time
+to go to split (``chunkpilot.splits``), waits a bounded time for the holder to answer, and claims
+the remainder; only when no chunk is worth splitting does it exit 0. It exits 75 when stopped (SIGTERM: the chunk it holds is
 committed and released at once, so another worker picks it up without waiting for its lease),
 2 when its engine cannot start (a configuration error: its claim is released for others, and
 retrying the worker will not help). A store outage it cannot ride out ends it with 75; its claim
@@ -26,13 +28,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
-from chunkpilot import claims, layout
+from chunkpilot import claims, layout, splits
+from chunkpilot.chunks import run_chunk_ids
 from chunkpilot.engines import loads_model
 from chunkpilot.errors import ChunkpilotError, ConfigError, InputError, NotFoundError, StoreError
 from chunkpilot.inputs import check_pin
 from chunkpilot.model import ResolvedModel, check_pinned, resolve_pinned
 from chunkpilot.names import job_name, validate_worker_id
-from chunkpilot.spec import ChunkManifest, ResumeAllowance, RunSpec, WorkerBeat
+from chunkpilot.spec import ChunkManifest, Progress, ResumeAllowance, RunSpec, WorkerBeat
 from chunkpilot.store import Store, open_store
 from worker.chunk import (
     EXIT_CONFIG,
@@ -63,6 +66,9 @@ class WorkerOptions:
     store_retry_seconds: float = 120.0
     claim_ttl: float = claims.CLAIM_TTL
     only: frozenset[str] | None = None
+    # Seconds past twice the holders' heartbeat an idle worker waits for its split request's answer.
+    split_wait_seconds: float = 3.0
+    splits: bool = True  # False: exit when nothing is left to claim, asking no one to split (benchmarks)
 
 
 class ClaimGuard:
@@ -136,11 +142,15 @@ class ClaimScanner:
         # while this worker answers unclaimed chunks, and the launcher takes the job for hung.
         self.take_back = take_back
         self.allowance = ResumeAllowance()
-        ids = [c for c in spec.chunk_ids if options.only is None or c in options.only]
+        ids = [c for c in spec.chunk_ids if self._wanted(c)]
         index = int(options.worker[1:])
         start = (index * len(ids)) // max(1, spec.workers or 1) % max(1, len(ids))
         self.order = ids[start:] + ids[:start]  # this worker's share of the list first
+        self.planned = set(ids)
         self.finished: set[str] = set()
+
+    def _wanted(self, chunk: str) -> bool:
+        return self.options.only is None or chunk.split("_")[0] in self.options.only
 
     def max_attempts(self, chunk: str) -> int:
         return (self.allowance.max_attempts or self.spec.max_attempts) + self.allowance.extra_attempts.get(chunk, 0)
@@ -150,7 +160,9 @@ class ClaimScanner:
         (its own claims, which a new life of the same launch would take back, but this one must not)."""
         self.allowance = read_allowance(self.store)  # a resumed run, or `watch --max-attempts`, changes it
         listed = {c for key in self.store.keys(layout.CLAIMS) if (c := layout.parse_claim(key))}
-        todo = [c for c in self.order if c not in self.finished and c not in busy]
+        # Remainders split off planned chunks (chunkpilot.chunks) first: an idle worker asked for them.
+        children = [c for c in run_chunk_ids(self.store, self.spec) if c not in self.planned and self._wanted(c)]
+        todo = [c for c in children + self.order if c not in self.finished and c not in busy]
         first = [self.take_back] if self.take_back in listed and self.take_back in todo else []
         self.take_back = None
         rest = [c for c in todo if c not in first]
@@ -219,11 +231,13 @@ class Worker:
         if self.earlier is not None:  # this launch restarted in place: its counts go on
             e = self.earlier
             beat = beat.with_(started_at=e.started_at, engine_starts=e.engine_starts, first_answer_at=e.first_answer_at,
-                              chunks_done=e.chunks_done, chunks_failed=e.chunks_failed, chunks_lost=e.chunks_lost)
+                              chunks_done=e.chunks_done, chunks_failed=e.chunks_failed, chunks_lost=e.chunks_lost,
+                              splits_given=e.splits_given, splits_taken=e.splits_taken)
         self.status = WorkerStatus(store, beat)
         self.engine: Engine | None = None
         self.max_in_flight = 0
         self.checked_sources: set[int] = set()
+        self.rate = 0.0  # units/s of the last chunk this launch answered: what it says when asking for a split
 
     def run(self) -> int:
         self.journal.start()
@@ -248,16 +262,22 @@ class Worker:
         scanner = ClaimScanner(self.store, self.spec, self.options, take_back=held_before)
         active: list[Running] = []
         nothing_left = paused = stopped = False
+        looked = 0  # chunks ended when a look found nothing to claim beside the one running (looked again once one ends)
+        ended = 0
         while True:
-            wants_next = not active or (len(active) < 2 and active[-1].run.all_read)
+            wants_next = not active or (len(active) < 2 and active[-1].run.all_read and looked <= ended)
             if wants_next and not (self.stop.requested or nothing_left):
                 if self.store.exists(layout.CANCELLED):
                     log.info("the run is paused: taking no more chunks")
                     nothing_left = paused = True
                 else:
                     held = scanner.next(time.time(), busy=frozenset(item.run.chunk for item in active))
-                    if held is None:
-                        log.info("%s: nothing left to claim", self.job)
+                    if held is None and not active and self.options.splits:
+                        held = self._take_split(scanner)  # idle: ask the slowest chunk for part of its range
+                    if held is None and active:
+                        looked = ended + 1  # nothing now; look again when the running chunk ends
+                    elif held is None:
+                        log.info("%s: nothing left to claim, and no chunk worth splitting", self.job)
                         nothing_left = True
                     else:
                         taken = self._take(held)
@@ -273,6 +293,7 @@ class Worker:
                 outcome = item.run.tick()
                 if outcome is not None:
                     active.remove(item)
+                    ended += 1
                     stopped |= outcome is ChunkOutcome.STOPPED
                     self._ended(item, outcome, holding=active[-1].run.chunk if active else None)
         if stopped:
@@ -321,7 +342,8 @@ class Worker:
                                grace_seconds=self.options.grace_seconds,
                                store_retry_seconds=self.options.store_retry_seconds)
         run = ChunkRun(self.store, self.spec, manifest, self.engine, options, self.journal, self.stop, guard,
-                       on_answer=self.status.first_answer)
+                       on_answer=self.status.first_answer,
+                       on_split=lambda child: self.status.set(splits_given=self.status.beat.splits_given + 1))
         run.begin()
         return Running(run, guard)
 
@@ -347,6 +369,8 @@ class Worker:
     def _ended(self, item: "Running", outcome: ChunkOutcome, holding: str | None) -> None:
         """Write a chunk run's end into its claim and the worker's heartbeat (``holding``: the chunk
         still being answered, if any)."""
+        if item.run.fresh_units:
+            self.rate = item.run.rate()  # what it says of its speed when it asks for a split
         beat, guard = self.status.beat, item.guard
         if outcome is ChunkOutcome.DONE:
             guard.end("done")
@@ -358,6 +382,91 @@ class Worker:
             guard.end("released", f"{self.job} was stopped")
         else:
             self.status.set(chunks_lost=beat.chunks_lost + 1, chunk=holding)
+
+    def _take_split(self, scanner: ClaimScanner) -> claims.Held | None:
+        """Nothing left to claim: ask the chunk with the longest time to go to split, wait a bounded
+        time for its holder's answer, and claim what it handed over (or whatever else appeared);
+        the next chunk if it refuses or stays silent. None when no chunk is worth asking."""
+        heartbeat = min(self.options.heartbeat_seconds, self.spec.commit_seconds)
+        # A holder answers at its next heartbeat: a live one within one, a silent one never. Worth
+        # asking: a chunk with more to go than an answer and a claim take (at most two heartbeats).
+        wait = 2 * heartbeat + self.options.split_wait_seconds
+        worth = 2 * heartbeat
+        asked: set[str] = set()
+        others: dict[str, int] = {}  # chunks found asked by another worker, how often
+        unheard = 0  # looks that found a chunk just claimed, its heartbeat not yet written
+        while not self.stop.requested:
+            candidates, silent = self._split_candidates(worth)
+            chunk = next((c for c in candidates if c not in asked), None)
+            if chunk is None:
+                if not silent or unheard >= 3:
+                    return None
+                unheard += 1  # a chunk just taken (maybe the rest of one split for another): hear from it first
+                time.sleep(heartbeat)
+                continue
+            if not splits.ask(self.store, chunk, self.job, self.rate, time.time()):
+                # Another idle worker asked first: its answer is its to claim, but what the holder
+                # keeps may be worth splitting again once it has answered. Asked again at most twice.
+                others[chunk] = others.get(chunk, 0) + 1
+                if others[chunk] > 2:
+                    asked.add(chunk)
+                self._answered(chunk, wait)
+                held = scanner.next(time.time())
+                if held is not None:
+                    return held
+                continue
+            asked.add(chunk)
+            log.info("%s: nothing left to claim; asked chunk %s to split", self.job, chunk)
+            self.journal.event("split_asked", chunk=chunk)
+            answered = self._answered(chunk, wait)
+            if not answered:
+                request = splits.pending(self.store, chunk)
+                if request is not None and request.by == self.job:
+                    splits.withdraw(self.store, chunk)
+                else:
+                    answered = request is None  # answered in the last instant
+            held = scanner.next(time.time())
+            if held is not None:
+                if answered and held.claim.chunk.startswith(chunk + "_"):
+                    self.status.set(splits_taken=self.status.beat.splits_taken + 1)
+                return held
+        return None
+
+    def _answered(self, chunk: str, wait: float) -> bool:
+        """Wait up to ``wait`` seconds for the request on ``chunk`` to be answered (gone)."""
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline and not self.stop.requested:
+            if not self.store.exists(layout.split_request(chunk)):
+                return True
+            time.sleep(0.1)
+        return False
+
+    def _split_candidates(self, min_seconds: float) -> tuple[list[str], bool]:
+        """Chunks held by live claims, slowest to finish first (``splits.slowest_first``), from their
+        heartbeats; and whether any held chunk has no heartbeat of its current attempt yet."""
+        now = time.time()
+        held, claimed_at = [], {}
+        for key in self.store.keys(layout.CLAIMS):
+            chunk = layout.parse_claim(key)
+            if chunk is None or (self.options.only is not None and chunk.split("_")[0] not in self.options.only):
+                continue
+            try:
+                claim = claims.read_claim(self.store, chunk)[0]
+            except (NotFoundError, ValueError, KeyError, TypeError):
+                continue
+            if claim is not None and claim.live(now) and claim.worker != self.options.worker:
+                held.append(chunk)
+                claimed_at[chunk] = claim
+        beats, silent = [], False
+        for chunk in held:
+            try:
+                beat = Progress.from_json(self.store.get(layout.progress(chunk)))
+            except (NotFoundError, ValueError, KeyError, TypeError):
+                silent = True
+                continue
+            silent = silent or beat.attempt != claimed_at[chunk].attempt or beat.state != "running"
+            beats.append(beat)
+        return splits.slowest_first(beats, now, stale_after=self.options.claim_ttl, min_seconds=min_seconds), silent
 
     def _check_inputs(self, manifest: ChunkManifest) -> None:
         """The chunk's inputs are the ones the run was planned on (each checked once per worker)."""

@@ -76,6 +76,28 @@ class InputFormat(Protocol):
         fields that will be used (a format that can read only those, does); None: all."""
         ...
 
+    def boundary(self, pins: Sequence[InputPin], source: int, offset: int) -> int | None:
+        """Where the first record starting at or after ``offset`` of input ``source`` starts (its
+        size if none does), reading as little as possible; None when this format cannot tell
+        without reading from far before (it then refuses splits: ``chunkpilot.splits``)."""
+        ...
+
+
+def record_boundary(fmt: Any, pins: Sequence[InputPin], source: int, offset: int) -> int | None:
+    """``fmt.boundary``, or None for a format without one."""
+    boundary = getattr(fmt, "boundary", None)
+    return None if boundary is None else boundary(pins, source, offset)
+
+
+def position_at(manifest: ChunkManifest, units: int) -> Position:
+    """The position ``units`` units into the chunk (its end if it has fewer): ``units_before``'s inverse."""
+    for r in manifest.ranges:
+        if units < r.end - r.start:
+            return (r.source, r.start + units)
+        units -= r.end - r.start
+    last = manifest.ranges[-1]
+    return (last.source, last.end)
+
 
 def units_between(first: Position, end: Position, sizes: Sequence[int]) -> int:
     """How many units lie in ``[first, end)``, given each input's size in units."""

@@ -176,6 +176,10 @@ class DelimitedFormat:
                 yield self.decode_row((r.source, offset), raw, names, line)
                 line += raw.count(b"\n")
 
+    def boundary(self, pins, source: int, offset: int) -> int | None:
+        """None: a row start cannot be told without scanning from a known one (quoted newlines)."""
+        return None
+
     def decode_row(self, position, raw: bytes, names: list[str], line: int) -> Record:
         """One row as a Record: its fields by the header's names, an error naming its line, or blank."""
         end = (position[0], position[1] + len(raw))

@@ -128,6 +128,16 @@ class JsonlFormat:
                 yield decode_line((source, offset), (source, offset + len(line)), line)
 
 
+    def boundary(self, pins: Sequence[InputPin], source: int, offset: int) -> int | None:
+        """The next line start (a small ranged read); None inside a compressed input (a staged
+        piece or a whole file is read from its start: a cut inside it saves nothing)."""
+        pin = pins[source]
+        if pin.compression:
+            return None
+        store, key = split_object_uri(pin.uri)
+        return next_line_start(lambda a, b: store.get_range(key, a, b), pin.size, offset)
+
+
 def _head(where: tuple[Store, str], pin: InputPin) -> bytes:
     store, key = where
     return store.get_range(key, 0, min(pin.size, HEAD_BYTES)) if pin.size else b""

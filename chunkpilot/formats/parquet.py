@@ -121,6 +121,10 @@ class ParquetFormat:
                 row = start + offset
                 yield Record((source, row), (source, row + 1), fields=fields)
 
+    def boundary(self, pins: Sequence[InputPin], source: int, offset: int) -> int | None:
+        """Every row is a record: the offset itself."""
+        return min(offset, pins[source].length)
+
     def batches(self, pins: Sequence[InputPin], manifest: ChunkManifest, columns: Iterable[str] | None = None,
                 batch_rows: int = BATCH_ROWS):
         """``(source, first row, end row, RecordBatch)`` of the chunk's rows, in order, Arrow-typed."""

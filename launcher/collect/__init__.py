@@ -24,6 +24,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from chunkpilot.chunks import run_chunk_ids, split_ends
 from chunkpilot.errors import IncompleteRunError, OutputError
 from chunkpilot.prompts import PromptSpec
 from chunkpilot.spec import encode_hashes
@@ -86,7 +87,7 @@ def collect(run: OpenRun, path: str, allow_partial: bool = False, max_examples: 
         raise OutputError(f"unknown output format {fmt!r}: use one of {', '.join(FORMATS)}")
     # --allow-partial or not: answers of another input are no answers.
     removed = check_inputs(run.spec, reads_inputs=fmt != "openai")
-    chunks = sorted(run.spec.chunk_ids, key=lambda c: c + "/")  # the order a listing of out/ gives them
+    chunks = run_chunk_ids(run.run_store, run.spec)  # split remainders too; in the order a listing of out/ gives them
     done = done_chunks(run.run_store, set(chunks))
     incomplete = [c for c in chunks if c not in done]
     if incomplete and not allow_partial:
@@ -229,10 +230,11 @@ def _collect_into(store: Store, chunks: list[str], done_chunks: set[str], fd: in
         written: dict[str, int] = {}
         try:
             with Copier(store, fd) as copier:
+                ends = split_ends(store, chunks)  # a part of a split chunk past its cut is the child's to write
                 for index, (chunk, parts) in enumerate(parts_by_chunk(store, chunks)):
                     hash_ids = chunk not in done_chunks
                     report.chunk_offsets.append(report.bytes)
-                    tally = lay_out_chunk(store, parts, fd, report.bytes, copier, hash_ids=hash_ids)
+                    tally = lay_out_chunk(store, parts, fd, report.bytes, copier, hash_ids=hash_ids, end=ends.get(chunk))
                     if hash_ids:
                         counter.add(encode_hashes(tally.hashes), index << 32)
                     written[chunk] = tally.records

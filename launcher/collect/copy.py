@@ -113,11 +113,12 @@ class Copier:
 
 
 def lay_out_chunk(store: Store, parts: list[tuple[PartName, ObjectInfo]], fd: int, offset: int, copier: Copier,
-                  *, hash_ids: bool) -> Tally:
+                  *, hash_ids: bool, end=None) -> Tally:
     """Write one chunk at ``offset`` of the output as its merge plan says. ``hash_ids``: read every
-    part, hashing each record's custom_id (for a chunk without a done marker to take them from)."""
+    part, hashing each record's custom_id (for a chunk without a done marker to take them from).
+    ``end``: where a split chunk ends now (``merge_plan``)."""
     tally = Tally()
-    for step in merge_plan(parts, read_all=hash_ids):
+    for step in merge_plan(parts, read_all=hash_ids, end=end):
         if isinstance(step, Drop):
             tally.dropped += step.part.records
         elif isinstance(step, Copy):
@@ -136,7 +137,8 @@ def _write_kept(store: Store, step: Keep, fd: int, offset: int, tally: Tally, ha
     with store.open(step.item.key) as stream:
         for line in stream:
             obj = json.loads(line)
-            if step.after is not None and position_of_id(obj.get("id")) < step.after:
+            position = position_of_id(obj.get("id"))
+            if (step.after is not None and position < step.after) or (step.before is not None and position >= step.before):
                 tally.dropped += 1
                 continue
             line = line if line.endswith(b"\n") else line + b"\n"

@@ -28,6 +28,7 @@ from typing import Any, Iterator
 
 from chunkpilot import answer_columns, layout
 from chunkpilot.answer_columns import error_type
+from chunkpilot.chunks import run_chunk_ids
 from chunkpilot.errors import OutputError, StoreError
 from chunkpilot.formats.parquet import parquet_file
 from chunkpilot.spec import ChunkManifest, RunSpec
@@ -313,7 +314,7 @@ class RunAnswers:
 
         self.store, self.tally, self.schema, self.bisect = store, tally, schema, bisect
         tally.missing = {}
-        chunks = sorted(spec.chunk_ids, key=lambda c: c + "/")
+        chunks = run_chunk_ids(store, spec)  # split remainders too, in input order
         # Where each chunk starts, for telling a missing answer of a done chunk from one of an unfinished chunk.
         starts = []
         for chunk in chunks:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Iterator
 
 from chunkpilot import layout
+from chunkpilot.chunks import run_chunk_ids
 from chunkpilot.errors import OutputError, StoreError
 from chunkpilot.formats import Record, get_format
 from chunkpilot.inputs import InputDigest
@@ -86,7 +87,7 @@ def chunks_with_answers(spec: RunSpec, run_store: Store, done: set[str], tally: 
     """Each chunk's manifest, in order, with the stream of its answers and the digest of its input
     bytes its worker recorded ("" for a chunk not done, or none recorded)."""
     tally.missing = {}
-    chunks = sorted(spec.chunk_ids, key=lambda c: c + "/")
+    chunks = run_chunk_ids(run_store, spec)  # split remainders too, in input order
     for chunk, parts in parts_by_chunk(run_store, chunks):
         manifest = ChunkManifest.from_json(run_store.get(layout.manifest(chunk)))
         check_ranges(spec, manifest)

@@ -55,11 +55,15 @@ def test_manifest_marker_heartbeat_and_part_names_are_pinned():
         "prompt_tokens": 10, "completion_tokens": 5, "seconds": 1.5, "finished_at": "2026-12-03T10:00:00+00:00",
         "custom_id_hashes": "AAAAAAAAAAA=", "error_codes": {"invalid_json": 1}, "units": 131, "input_digest": "",
     }
+    # A split parent names its children; a manifest without any reads as before.
+    cut = ChunkManifest("0001", (SourceRange(0, 123, 200),), children=("0001_99",))
+    assert json.loads(cut.to_json())["children"] == ["0001_99"]
+    assert ChunkManifest.from_json(cut.to_json()) == cut
     beat = Progress("0001", 2, "running", records_done=2, units_done=100, units_total=131, tokens_per_s=3.5,
-                    updated_at=1.0, error_codes={"invalid_json": 1})
+                    updated_at=1.0, error_codes={"invalid_json": 1}, units_per_s=12.5)
     assert json.loads(beat.to_json()) == {
         "chunk": "0001", "attempt": 2, "state": "running", "records_done": 2, "units_done": 100, "units_total": 131,
-        "tokens_per_s": 3.5, "updated_at": 1.0, "error_codes": {"invalid_json": 1}, "reason": "",
+        "tokens_per_s": 3.5, "updated_at": 1.0, "error_codes": {"invalid_json": 1}, "reason": "", "units_per_s": 12.5,
     }
     part = PartName((0, 123), (0, 214), 2, 7, 3, 1, 10, 5)
     assert part.filename == "a2-00007_0.123_0.214_3_1_10.5.jsonl" and PartName.parse(part.filename) == part

@@ -137,3 +137,17 @@ def test_collect_writes_to_an_s3_destination(tmp_path, make_run, mixed_input, s3
     assert body == local.read_bytes() and report.records == 90
     with pytest.raises(OutputError, match="name the object to write"):
         collect_to(run, f"s3://{s3_bucket}/results/")
+
+
+def test_merge_plan_of_a_split_chunk_keeps_only_what_lies_before_its_cut():
+    from launcher.collect.merge import Copy, Drop, Keep, merge_plan
+
+    def part(a, b, attempt=1):
+        return (PartName((0, a), (0, b), attempt, a, b - a), f"{a}-{b}")
+
+    steps = merge_plan([part(0, 10), part(10, 20), part(15, 30, 2), part(30, 40, 2)], end=(0, 20))
+    assert [type(s) for s in steps] == [Copy, Copy, Keep, Drop]
+    assert steps[2].after == (0, 20) and steps[2].before == (0, 20)  # nothing of it is kept
+    steps = merge_plan([part(0, 10), part(10, 30, 2)], end=(0, 20))
+    assert [type(s) for s in steps] == [Copy, Keep] and (steps[1].after, steps[1].before) == ((0, 10), (0, 20))
+    assert [type(s) for s in merge_plan([part(0, 10), part(10, 20)])] == [Copy, Copy]

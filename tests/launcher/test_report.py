@@ -122,7 +122,7 @@ def final_claims(run_dir: Path) -> dict:
 
 
 def test_the_workers_and_watcher_write_the_run_history(preempted_run):
-    from chunkpilot.history import parse, summarize
+    from chunkpilot.history import summarize
     from chunkpilot.spec import AttemptRecord, WorkerBeat
 
     store, run_dir, _, _, _, (slot, launch) = preempted_run

@@ -13,6 +13,7 @@ regenerated after a kill). Never a default.
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections import deque
 from typing import Any
@@ -101,6 +102,11 @@ class EchoEngine:
         self.model_revision = getattr(model, "revision", None) or "echo-1"
         options = options or {}
         self.delay = float(options.get("delay", 0.0))
+        # A straggler on purpose (tail tests, bench_tail.py): the worker named ``slow_worker`` (its
+        # CHUNKPILOT_WORKER) waits ``slow_factor`` times as long per step.
+        slow = options.get("slow_worker")
+        if slow and os.environ.get("CHUNKPILOT_WORKER") in str(slow).split(","):
+            self.delay *= float(options.get("slow_factor", 5.0))
         self.batch = int(options.get("batch", 64))
         self.batch_size = self.batch
         time.sleep(float(options.get("start_seconds", 0.0)))  # stands in for a real engine's start-up
