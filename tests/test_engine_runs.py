@@ -91,7 +91,7 @@ def test_vllm_run_survives_kills(tmp_path, engine_input, reference_run, store_ur
         # SIGTERM last: the worker finishes what is in flight within its grace period, which may be all.
         for sig in (signal.SIGKILL, signal.SIGKILL, signal.SIGTERM):
             attempt = len(kills) + 1
-            pid_file = logs / f"{run.spec.run_id}-0000-a{attempt}.pid"
+            pid_file = logs / f"{run.spec.run_id}-w0-a{attempt}.pid"  # one worker, relaunched after each kill
             deadline = time.monotonic() + 180
             # Kill only once this attempt has committed something, so every life makes progress.
             while not (pid_file.exists() and any(p.attempt == attempt for p in _parts(run))):

@@ -310,6 +310,7 @@ class Worker:
         guard = ClaimGuard(self.store, held, self.options.claim_ttl)
         log.info("%s: took chunk %s (attempt %d)", self.job, chunk, held.claim.attempt)
         self.journal.event("claim", chunk=chunk, chunk_attempt=held.claim.attempt)
+        self.journal.flush()  # the history says which chunks this life took, even if it is killed next
         self.status.set(state="running", chunk=chunk)
         manifest = ChunkManifest.from_json(self.store.get(layout.manifest(chunk)))
         if self.store.exists(layout.done_marker(chunk)):

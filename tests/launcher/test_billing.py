@@ -23,7 +23,7 @@ def test_a_run_nobody_watches_stops_accruing_once_its_jobs_end(tmp_path, store_u
     second = json.loads(cli("status", "unwatched", "--store", store_uri, "--json").output)
     for look in (first, second):
         cost = look["totals"]["cost"]
-        assert look["totals"]["states"] == {"DONE": 4} and look["totals"]["eta_seconds"] is None
+        assert set(look["totals"]["states"]) == {"DONE"} and look["totals"]["eta_seconds"] is None
         assert cost["per_hour_now"] == 0 and cost["projected"] == cost["so_far"] > 0
     assert second["totals"]["cost"]["gpu_seconds"] == first["totals"]["cost"]["gpu_seconds"], "nothing accrues"
     for slot in ("w0", "w1"):

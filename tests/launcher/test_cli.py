@@ -60,7 +60,8 @@ def test_local_run_end_to_end_with_hostile_input(tmp_path, store_uri, cli, promp
     assert body["model"] == "echo" and body["model_revision"] == "echo-1" and body["usage"]["total_tokens"] > 0
 
     status = json.loads(cli("status", "e2e", "--store", store_uri, "--json").output)
-    assert status["totals"]["states"] == {"DONE": 4}
+    # Every chunk done: the 4 planned, and any an idle worker split off a busy one (chunkpilot.splits).
+    assert set(status["totals"]["states"]) == {"DONE"} and status["totals"]["chunks"] >= 4
     assert status["totals"]["records_done"] == len(rows)
     assert "e2e" in cli("runs", "--store", store_uri).output
 
@@ -210,4 +211,4 @@ def test_s3_inputs_and_store_end_to_end(tmp_path, cli, prompts, s3_bucket, s3_st
     assert len(rows) == 121 and rows[-1]["response"]["body"]["choices"][0]["text"] == "one last"
     assert "1 blank input lines skipped" in result.output
     status = json.loads(cli("status", "s3run", "--store", s3_store_uri, "--json").output)
-    assert status["totals"]["states"] == {"DONE": 3}
+    assert set(status["totals"]["states"]) == {"DONE"} and status["totals"]["chunks"] >= 3  # and any split off

@@ -71,9 +71,12 @@ def preempted_run(tmp_path_factory):
         for r in records[70:]:
             f.write(json.dumps(r).encode() + b"\n")
     store = root / "runs"
-    env = {**os.environ, "CHUNKPILOT_POLL_SECONDS": "0.2"}
+    # One interruption, of one chunk: no splits, and a read-ahead of 8 records (of ~27 a chunk), so the
+    # worker killed right after chunk 0001's first commit has not taken the next chunk yet.
+    env = {**os.environ, "CHUNKPILOT_POLL_SECONDS": "0.2", "CHUNKPILOT_SPLITS": "0"}
     submitted = launcher("submit", str(data), "--chunks", str(CHUNKS), "--engine", "echo", "--store", str(store),
                          "--run-name", RUN, "--engine-option", "delay=0.15", "--engine-option", "batch=4",
+                         "--engine-option", "max_in_flight=8",
                          "--commit-seconds", "0.3", "--workers", str(WORKERS), "--price-per-hour", str(PRICE),
                          "--on-demand-price-per-hour", str(ON_DEMAND), env=env)
     assert submitted.returncode == 0, submitted.stderr

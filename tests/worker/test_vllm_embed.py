@@ -17,6 +17,7 @@ import pytest
 from chunkpilot.prompts import PromptSpec
 from chunkpilot.requests import RecordError, request_from_record
 from tests.conftest import write_jsonl
+from tests.workers import holders, parts_of, worker_pid
 
 pytestmark = [
     pytest.mark.engine,
@@ -121,12 +122,12 @@ def test_a_killed_embedding_run_gives_one_vector_per_row_in_parquet(tmp_path, st
     from launcher.watch import WatchOptions, reconcile_once
 
     reconcile_once(run, make_backend(run.spec, store_uri), WatchOptions(), set())
-    pid, out = Path(store_uri) / run.spec.run_id / "logs" / f"{run.spec.run_id}-0000-a1.pid", Path(store_uri) / run.spec.run_id / "out" / "0000"
+    run_dir = Path(store_uri) / run.spec.run_id
     deadline = time.monotonic() + 180
-    while not (pid.exists() and out.is_dir() and list(out.glob("a1-*"))):
+    while not ((claim := holders(run_dir).get("0000")) and worker_pid(run_dir, claim) and parts_of(run_dir, "0000", 1)):
         assert time.monotonic() < deadline, "no commit in time"
         time.sleep(0.05)
-    os.kill(int(pid.read_text()), signal.SIGKILL)
+    os.kill(worker_pid(run_dir, claim), signal.SIGKILL)  # the worker holding chunk 0000, mid-chunk
     cli("watch", run.spec.run_id, "--store", store_uri)
     status = json.loads(cli("status", run.spec.run_id, "--store", store_uri, "--json").output)
     assert status["chunks"][0]["attempts"] == 2 and status["totals"]["errors"] == 0

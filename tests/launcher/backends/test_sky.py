@@ -494,8 +494,13 @@ def collect_ids(tmp_path: Path, run: str) -> list[str]:
     return [json.loads(line)["custom_id"] for line in out.read_text().splitlines()]
 
 
-def test_a_run_survives_preemption_controller_failure_lost_replies_and_false_success(sky, tmp_path, fake_sky, sky_catalog):
+def test_a_run_survives_preemption_controller_failure_lost_replies_and_false_success(sky, tmp_path, fake_sky, sky_catalog,
+                                                                                     monkeypatch):
     from tests.fakesky import FAILED_CONTROLLER, LOSE_LAUNCH_REPLY, PREEMPT, SUCCEED_WITHOUT_MARKER
+
+    # Faults, not the tail: idle workers do not split a busy one's chunk here, so chunks and attempts
+    # stay exact (tests/worker/test_splits.py tests splits).
+    monkeypatch.setenv("CHUNKPILOT_SPLITS", "0")
 
     run = "cloud"
     # Faults are keyed by job name: each hits one worker launch (sky's default: a worker per chunk).
@@ -593,9 +598,9 @@ def test_a_run_survives_preemption_controller_failure_lost_replies_and_false_suc
     page = (tmp_path / "report.html").read_text()
     data = json.loads(page.split('id="report-data">', 1)[1].split("</script>", 1)[0])
     # The report lists the interruptions, per worker launch (w1's preemption: its first life was killed).
-    assert ("w1", 1, 0, "killed") in {(i["chunk"], i["attempt"], i["life"], i["how"]) for i in data["interruptions"]}
-    # (Its timeline still draws one row per chunk, so it shows none of the workers' segments or markers:
-    # a report change of its own, not asserted here.)
+    assert ("w1", 1, 0, "killed") in {(i["worker"], i["launch"], i["life"], i["how"]) for i in data["interruptions"]}
+    # Its timeline has a row per worker, and the kill marker is on w1's.
+    assert ("w1", 1, 0) in {(m["worker"], m["launch"], m["life"]) for m in data["timeline"]["markers"]}
 
 
 def test_warm_workers_launch_one_job_per_worker_not_per_chunk(sky, tmp_path, fake_sky):
@@ -623,7 +628,11 @@ def test_warm_workers_launch_one_job_per_worker_not_per_chunk(sky, tmp_path, fak
     report = status_json(tmp_path, run)
     rows = {row["chunk"]: row for row in report["chunks"]}
     assert len(rows) == 40 and {r["state"] for r in rows.values()} == {"DONE"}
-    assert {c: r["attempts"] for c, r in rows.items()} == {c: 2 if c == killed else 1 for c in rows}
+    # What w1's dead launch held went to a second attempt: the chunk it was answering, and the next one
+    # if it had already taken it (a worker takes the next chunk while the last requests of one finish).
+    retried = {c for c, r in rows.items() if r["attempts"] == 2}
+    assert killed in retried and len(retried) <= 2, (killed, retried)
+    assert all(r["attempts"] == 1 for c, r in rows.items() if c not in retried)
     workers = {w["worker"]: w for w in report["workers"]}
     assert sorted(workers) == ["w0", "w1", "w2", "w3"] and report["totals"]["workers"] == 4
     assert workers["w1"]["launches"] == 2 and workers["w1"]["name"] == f"{run}-w1-a2"
