@@ -20,7 +20,7 @@ import argparse
 import shutil
 from pathlib import Path
 
-from _util import PYTHON, REPO, print_machine, run_measured, scratch_dir, table, write_json
+from _util import PYTHON, REPO, median, print_machine, run_measured, scratch_dir, table, write_json
 
 GiB = 1 << 30
 
@@ -34,7 +34,8 @@ def gpu_defaults(name: str, memory: int) -> int:
     from vllm.usage.usage_lib import UsageContext
 
     with mock.patch.object(type(current_platform), "get_device_total_memory", lambda *a, **k: memory), \
-            mock.patch.object(type(current_platform), "get_device_name", lambda *a, **k: name):
+            mock.patch.object(type(current_platform), "get_device_name", lambda *a, **k: name), \
+            mock.patch.object(type(current_platform), "is_cpu", lambda *a, **k: False):
         _, seqs = EngineArgs.get_batch_defaults(world_size=1)
     return seqs[UsageContext.LLM_CLASS]
 
@@ -70,12 +71,11 @@ def main() -> None:
     batch = steps[0][3]
     reading = [s for s in steps if not s[2]]  # steps while records remained unread
     starved = [s for s in reading if s[0] == 0]
-    full = [s for s in reading if s[1] >= batch]
     rows = [["vLLM CPU (this machine)", batch, read_ahead(batch), len(steps), len(reading), len(starved),
-             f"{100 * len(full) / max(1, len(reading)):.0f}%", f"{m['wall_s']:.1f}"]]
+             median([s[1] for s in reading]), median([s[0] for s in reading]), f"{m['wall_s']:.1f}"]]
     print(f"\n{args.prompts} chat prompts, 1 chunk, the worker's defaults; workdir {work}\n" + table(
         ["engine", "max_num_seqs (vLLM's config)", "kept in flight", "engine steps", "steps with records unread",
-         "of them with an empty waiting queue", "of them with a full batch", "wall s"], rows))
+         "of them with an empty waiting queue", "running (median)", "waiting (median)", "wall s"], rows))
     derived = []
     for label, name, memory in (("H100 80GB", "nvidia h100 80gb hbm3", 80 * GiB), ("H200", "nvidia h200", 141 * GiB),
                                 ("A100 80GB", "nvidia a100-sxm4-80gb", 80 * GiB), ("L4", "nvidia l4", 24 * GiB),

@@ -192,6 +192,7 @@ class ChunkRun:
         self.cut: Position | None = None
         self.fresh_units = 0
         self.splits_given = 0
+        self.children: list[str] = []  # the chunks this run handed over: the worker that asked claims them
 
     # -- driving it ---------------------------------------------------------------
     # A chunk run is driven in steps, so one engine can serve two chunks at once: the worker
@@ -547,6 +548,7 @@ class ChunkRun:
         self.manifest, child = answer
         self.cut = at
         self.splits_given += 1
+        self.children.append(child)
         log.info("chunk %s: handed over %s to %s: %d %s from %s on", self.chunk, child, request.by, handed,
                  self.spec.unit, at)
         self.journal.event("split", chunk=self.chunk, child=child, by=request.by)

@@ -271,7 +271,9 @@ class Worker:
                     log.info("the run is paused: taking no more chunks")
                     nothing_left = paused = True
                 else:
-                    held = scanner.next(time.time(), busy=frozenset(item.run.chunk for item in active))
+                    # Not the chunks it answers, nor what they handed over: those are for the worker that asked.
+                    busy = frozenset(c for item in active for c in (item.run.chunk, *item.run.children))
+                    held = scanner.next(time.time(), busy=busy)
                     if held is None and not active and self.options.splits:
                         held = self._take_split(scanner)  # idle: ask the slowest chunk for part of its range
                     if held is None and active:
