@@ -50,11 +50,17 @@ def test_warm_workers_under_kills_and_a_stopped_worker_answer_every_record_once(
                 held = [(c, pid) for c, pid in held if pid]
                 if held:
                     chunk, pid = rng.choice(held)
-                    os.kill(pid, signal.SIGSTOP)  # hung mid-chunk: its lease runs out, another worker takes over
-                    stopped = (pid, time.monotonic(), chunk)
+                    try:
+                        os.kill(pid, signal.SIGSTOP)  # hung mid-chunk: its lease runs out, another worker takes over
+                        stopped = (pid, time.monotonic(), chunk)
+                    except ProcessLookupError:  # it had just ended: pick again next round
+                        pass
                 continue
             if stopped is not None and len(stopped) == 3 and time.monotonic() - stopped[1] > 5:
-                os.kill(stopped[0], signal.SIGCONT)  # woken after its lease was taken (if watch did not first)
+                try:
+                    os.kill(stopped[0], signal.SIGCONT)  # woken after its lease was taken (if watch did not first)
+                except ProcessLookupError:  # watch cancelled it as hung first (SIGTERM + SIGCONT), and it ended
+                    pass
                 stopped = (*stopped, "woken")
             pids = [p for p in live_worker_pids(jobs_dir, min_age=1.5) if stopped is None or p != stopped[0]]
             if pids and kills < 6:
