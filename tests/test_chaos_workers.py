@@ -43,7 +43,7 @@ def test_warm_workers_under_kills_and_a_stopped_worker_answer_every_record_once(
     try:
         started = time.monotonic()
         while watch.poll() is None:
-            assert time.monotonic() - started < 300, "the run did not finish in time"
+            assert time.monotonic() - started < 600, "the run did not finish in time"
             time.sleep(rng.uniform(0.6, 1.2))
             if stopped is None and time.monotonic() - started > 3:
                 held = [(c, worker_pid(run_dir, claim)) for c, claim in holders(run_dir).items()]
