@@ -90,4 +90,7 @@ def test_warm_workers_under_kills_and_a_stopped_worker_answer_every_record_once(
     assert launches <= 3 + kills + 1, "relaunches only for what was killed or hung"
     stopped_chunk = stopped[2]
     claim = json.loads((run_dir / "claims" / f"{stopped_chunk}.json").read_text())
-    assert claim["state"] == "done" and claim["attempt"] >= 2, "the stopped worker's chunk was finished by another attempt"
+    # Finished: by another attempt once its lease ran out, or by the stopped worker itself if it was woken
+    # before anyone took the chunk over (its renewal then still matched). A woken zombie committing
+    # nothing after a takeover is tested deterministically in tests/worker/test_run.py.
+    assert claim["state"] == "done", claim
