@@ -110,6 +110,8 @@ def test_parquet_in_and_out_with_workers_killed(dataset, tmp_path, store_uri, cl
                 except ProcessLookupError:
                     pass
                 killed.add(chunk)
+                if len(killed) == 3:  # one pass may find more eligible workers than the test kills
+                    break
         time.sleep(0.02)
     assert len(killed) == 3
     cli("watch", run.spec.run_id, "--store", store_uri)
