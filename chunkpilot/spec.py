@@ -52,6 +52,8 @@ class InputPin:
     staged: tuple[tuple[int, int, str], ...] | None = None
     # CSV/TSV: ``(row start, its line number)`` at each planned cut, so a worker names a bad row's line.
     lines_at: tuple[tuple[int, int], ...] | None = None
+    # The commit a hub input is pinned to (``hf://datasets/…@<sha>/…``): every output record names it.
+    revision: str | None = None
 
     def __post_init__(self) -> None:  # JSON gives lists
         if self.staged is not None:

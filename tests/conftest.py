@@ -101,3 +101,17 @@ def make_run(store_uri):
 
 def big_prompts(path: Path, n: int) -> Path:
     return write_jsonl(path, [{"custom_id": f"r{i}", "prompt": f"record {i} says hello"} for i in range(n)])
+
+
+@pytest.fixture
+def hf_hub(monkeypatch, tmp_path):
+    """A loopback hub (``tests.hubserver.FakeHub``) the real ``huggingface_hub`` client reaches through
+    HF_ENDPOINT — in this process and in the workers it starts; no token unless a test sets one."""
+    from tests.hubserver import FakeHub
+
+    with FakeHub() as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.endpoint)
+        monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))  # no saved login of this machine's user
+        for name in ("HF_HUB_OFFLINE", "HF_TOKEN", "HF_HUB_DISABLE_IMPLICIT_TOKEN"):
+            monkeypatch.delenv(name, raising=False)
+        yield hub

@@ -21,6 +21,7 @@ from __future__ import annotations
 import csv
 import io
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Iterable, Iterator, Sequence
 
 from chunkpilot.errors import InputError
@@ -152,7 +153,7 @@ class DelimitedFormat:
         from chunkpilot.names import chunk_id
 
         manifests = [ChunkManifest(chunk_id(i, len(manifests)), m.ranges, m.unit) for i, m in enumerate(manifests)]
-        pinned = [InputPin(p.uri, p.size, p.etag, lines_at=tuple(sorted(marks.get(i, {}).items())) or None)
+        pinned = [replace(p, lines_at=tuple(sorted(marks.get(i, {}).items())) or None)
                   for i, p in enumerate(pins)]
         common = list(headers[0][0])
         for names, _, _ in headers[1:]:

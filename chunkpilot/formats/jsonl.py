@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from itertools import groupby
 from typing import Callable, Iterable, Iterator, Sequence
 
@@ -151,7 +152,7 @@ def _pinned(pin: InputPin, compression: str | None, found: Scan | None) -> Input
         bounds = (0, *found.cuts, found.units)
         uris = found.uris or ("",) * (len(bounds) - 1)
         staged = tuple((a, b, uri) for a, b, uri in zip(bounds, bounds[1:], uris))
-    return InputPin(pin.uri, pin.size, pin.etag, units=found.units, compression=compression, staged=staged)
+    return replace(pin, units=found.units, compression=compression, staged=staged)
 
 
 def _one_per_piece(pins: Sequence[InputPin], unit: str) -> list[ChunkManifest]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any, Iterable, Iterator, Sequence
 
 from chunkpilot.errors import InputError, StoreError
@@ -106,7 +107,7 @@ class ParquetFormat:
         rows = [n for n, _, _ in footers]
         if sum(rows) == 0:
             raise InputError(f"the Parquet inputs hold no rows ({len(pins)} file(s)): nothing to run")
-        pinned = [InputPin(p.uri, p.size, p.etag, units=n) for p, n in zip(pins, rows)]
+        pinned = [replace(p, units=n) for p, n in zip(pins, rows)]
         common = [f.name for f in footers[0][1]]
         for (_, schema, _), pin in zip(footers[1:], pins[1:]):
             names = set(schema.names)

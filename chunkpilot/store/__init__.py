@@ -71,7 +71,14 @@ def open_store(uri: str) -> Store:
 
 
 def split_object_uri(uri: str) -> tuple[Store, str]:
-    """A store holding the object at ``uri`` and its key there (for inputs outside the run store)."""
+    """A store holding the object at ``uri`` and its key there (for inputs outside the run store):
+    a local path, ``s3://bucket/key`` or ``hf://datasets/ORG/NAME@<commit>/path`` (read-only)."""
+    if uri.startswith("hf://"):
+        from chunkpilot.hf.uri import parse_dataset_uri
+        from chunkpilot.store.hf import HfDatasetStore
+
+        ref = parse_dataset_uri(uri)
+        return HfDatasetStore(ref.file("")), ref.path
     if uri.startswith("s3://"):
         rest = uri[len("s3://") :]
         bucket, _, key = rest.partition("/")
