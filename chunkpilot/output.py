@@ -5,6 +5,10 @@
 The ``id`` carries the record's position (``batch_req_<run>_<source>_<offset>``); reading a
 line back (``position_of_line``, ``line_outcome``) parses it as JSON, so nothing depends on the
 byte layout of a line. The body is the request kind's (``chunkpilot.requests``).
+
+Lineage: the body names the model and its revision; a record read from an input pinned to a hub
+commit (a Hugging Face dataset) also carries ``input_revision``, that commit — in the body of an
+answer, in the ``error`` object of an error line.
 """
 
 from __future__ import annotations
@@ -76,16 +80,23 @@ def _line(run_id: str, position: Position, custom_id: str, response: Any, error:
     return json.dumps(obj, ensure_ascii=False).encode() + b"\n"
 
 
-def ok_line(run_id: str, request: Request, result: Result, model: str, revision: str) -> bytes:
+def ok_line(run_id: str, request: Request, result: Result, model: str, revision: str,
+            input_revision: str | None = None) -> bytes:
     response_id = f"{run_id}-{request.position[0]}-{request.position[1]}"
     body = get_kind(request.kind).render(request, result, model, revision, response_id, int(time.time()))
+    if input_revision is not None:
+        body["input_revision"] = input_revision
     response = {"status_code": 200, "request_id": response_id, "body": body}
     return _line(run_id, request.position, request.custom_id, response, None)
 
 
-def error_line(run_id: str, position: Position, custom_id: str, code: str, message: str) -> bytes:
-    return _line(run_id, position, custom_id, None, {"code": code, "message": message})
+def error_line(run_id: str, position: Position, custom_id: str, code: str, message: str,
+               input_revision: str | None = None) -> bytes:
+    error = {"code": code, "message": message}
+    if input_revision is not None:
+        error["input_revision"] = input_revision
+    return _line(run_id, position, custom_id, None, error)
 
 
-def record_error_line(run_id: str, error: RecordError) -> bytes:
-    return error_line(run_id, error.position, error.custom_id, error.code, error.message)
+def record_error_line(run_id: str, error: RecordError, input_revision: str | None = None) -> bytes:
+    return error_line(run_id, error.position, error.custom_id, error.code, error.message, input_revision)

@@ -135,6 +135,8 @@ run_options = _options(
     click.option("--limit", type=click.IntRange(min=1), default=None, metavar="K", help="Plan only the first K records (a first try of a prompt)."),
     click.option("--sample", type=click.IntRange(min=1), default=None, metavar="K", help="Plan only K records drawn at random (reads every record once at submit; see --seed)."),
     click.option("--seed", type=int, default=0, show_default=True, help="--sample: the seed of the draw (same inputs and seed, same records)."),
+    click.option("--split", default=None, metavar="NAME", help="hf://datasets inputs: the split to read (default: the dataset's only split)."),
+    click.option("--config", default=None, metavar="NAME", help="hf://datasets inputs: the config (subset) to read (default: the dataset's default)."),
     click.option("--price-per-hour", type=click.FloatRange(min=0), default=None, metavar="USD", help=price_help),
     click.option("--on-demand-price-per-hour", type=click.FloatRange(min=0), default=None, metavar="USD", help=on_demand_help),
 )
@@ -170,13 +172,14 @@ sky_options = _options(
 @click.option("--dry-run", is_flag=True, help="Plan and validate, print what would run, write nothing.")
 @handle_errors
 def submit(inputs, watch, dry_run, **given):
-    """Plan INPUT... (JSONL files, folders, globs, s3:// prefixes) into chunks and launch them.
+    """Plan INPUT... (files, folders, globs, s3:// prefixes, hf://datasets/ORG/NAME) into chunks and launch them.
 
     \b
     Examples:
       launcher submit examples/prompts.jsonl --chunks 4 --watch
       launcher submit data/ --chunks 8 --engine echo --dry-run        # see the plan, write nothing
       launcher submit docs.parquet --chunks 8 --task embed --input-key text --watch   # vectors
+      launcher submit hf://datasets/org/reviews@main --split test --chunks 8 --input-key text --limit 50
       launcher submit reviews.jsonl --chunks 3 --prompt-template 'Review: {{ body }}' \\
           --json-schema sentiment.schema.json --output-key sentiment --watch
       launcher submit s3://bkt/prompts/ --chunks 100 --backend sky --gpus L4:1 \\

@@ -1,10 +1,11 @@
-"""Resolve what the user named (files, folders, prefixes, globs; local or s3://) into pinned inputs.
+"""Resolve what the user named (files, folders, prefixes, globs; local, s3:// or hf://datasets/) into pinned inputs.
 
 A file named directly, or matched by a glob the user wrote, is taken whatever its name. A folder
 or an ``s3://`` prefix contributes only files of the formats chunkpilot reads (``chunkpilot.formats``);
 the others are reported as skipped, never silently planned as records. Hidden files (``.x``, ``_x``:
 Hadoop's bookkeeping) are passed over too; those named like data (``_part.jsonl``) are reported,
-so a user who meant them as data sees they were left out.
+so a user who meant them as data sees they were left out. A Hugging Face dataset is pinned to
+the commit its revision names now (``launcher.hf_inputs``).
 """
 
 from __future__ import annotations
@@ -39,20 +40,34 @@ class ResolvedInputs:
     pins: list[InputPin]
     skipped: list[str] = field(default_factory=list)
     hidden: list[str] = field(default_factory=list)  # hidden files named like data, left out
+    notes: list[str] = field(default_factory=list)  # what resolving did that a person should know (hub pins)
 
 
-def resolve_inputs(specs: list[str]) -> ResolvedInputs:
-    """Every input object, in the order given (folders and globs sorted), pinned by size and etag.
+def resolve_inputs(specs: list[str], split: str | None = None, config: str | None = None) -> ResolvedInputs:
+    """Every input object, in the order given (folders and globs sorted), pinned by size and etag
+    (and a hub dataset's files by the commit; ``split``/``config`` choose its files).
 
     Raises InputError when something named does not exist, matches nothing, or
     when all inputs together are empty.
     """
     if not specs:
-        raise InputError("no input given: name one or more JSONL files, folders, globs or s3:// prefixes")
+        raise InputError("no input given: name one or more JSONL files, folders, globs, s3:// prefixes or "
+                         "hf://datasets/ORG/NAME")
+    if (split or config) and not any(s.startswith("hf://") for s in specs):
+        raise InputError("--split/--config choose the files of a Hugging Face dataset: name one as hf://datasets/ORG/NAME")
     pins: list[InputPin] = []
     skipped: list[str] = []
     hidden: list[str] = []
+    notes: list[str] = []
     for spec in specs:
+        if spec.startswith("hf://"):
+            from launcher.hf_inputs import resolve_hf_input
+
+            hub = resolve_hf_input(spec, split, config)
+            pins.extend(hub.pins)
+            skipped.extend(hub.skipped)
+            notes.append(hub.note)
+            continue
         found, passed_over = _resolve_s3(spec) if spec.startswith("s3://") else _resolve_local(spec)
         hid = [p for p in passed_over if _hidden(p.rsplit("/", 1)[-1])]
         passed_over = [p for p in passed_over if p not in set(hid)]
@@ -69,7 +84,7 @@ def resolve_inputs(specs: list[str]) -> ResolvedInputs:
     unique = [p for p in pins if not (p.uri in seen or seen.add(p.uri))]
     if sum(p.size for p in unique) == 0:
         raise InputError(f"inputs are empty ({len(unique)} file(s), 0 bytes): nothing to run")
-    return ResolvedInputs(unique, skipped, hidden)
+    return ResolvedInputs(unique, skipped, hidden, notes)
 
 
 def _resolve_local(spec: str) -> tuple[list[InputPin], list[str]]:

@@ -217,16 +217,18 @@ def _indent(text: str, width: int = 300) -> str:
 
 
 def input_description(input_format: str, pin) -> str:
-    """An input as the dry run names it: format, compression, size (and what staging made of it)."""
+    """An input as the dry run names it: format, compression, size (and what staging made of it), and
+    the commit a hub input is pinned to."""
+    pinned = f", commit {pin.revision}" if getattr(pin, "revision", None) else ""
     if not pin.compression:
-        return f"{input_format}, uncompressed, {human_bytes(pin.size)}"
+        return f"{input_format}, uncompressed, {human_bytes(pin.size)}{pinned}"
     text = f"{input_format}, {pin.compression}, {human_bytes(pin.size)} ({human_bytes(pin.length)} decompressed)"
     if pin.staged:
         written = all(uri for _, _, uri in pin.staged)
         text += f", staged as {len(pin.staged)} zstd pieces" + ("" if written else " (not written: dry run)")
     else:
         text += ", read whole"
-    return text
+    return text + pinned
 
 
 def dry_run_listing(spec: RunSpec, manifests: list[ChunkManifest]) -> str:

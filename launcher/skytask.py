@@ -310,6 +310,10 @@ def uses_s3(spec: RunSpec, run_uri: str) -> bool:
             or any(p.uri.startswith("s3://") for p in spec.inputs))
 
 
+def uses_hf_datasets(spec: RunSpec) -> bool:
+    return any(p.uri.startswith("hf://") for p in spec.inputs)
+
+
 def job_envs(spec: RunSpec, options: TaskOptions, run_uri: str, worker: str, attempt: int, dist: str,
              environ: Mapping[str, str]) -> list[tuple[str, str]]:
     """``env_overrides`` for one job: which worker launch it is, S3 settings, then the user's ``--env``."""
@@ -322,6 +326,8 @@ def job_envs(spec: RunSpec, options: TaskOptions, run_uri: str, worker: str, att
     ]
     if uses_s3(spec, run_uri):
         envs += [(k, environ[k]) for k in PASS_THROUGH_ENVS if environ.get(k)]
+    if uses_hf_datasets(spec) and environ.get("HF_ENDPOINT"):  # a hub mirror: jobs read the inputs there too
+        envs.append(("HF_ENDPOINT", environ["HF_ENDPOINT"]))
     envs += sorted(options.envs.items())
     return envs
 
@@ -445,5 +451,5 @@ __all__ = [
     "PASS_THROUGH_ENVS", "KNOWN_ACCELERATORS", "REDACTED", "template_dirs", "shipped_templates", "find_template",
     "Template", "TaskOptions", "apply_overrides", "parse_accelerators", "accelerator_choices", "known_accelerators",
     "check_accelerators", "Secrets", "resolve_secrets", "job_envs", "check_user_envs", "display_config", "redact",
-    "BlockDumper", "resource_variants", "uses_s3", "worker_lines", "is_local", "check_reachable", "RunTasks", "task_shape",
+    "BlockDumper", "resource_variants", "uses_s3", "uses_hf_datasets", "worker_lines", "is_local", "check_reachable", "RunTasks", "task_shape",
 ]

@@ -73,6 +73,8 @@ class SubmitOptions:
     limit: int | None = None  # plan only the first K records
     sample: int | None = None  # plan only K records drawn at random with ``seed``
     seed: int = 0
+    split: str | None = None  # hf://datasets inputs: the split to read (None: the only one)
+    config: str | None = None  # ... and the config (None: the default one)
 
     @classmethod
     def from_cli(cls, inputs: tuple[str, ...], given: dict[str, Any]) -> "SubmitOptions":
@@ -158,7 +160,7 @@ def plan_run(options: SubmitOptions, stage: bool = True) -> Plan:
     prompt = prompt_spec(options)
     _check_echo_constraint(options.engine, prompt)
     pin = pin_run_model(options.engine, options.model, options.backend, options.allow_unpinned, options.task)
-    resolved = resolve_inputs(list(options.inputs))
+    resolved = resolve_inputs(list(options.inputs), options.split, options.config)
     fmt = choose_format(resolved.pins)
     warnings, sniffed = _sniff(resolved.pins, fmt)
     planned = plan_inputs(fmt, resolved.pins, options.chunks, open_store(options.store_uri).child(run_id) if stage else None)
@@ -206,7 +208,7 @@ def plan_run(options: SubmitOptions, stage: bool = True) -> Plan:
         subset=subset,
     )
     return Plan(spec, manifests, planned.bytes_read + sniffed, resolved.skipped, warnings, resolved.hidden,
-                list(planned.notes))
+                [*resolved.notes, *planned.notes])
 
 
 

@@ -52,3 +52,26 @@ def test_local_run_on_s3_writes_no_credential(tmp_path, cli, prompts, s3_bucket,
     assert scan(blobs) == []
     # The scan itself can fail: the secret is really in the workers' environment.
     assert scan({"env": "\n".join(f"{k}={v}" for k, v in SECRETS.items()).encode()})
+
+
+def test_a_run_over_a_gated_hub_dataset_writes_no_token(tmp_path, cli, hf_hub, session_cache, secret_env):
+    # secret_env exported HF_TOKEN: the loopback hub lets exactly that token read the gated dataset.
+    lines = b"".join(b'{"custom_id": "r%d", "prompt": "hello %d"}\n' % (i, i) for i in range(40))
+    sha = hf_hub.push("org/gated", {"data/train-0.jsonl": lines}, gated=True, token=SECRETS["HF_TOKEN"])
+    store = tmp_path / "runs"
+    outputs = [cli("submit", "hf://datasets/org/gated", "--chunks", 2, "--engine", "echo", "--store", store,
+                   "--dry-run").output]
+    outputs.append(cli("submit", "hf://datasets/org/gated", "--chunks", 2, "--engine", "echo", "--store", store,
+                       "--run-name", "gated", "--workers", 2, "--watch").output)
+    outputs.append(cli("status", "gated", "--store", store, "--json").output)
+    outputs.append(cli("collect", "gated", "--store", store, "-o", tmp_path / "out.jsonl", "--format", "records").output)
+    assert all(auth == f"Bearer {SECRETS['HF_TOKEN']}" for path, auth in hf_hub.requests if "/resolve/" in path)
+    assert any("/resolve/" in path for path, _ in hf_hub.requests), "the workers read the dataset with the token"
+    assert sha in outputs[0] and len((tmp_path / "out.jsonl").read_bytes().splitlines()) == 40
+
+    blobs: dict[str, bytes] = {f"stdout[{i}]": o.encode() for i, o in enumerate(outputs)}
+    files = [p for root in (store, session_cache / "runs" / "gated") for p in root.rglob("*") if p.is_file()]
+    assert any(p.name == "run.json" for p in files) and any(p.suffix == ".log" for p in files)
+    for path in [*files, tmp_path / "out.jsonl"]:
+        blobs[str(path)] = path.read_bytes()
+    assert scan(blobs) == []

@@ -373,7 +373,7 @@ class ChunkRun:
         if self.first_fresh is not None and len(self.first_fresh) < FAIL_FAST_RECORDS:
             self.first_fresh.append(slot)
         if isinstance(todo, RecordError):
-            slot.line = record_error_line(self.spec.run_id, todo)
+            slot.line = record_error_line(self.spec.run_id, todo, self._input_revision(position))
             slot.error_code, slot.error_message = todo.code, todo.message
             self.counters.errors += 1
             self.unsaved += 1
@@ -387,6 +387,10 @@ class ChunkRun:
             self._finish(rejected)
         return True
 
+    def _input_revision(self, position) -> str | None:
+        """The hub commit the record's input is pinned to, for its output line's lineage (None: no hub)."""
+        return self.spec.inputs[position[0]].revision
+
     def _finish(self, result: Result) -> None:
         slot = self.in_flight.pop(result.request_id, None)
         request = self.requests.pop(result.request_id, None)
@@ -399,11 +403,13 @@ class ChunkRun:
             result = _checked(request, result)
         if result.error:
             code, message = result.error
-            slot.line = error_line(self.spec.run_id, request.position, request.custom_id, code, message)
+            slot.line = error_line(self.spec.run_id, request.position, request.custom_id, code, message,
+                                   self._input_revision(request.position))
             slot.error_code, slot.error_message = code, message
             self.counters.errors += 1
         else:
-            slot.line = ok_line(self.spec.run_id, request, result, self.engine.model_name, self.engine.model_revision)
+            slot.line = ok_line(self.spec.run_id, request, result, self.engine.model_name, self.engine.model_revision,
+                                self._input_revision(request.position))
             slot.ok = True
             slot.prompt_tokens, slot.completion_tokens = result.prompt_tokens, result.completion_tokens
             self.counters.ok += 1

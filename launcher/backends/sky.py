@@ -51,6 +51,7 @@ from launcher.skytask import (
     check_reachable,
     is_local,
     task_shape,
+    uses_hf_datasets,
     uses_s3,
 )
 
@@ -154,6 +155,9 @@ def _warnings(spec: RunSpec, tasks: RunTasks, first, run_uri: str, sdk: Any) -> 
     if uses_s3(spec, run_uri) and "AWS_ACCESS_KEY_ID" not in secrets.passed:
         out.append("no AWS_ACCESS_KEY_ID passed: jobs reach s3:// only through their machine's own role "
                    "(export AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY to pass keys as secrets)")
+    if uses_hf_datasets(spec) and "HF_TOKEN" not in secrets.passed:
+        out.append("no HF_TOKEN passed: jobs read the hf://datasets inputs anonymously, which fails for a gated or "
+                   "private dataset (export HF_TOKEN: the template passes it as a secret)")
     if spec.engine == "vllm":
         eo = spec.engine_options or {}
         try:

@@ -258,6 +258,27 @@ def test_dry_run_prints_the_plan_and_the_rendered_task_without_secrets(sky, sky_
     assert "use_spot: false" in out and "accelerators: L4:1" in out and "infra: aws" in out and "H100" not in out
 
 
+def test_a_hub_dataset_reaches_jobs_with_hf_token_as_a_secret_never_written(sky, sky_sandbox, hf_hub, tmp_path):
+    sha = hf_hub.push("org/gated", {"train.jsonl": b'{"prompt": "hi"}\n' * 20}, gated=True, token=SECRET)
+    args = ("submit", "hf://datasets/org/gated", "--chunks", "2", "--backend", "sky", "--engine", "echo",
+            "--store", str(tmp_path / "runs"), "--dry-run")
+    result = cli(*args, env={"HF_TOKEN": SECRET})
+    assert result.exit_code == 0, result.stderr
+    out = flat(result.stdout)
+    assert f"hf://datasets/org/gated@{sha}/train.jsonl jsonl, uncompressed, 340 B, commit {sha}" in out
+    assert "HF_TOKEN: <redacted>" in out and f"HF_ENDPOINT: {hf_hub.endpoint}" in out
+    assert "no HF_TOKEN passed" not in out
+    assert SECRET not in result.stdout + result.stderr
+    for path in [*sky_sandbox.rglob("*"), *tmp_path.rglob("*")]:
+        if path.is_file():
+            assert SECRET.encode() not in path.read_bytes(), path
+
+    hf_hub.push("org/open", {"train.jsonl": b'{"prompt": "hi"}\n' * 20})
+    result = cli(*args[:1], "hf://datasets/org/open", *args[2:])
+    assert result.exit_code == 0, result.stderr
+    assert "no HF_TOKEN passed: jobs read the hf://datasets inputs anonymously" in flat(result.stdout)
+
+
 def test_the_dry_run_prices_a_job_from_skypilots_catalog_or_the_users_price(sky, sky_catalog, tmp_path):
     write_input(tmp_path / "in.jsonl", 10)
     common = ("submit", str(tmp_path / "in.jsonl"), "--chunks", "1", "--backend", "sky", "--engine", "echo",
