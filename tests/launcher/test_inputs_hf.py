@@ -3,6 +3,7 @@ loopback hub (``tests.hubserver``): pinned at submit, read by ranges, run on the
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import json
@@ -150,3 +151,17 @@ def test_split_needs_a_hub_dataset(cli, tmp_path):
     result = cli("submit", tmp_path / "p.jsonl", "--split", "train", "--chunks", 1, "--engine", "echo",
                  "--store", tmp_path / "runs", "--dry-run", expect=1)
     assert "--split/--config choose the files of a Hugging Face dataset" in result.output
+
+
+@pytest.mark.parametrize("name, data", [
+    ("train.jsonl.gz", gzip.compress(jsonl_bytes([f"row {i}" for i in range(60)]))),
+    ("train.csv", ("text\n" + "".join(f'"row {i}, quoted"\n' for i in range(60))).encode()),
+])
+def test_compressed_json_lines_and_csv_are_read_by_their_own_formats(cli, hf_hub, tmp_path, name, data):
+    sha = hf_hub.push("org/other", {f"data/{name}": data})
+    store = tmp_path / "runs"
+    cli("submit", f"hf://datasets/org/other@{sha}/data/{name}", "--chunks", 2, "--engine", "echo", "--input-key", "text",
+        "--store", store, "--run-name", "other", "--watch")
+    cli("collect", "other", "--store", store, "-o", tmp_path / "out.jsonl", "--format", "records")
+    texts = [r["text"] for r in read_jsonl(tmp_path / "out.jsonl")]
+    assert len(texts) == 60 and texts[7] in ("row 7", "row 7, quoted")
