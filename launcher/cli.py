@@ -482,7 +482,7 @@ def cancel(run_id, store_uri):
       launcher cancel run-20261203-101500-3f2a
       launcher watch run-20261203-101500-3f2a        # later: carry on
     """
-    from launcher.runs import open_run, run_entry, why_stopped
+    from launcher.runs import open_run, run_entry
     from launcher.watch import pause
 
     run = open_run(store_uri, run_id)
@@ -491,7 +491,7 @@ def cancel(run_id, store_uri):
         err.print(f"{run_id} is finished: all {entry.chunks_done} chunk(s) done; nothing to cancel")
         return
     if entry.state == "failed":
-        err.print(f"{run_id} is finished: it failed ({escape(why_stopped(entry.stopped))}) and nothing of it runs; "
+        err.print(f"{run_id} is finished: it failed ({escape(_failure(entry)['why'])}) and nothing of it runs; "
                   "nothing to cancel")
         return
     asked = pause(run, make_backend(run.spec, store_uri), "cancelled by `launcher cancel`")
@@ -514,7 +514,7 @@ def runs(store_uri, as_json):
     """
     from rich.table import Table
 
-    from launcher.runs import RESUBMIT, list_runs, why_stopped
+    from launcher.runs import RESUBMIT, list_runs
 
     found = list_runs(store_uri)
     if as_json:
@@ -534,18 +534,25 @@ def runs(store_uri, as_json):
     console.print(table)
     for r in found:
         if r.state == "failed":
-            console.print(f"{r.spec.run_id} failed: {len(r.stopped)} chunk(s) stopped ({escape(why_stopped(r.stopped))}); "
-                          f"{RESUBMIT}")
+            failure = _failure(r)
+            then = f"resume it with `{failure['resume_command']}`" if failure["resume_command"] else RESUBMIT
+            console.print(f"{r.spec.run_id} failed: {escape(failure['reason'])}; {then}")
 
 
 def _failure(entry) -> dict:
     """Why a failed run stopped, for ``runs``: the fail-fast code (if that is what stopped it), the
-    first reason, and the command that resumes it — none exists (``launcher.runs``)."""
-    from launcher.runs import fail_fast_code
+    reason, and the command that resumes it when one does (``launcher.runs``)."""
+    from launcher.runs import fail_fast_code, why_stopped
 
     code = fail_fast_code(entry.stopped)
-    return {"fail_fast_code": code, "why": f"fail-fast: {code}" if code else "stopped: configuration error",
-            "reason": next(iter(entry.stopped.values()), ""), "resume_command": None}
+    if entry.stopped:
+        why = f"fail-fast: {code}" if code else "stopped: configuration error"
+        reason = f"{len(entry.stopped)} chunk(s) stopped ({why_stopped(entry.stopped)})"
+    else:
+        why = "out of attempts"
+        used = max(entry.exhausted.values(), default=0)
+        reason = f"{len(entry.exhausted)} chunk(s) ran out of attempts (up to {used} each)"
+    return {"fail_fast_code": code, "why": why, "reason": reason, "resume_command": entry.resume_command}
 
 
 def main() -> None:
