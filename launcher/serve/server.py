@@ -68,7 +68,7 @@ class Server:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._uvicorn = uvicorn.Server(uvicorn.Config(self.app, host=config.host, port=config.port, log_level="warning",
-                                                      access_log=False, lifespan="off"))
+                                                      access_log=False, lifespan="off", ws="none"))
 
     def _start_scheduler(self) -> None:
         self._thread = threading.Thread(target=self.scheduler.run_forever, args=(self._stop,), name="serve-scheduler",
