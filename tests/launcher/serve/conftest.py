@@ -94,3 +94,34 @@ def serve(store_uri, monkeypatch):
     yield start
     for server in started:
         server.stop()
+
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def serve_command(store: str, port: int, *extra: str) -> list[str]:
+    """``launcher serve`` on loopback with the echo engine serving ``tiny``, as a user starts it."""
+    import sys
+
+    return [sys.executable, "-m", "launcher.cli", "serve", "--store", store, "--port", str(port), "--engine", "echo",
+            "--model", "tiny=echo", "--chunks", "2", "--workers", "2", "--poll-seconds", "0.2", *extra]
+
+
+def start_process(command: list[str], env: dict[str, str], log: Path):
+    """Start ``command`` (its output to ``log``) and wait until it answers HTTP on its port."""
+    import subprocess
+
+    import httpx
+
+    out = log.open("ab")
+    proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{command[command.index('--port') + 1]}/v1"
+    deadline = time.monotonic() + 60
+    while True:
+        assert proc.poll() is None, log.read_text()
+        try:
+            httpx.get(f"{base}/models", timeout=1)
+            return proc, base
+        except httpx.TransportError:
+            assert time.monotonic() < deadline, "serve did not come up: " + log.read_text()
+            time.sleep(0.1)
