@@ -310,7 +310,7 @@ def watch(
                     return WatchResult(decision, report, over_budget=message, resumed_from=resumed)
                 pause(run, backend, f"error budget exceeded: {message}")
                 return WatchResult(decision, report, over_budget=message, paused=True, resumed_from=resumed)
-            if decision.finished and not _any_active(observed, known_done):
+            if decision.finished and not jobs_active(observed):
                 return WatchResult(decision, report, resumed_from=resumed)
             backend.wait(options.interval)
             _renew(lease)
@@ -328,7 +328,7 @@ def _renew(lease: Lease) -> None:
          what="lease renewal")
 
 
-def _any_active(observed, known_done: set[str]) -> bool:
+def jobs_active(observed) -> bool:
     """A job still running (asked to stop: the run finished or was paused) keeps watch going
     until it has ended, so its record gets its end."""
     return any(w.job is not None and w.job.status.active for w in observed.workers.values())
