@@ -134,7 +134,7 @@ def history(slot: str, attempt: int, life: int) -> str:
 
 # -- reading keys back ------------------------------------------------------------------
 
-_SLOT = r"(w?[0-9]+)"  # a worker id (w3), or a chunk id in runs of chunkpilot 0.1
+_SLOT = r"(w?[0-9]+(?:e[0-9]+)?)"  # a worker id (w3, or w3e1: engine 1 of w3's job), or a chunk id (chunkpilot 0.1)
 _CHUNK = r"([0-9]+(?:[-_][0-9]+)*)"  # ``_NN``: a split's remainder (chunkpilot.names.child_chunk_id)
 _ATTEMPT = re.compile(rf"^jobs/{_SLOT}/a([0-9]+)\.json$")
 _PROGRESS = re.compile(rf"^progress/{_CHUNK}\.json$")

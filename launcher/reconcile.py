@@ -9,7 +9,11 @@ lease runs; when its holder's job is seen ended, its claim is released at once (
 rather than at lease expiry. Failed for good when its claim says so (fail-fast), or when its
 attempts — one per claim — reached ``max_attempts`` (plus what pauses gave back).
 
-**Workers.** Slots ``w0 .. w<M-1>``, each launched as attempt 1, 2, ... While chunks remain
+**Workers.** Slots ``w0 .. w<M-1>``, each launched as attempt 1, 2, ... A slot is one job (one
+machine); a job with several GPUs runs one engine process per GPU group, each claiming under its
+own id (``w3``, ``w3e1``, ...: ``chunkpilot.names.engine_worker_id``), and all of them count as
+the slot: a claim of ``w3e1`` is released when ``w3``'s job ends, and an expired one makes the
+whole job hung (the machine is the unit that is launched, cancelled and relaunched). While chunks remain
 unfinished the launcher keeps ``min(M, unfinished chunks)`` worker jobs active, relaunching
 slots whose job ended; a job that ends with a configuration error (SkyPilot FAILED_SETUP /
 FAILED_PRECHECKS, worker exit 2) is not relaunched. A running job whose claim's lease ran out
@@ -27,7 +31,7 @@ from enum import Enum
 from math import ceil
 
 from chunkpilot.claims import Claim
-from chunkpilot.names import worker_id
+from chunkpilot.names import slot_of, worker_id
 from launcher.backends.base import JobState, JobStatus
 
 
@@ -105,7 +109,8 @@ class Ended:
 
 @dataclass(frozen=True)
 class Release:
-    """Hand ``chunk`` back now: its holder, launch ``attempt`` of ``slot``, was seen ended."""
+    """Hand ``chunk`` back now: its holder, launch ``attempt`` of ``slot``, was seen ended. ``slot`` is
+    the claim's worker id: the slot itself, or one engine of its job (``w3e1``)."""
 
     chunk: str
     slot: str
@@ -171,17 +176,18 @@ def decide(chunks: list[ChunkView], workers: list[WorkerView], policy: Policy, n
             d.states[v.chunk] = ChunkState.FAILED
             d.reasons[v.chunk] = f"attempt {claim.attempt}: {claim.reason} (not retried)"
             continue
-        holder = by_slot.get(claim.worker)
+        slot = slot_of(claim.worker)  # an engine of a several-GPU job (w3e1) holds claims for its job's slot
+        holder = by_slot.get(slot)
         holder_is_latest = holder is not None and holder.attempts == claim.worker_attempt
-        if claim.state == "held" and holder_is_latest and claim.worker in ended:
+        if claim.state == "held" and holder_is_latest and slot in ended:
             d.releases.append(Release(v.chunk, claim.worker, claim.worker_attempt, f"its worker's job ended: "
-                                      f"{ended[claim.worker].reason}"))
+                                      f"{ended[slot].reason}"))
         elif claim.live(now):
             d.states[v.chunk] = ChunkState.RUNNING
             d.holders[v.chunk] = f"{claim.worker}-a{claim.worker_attempt}"
             continue
-        elif claim.state == "held" and holder_is_latest and claim.worker in active:
-            hung[claim.worker] = f"its claim on chunk {v.chunk} expired (lease not renewed: stopped or stuck)"
+        elif claim.state == "held" and holder_is_latest and slot in active:
+            hung[slot] = f"its claim on chunk {v.chunk} expired (lease not renewed: stopped or stuck)"
         last = "released" if claim.state == "released" else "lease expired"
         why = f"attempt {claim.attempt}: {last}" + (f" ({claim.reason})" if claim.reason else "")
         if claim.state == "done":

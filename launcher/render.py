@@ -294,7 +294,15 @@ def sky_dry_run(spec: RunSpec, manifests: list[ChunkManifest], plan: SkyPlan, sk
     raw, expanded = worker_lines(cfg, envs)
     if raw:
         lines.append(f"  worker       {raw[0]}")
-        lines.append(f"               first job: {expanded[0]}")
+        values = dict(envs)
+        if "worker.machine" in raw[0] and "CHUNKPILOT_WORKER" in values:
+            per, first = values.get("CHUNKPILOT_GPUS_PER_ENGINE", "1"), values["CHUNKPILOT_WORKER"]
+            lines.append(f"               one worker process per {per} GPU(s) of the machine (SKYPILOT_NUM_GPUS_PER_NODE "
+                         f"// {per}), each with its own CUDA_VISIBLE_DEVICES and id ({first}, {first}e1, ...)")
+            lines.append(f'               first job: python -m worker --run "{values.get("CHUNKPILOT_RUN_URI", "")}" '
+                         f'--worker "{first}" --attempt "{values.get("CHUNKPILOT_ATTEMPT", "1")}"')
+        else:
+            lines.append(f"               first job: {expanded[0]}")
     lines += [f"  warning      {note}" for note in plan.notes]
     lines.append(f"--- rendered task of the first worker ({plan.names[0]}), secrets redacted ---")
     lines.append(yaml.dump(display_config(cfg, envs, secrets), Dumper=BlockDumper, sort_keys=False,

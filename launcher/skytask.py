@@ -34,6 +34,7 @@ from typing import Any, Iterable, Mapping
 
 import yaml
 
+from chunkpilot import fleet
 from chunkpilot.errors import ConfigError
 from chunkpilot.names import job_name
 from chunkpilot.spec import RunSpec
@@ -46,7 +47,9 @@ ENV_WORKER = "CHUNKPILOT_WORKER"  # the worker's id (w3): whose claims it may ta
 ENV_ATTEMPT = "CHUNKPILOT_ATTEMPT"  # which launch of that worker the job is
 ENV_DIST = "CHUNKPILOT_DIST"  # local folder with the launcher's own chunkpilot wheel (a file mount source)
 ENV_RUN_ID = "CHUNKPILOT_RUN_ID"
-RESERVED_ENVS = (ENV_RUN_URI, ENV_WORKER, ENV_ATTEMPT, ENV_DIST, ENV_RUN_ID)
+ENV_GPUS_PER_ENGINE = fleet.ENV_GPUS_PER_ENGINE  # GPUs per engine: the machine runs one worker per group
+ENV_MEMBERS = fleet.ENV_MEMBERS  # a several-job launch (num_jobs): the slots, in SKYPILOT_JOB_RANK order
+RESERVED_ENVS = (ENV_RUN_URI, ENV_WORKER, ENV_ATTEMPT, ENV_DIST, ENV_RUN_ID, ENV_GPUS_PER_ENGINE, ENV_MEMBERS)
 
 # Settings (not credentials) the worker's S3 client needs; passed on when set here and the run uses s3://.
 PASS_THROUGH_ENVS = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_DEFAULT_REGION", "AWS_REGION")
@@ -319,6 +322,7 @@ def job_envs(spec: RunSpec, options: TaskOptions, run_uri: str, worker: str, att
         (ENV_ATTEMPT, str(attempt)),
         (ENV_DIST, dist),
         (ENV_RUN_ID, spec.run_id),
+        (ENV_GPUS_PER_ENGINE, str(fleet.gpus_per_engine(spec.engine_options))),
     ]
     if uses_s3(spec, run_uri):
         envs += [(k, environ[k]) for k in PASS_THROUGH_ENVS if environ.get(k)]

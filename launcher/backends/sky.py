@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from chunkpilot import layout
+from chunkpilot.fleet import gpus_per_engine
 from chunkpilot.errors import BackendError, ConfigError, NotFoundError
 from chunkpilot.names import worker_id
 from chunkpilot.retry import call
@@ -155,20 +156,21 @@ def _warnings(spec: RunSpec, tasks: RunTasks, first, run_uri: str, sdk: Any) -> 
         out.append("no AWS_ACCESS_KEY_ID passed: jobs reach s3:// only through their machine's own role "
                    "(export AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY to pass keys as secrets)")
     if spec.engine == "vllm":
-        eo = spec.engine_options or {}
-        try:
-            used = int(eo.get("tensor_parallel_size", 1)) * int(eo.get("pipeline_parallel_size", 1))
-        except (TypeError, ValueError):
-            used = 1
+        used = gpus_per_engine(spec.engine_options)
         for name, count in accelerator_choices(cfg).items():
             if count != int(count):
                 continue
             if count < used:
                 raise ConfigError(f"task template {tasks.source}: {name}:{count:g} has fewer GPUs than vLLM's "
                                   f"tensor_parallel_size x pipeline_parallel_size = {used}")
-            if count > used:
-                out.append(f"{name}:{count:g} gives each job {count:g} GPUs but vLLM uses {used}: pass "
-                           f"--engine-option tensor_parallel_size={count:g}")
+            engines, idle = divmod(int(count), used)
+            if idle:
+                out.append(f"{name}:{count:g} runs {engines} engine(s) of {used} GPU(s) per machine and leaves {idle} "
+                           f"idle: pick a GPU count that is a multiple of {used}")
+            elif engines > 1:
+                out.append(f"{name}:{count:g} runs {engines} engines of {used} GPU(s) per machine (one worker process "
+                           f"each); a model that does not fit {used} GPU(s) needs --engine-option "
+                           f"tensor_parallel_size={count:g}")
     return out
 
 

@@ -90,7 +90,8 @@ def test_fake_sdk_has_the_real_signatures(sky, tmp_path):
 
     fake = FakeSky(tmp_path)
     pairs = [(fake.jobs.launch, sky.jobs.launch), (fake.jobs.queue_v2, sky.jobs.queue_v2),
-             (fake.jobs.cancel, sky.jobs.cancel), (fake.get, sky.get)]
+             (fake.jobs.cancel, sky.jobs.cancel), (fake.get, sky.get), (fake.jobs.pool_apply, sky.jobs.pool_apply),
+             (fake.jobs.pool_status, sky.jobs.pool_status), (fake.jobs.pool_down, sky.jobs.pool_down)]
     for mine, real in pairs:
         ours = [(p.name, p.kind, p.default) for p in inspect.signature(mine).parameters.values()]
         theirs = [(p.name, p.kind, p.default) for p in inspect.signature(real).parameters.values()]
@@ -238,7 +239,7 @@ def test_dry_run_prints_the_plan_and_the_rendered_task_without_secrets(sky, sky_
         assert name in out
     assert "demo-0000" not in out
     assert "use_spot: true" in out
-    assert 'python -m worker --run "$CHUNKPILOT_RUN_URI" --worker "$CHUNKPILOT_WORKER" --attempt "$CHUNKPILOT_ATTEMPT"' in out
+    assert "exec python -m worker.machine" in out and "one worker process per 1 GPU(s) of the machine" in out
     assert f"python -m worker --run \"{store}/demo\" --worker \"w0\" --attempt \"1\"" in out
     assert "HF_TOKEN: <redacted>" in out and "FOO: bar" in out
     assert "validated 3 task(s) offline with SkyPilot 0.14.1" in out
@@ -731,3 +732,22 @@ def test_cancel_stops_the_runs_jobs_in_one_request(sky, tmp_path, fake_sky):
     reconcile_once(paused, make_backend(paused.spec, str(tmp_path / "runs")), WatchOptions(max_attempts=1), set())
     assert sorted(j.name for j in fake_sky.all_jobs) == [f"{run}-w0-a1", f"{run}-w0-a2", f"{run}-w1-a1", f"{run}-w1-a2"]
     assert cli("cancel", run, "--store", str(tmp_path / "runs")).exit_code == 0
+
+
+# -- every GPU of a machine -------------------------------------------------------------------
+
+
+def test_an_eight_gpu_task_validates_offline_and_runs_an_engine_per_gpu(sky, tmp_path):
+    from launcher.backends.sky import plan_tasks
+
+    p = plan(tmp_path, engine="vllm", gpus="H100:8")
+    planned = plan_tasks(p.spec, p.manifests, str(tmp_path / "runs"))  # SkyPilot's own Dag.validate, offline
+    cfg, envs, _ = planned.first
+    assert cfg["resources"]["accelerators"] == "H100:8" and dict(envs)["CHUNKPILOT_GPUS_PER_ENGINE"] == "1"
+    assert "python -m worker.machine" in cfg["run"]
+    assert any("H100:8 runs 8 engines of 1 GPU(s) per machine" in n for n in planned.notes)
+    tp = plan_tasks(p.spec.with_(engine_options={"tensor_parallel_size": 4}), p.manifests, str(tmp_path / "runs"))
+    assert dict(tp.first[1])["CHUNKPILOT_GPUS_PER_ENGINE"] == "4"
+    assert any("runs 2 engines of 4 GPU(s)" in n for n in tp.notes)
+    odd = plan_tasks(p.spec.with_(engine_options={"tensor_parallel_size": 3}), p.manifests, str(tmp_path / "runs"))
+    assert any("leaves 2 idle" in n for n in odd.notes)
