@@ -19,7 +19,8 @@ slots whose job ended; a job that ends with a configuration error (SkyPilot FAIL
 FAILED_PRECHECKS, worker exit 2) is not relaunched. A running job whose claim's lease ran out
 is hung (stopped, or stuck): it is cancelled and its slot relaunched. Once every chunk is
 final, workers end by themselves (nothing left to claim); one still running
-``finish_grace_seconds`` after the last chunk was done is asked to stop. A slot is launched at most
+``finish_grace_seconds`` after the last chunk was done is asked to stop. At most ``max_launches_per_cycle`` launches
+go out per cycle (the rest wait for the next ones). A slot is launched at most
 ``max_attempts x ceil(chunks / workers)`` times: every worker death costs at most the one
 chunk attempt it held, so this bounds relaunches by the work the chunks' attempts allow.
 """
@@ -80,6 +81,9 @@ class Policy:
     missing_grace_seconds: float = 60.0  # how long a launched job may be unknown to the backend
     finish_grace_seconds: float = 30.0  # how long workers get to end by themselves once every chunk is final
     run_cancelled: bool = False
+    # At most this many launches per cycle (None: no bound). A managed-jobs controller copes badly with
+    # hundreds of launches at once; the rest wait for the next cycles. Set by the backend (``launch_batch``).
+    max_launches_per_cycle: int | None = None
     # Attempts pauses cost (by chunk id or worker slot): they do not count against the limits.
     extra_attempts: dict[str, int] = field(default_factory=dict)
 
@@ -217,6 +221,8 @@ def decide(chunks: list[ChunkView], workers: list[WorkerView], policy: Policy, n
 
     limit = slot_limit(policy, len(chunks))
     wanted = 0 if policy.run_cancelled else min(policy.workers, len(unfinished)) - len(active)
+    if policy.max_launches_per_cycle is not None:
+        wanted = min(wanted, max(1, policy.max_launches_per_cycle))
     for w in slots:
         if w.slot in active:
             d.worker_states[w.slot] = w.job.status.value if w.job is not None else "PENDING"
@@ -228,6 +234,9 @@ def decide(chunks: list[ChunkView], workers: list[WorkerView], policy: Policy, n
             d.launches.append(Launch(w.slot, w.attempts + 1))
             d.worker_states[w.slot] = "LAUNCHING"
             wanted -= 1
+        elif w.slot not in ended and w.attempts == 0 and int(w.slot[1:]) < policy.workers and unfinished \
+                and not policy.run_cancelled:
+            d.worker_states[w.slot] = "WAITING"  # past this cycle's launch bound: a later cycle launches it
         else:
             d.worker_states[w.slot] = ended[w.slot].state.value if w.slot in ended else "NOT LAUNCHED"
 

@@ -196,14 +196,36 @@ def _reachable(sdk: Any) -> bool:
 # -- the backend ---------------------------------------------------------------------
 
 
+# SkyPilot's jobs controller launches ~24 jobs at a time by default and users report it running out of
+# memory near 100 parallel launches: a few reconcile cycles for a big fleet beat one flood.
+DEFAULT_LAUNCH_BATCH = 16
+
+
+def launch_batch_of(spec: RunSpec, environ: Mapping[str, str]) -> int:
+    """How many jobs one reconcile cycle may launch: ``backend_options["launch_batch"]``, else
+    $CHUNKPILOT_LAUNCH_BATCH, else DEFAULT_LAUNCH_BATCH (ConfigError for a value that is not >= 1)."""
+    value = (spec.backend_options or {}).get("launch_batch") or environ.get("CHUNKPILOT_LAUNCH_BATCH") or DEFAULT_LAUNCH_BATCH
+    try:
+        batch = int(value)
+    except (TypeError, ValueError):
+        batch = 0
+    if batch < 1:
+        raise ConfigError(f"launch batch {value!r}: expected a whole number of jobs, at least 1")
+    return batch
+
+
 class SkyBackend:
     """SkyPilot managed jobs, one per worker launch, named ``<run>-<worker>-a<attempt>``."""
 
     name = "sky"
 
     def __init__(self, spec: RunSpec, store_uri: str, sdk: Any = None, *, environ: Mapping[str, str] | None = None,
-                 max_concurrent_launches: int = 16, dist_root: Path | None = None, retry_seconds: float = 30.0):
+                 max_concurrent_launches: int = 16, dist_root: Path | None = None, retry_seconds: float = 30.0,
+                 launch_batch: int | None = None):
         self.spec = spec
+        # Launches per reconcile cycle (``Policy.max_launches_per_cycle``): the run's ``--launch-batch``,
+        # else $CHUNKPILOT_LAUNCH_BATCH, else DEFAULT_LAUNCH_BATCH.
+        self.launch_batch = launch_batch or launch_batch_of(spec, os.environ if environ is None else environ)
         self.store_uri = store_uri
         self._sdk = sdk
         self.environ = os.environ if environ is None else environ

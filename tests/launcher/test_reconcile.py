@@ -140,3 +140,14 @@ def test_an_engine_of_a_several_gpu_job_counts_for_its_slot():
     stuck = [chunk("0000", holder=("w0", 1)), chunk("0001", holder=("w0e1", 1), expires_at=NOW - 1)]
     d = decide(stuck, [worker("w0")], Policy(workers=1), NOW)
     assert d.cancels == [Cancel("w0", 1, d.cancels[0].reason)] and "chunk 0001 expired" in d.cancels[0].reason
+
+
+def test_launches_go_out_in_bounded_batches():
+    chunks = [chunk(f"{i:04d}") for i in range(50)]
+    d = decide(chunks, [], Policy(workers=50, max_launches_per_cycle=16), NOW)
+    assert d.launches == [Launch(f"w{i}", 1) for i in range(16)]
+    assert sum(s == "WAITING" for s in d.worker_states.values()) == 34
+    launched = [worker(f"w{i}", status=JobStatus.PENDING) for i in range(16)]
+    d = decide(chunks, launched, Policy(workers=50, max_launches_per_cycle=16), NOW)
+    assert d.launches == [Launch(f"w{i}", 1) for i in range(16, 32)]
+    assert decide(chunks, [], Policy(workers=50), NOW).launches[-1] == Launch("w49", 1)  # no bound: all at once

@@ -751,3 +751,30 @@ def test_an_eight_gpu_task_validates_offline_and_runs_an_engine_per_gpu(sky, tmp
     assert any("runs 2 engines of 4 GPU(s)" in n for n in tp.notes)
     odd = plan_tasks(p.spec.with_(engine_options={"tensor_parallel_size": 3}), p.manifests, str(tmp_path / "runs"))
     assert any("leaves 2 idle" in n for n in odd.notes)
+
+
+def test_fifty_workers_are_launched_sixteen_per_cycle(sky, tmp_path):
+    from launcher.backends.sky import SkyBackend
+    from launcher.runs import open_run
+    from launcher.submit import write_run
+    from launcher.watch import WatchOptions, reconcile_once
+    from tests.fakesky import FakeSky
+
+    p = plan(tmp_path, chunks=50, records=100)
+    p = replace(p, spec=p.spec.with_(workers=50))
+    store = str(tmp_path / "runs")
+    write_run(p, store)
+    run = open_run(store, p.spec.run_id)
+    fake = FakeSky(tmp_path / "fake", step_delay=600)  # jobs stay PENDING: this test counts launches only
+    try:
+        backend = SkyBackend(p.spec, store, sdk=fake, dist_root=tmp_path / "dist")
+        assert backend.launch_batch == 16
+        counts = []
+        for _ in range(4):
+            reconcile_once(run, backend, WatchOptions(), set())
+            counts.append(sum(1 for c in fake.calls if c[0] == "launch"))
+        assert counts == [16, 32, 48, 50]
+        assert fake.max_launches_in_flight <= 16
+        assert sorted(j.name for j in fake.all_jobs) == sorted(f"unit-w{i}-a1" for i in range(50))
+    finally:
+        fake.shutdown()
