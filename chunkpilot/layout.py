@@ -62,6 +62,7 @@ ANSWER_COLUMNS = "answers/"  # a Parquet run's answers in columns, beside its pa
 PROGRESS = "progress/"
 JOBS = "jobs/"
 HISTORY = "history/"
+POOL_LAUNCHES = "sky/launches/"  # one object per several-job pool launch: its SkyPilot name and members by rank
 LEDGER = "jobs/_ledger.json.gz"  # the watcher's copy of every attempt record (launcher.attempts)
 DONE_NAME = "_SUCCESS"
 STAGED = "staged/"
@@ -116,6 +117,11 @@ def held(chunk: str, attempt: int) -> str:
 
 def progress(chunk: str) -> str:
     return f"{PROGRESS}{chunk}.json"
+
+
+def pool_launch(batch_name: str) -> str:
+    """``sky/launches/<batch job name>.json``: which worker launch each rank of a ``num_jobs`` launch is."""
+    return f"{POOL_LAUNCHES}{batch_name}.json"
 
 
 def attempt_record(slot: str, attempt: int) -> str:

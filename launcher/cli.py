@@ -557,6 +557,15 @@ def _failure(entry) -> dict:
     return {"fail_fast_code": code, "why": why, "reason": reason, "resume_command": entry.resume_command}
 
 
+def _register_groups() -> None:
+    from launcher.cli_pool import register
+
+    register(cli, handle_errors, console, err)
+
+
+_register_groups()
+
+
 def main() -> None:
     cli()
 
