@@ -158,6 +158,8 @@ sky_options = _options(
     click.option("--use-spot/--no-use-spot", default=None, help="sky: spot (preemptible) or on-demand machines. Default: the template's choice (vllm-spot: spot)."),
     click.option("--env", "envs", multiple=True, metavar="KEY=VALUE", callback=_key_values, help="sky: extra env for the task (repeatable)."),
     click.option("--secret", "secrets", multiple=True, metavar="NAME", help="sky: pass $NAME to jobs as a SkyPilot secret (repeatable)."),
+    click.option("--launch-batch", type=click.IntRange(min=1), default=None, help="sky: at most this many job launches per reconcile cycle (default 16, or $CHUNKPILOT_LAUNCH_BATCH); the rest follow in later cycles."),
+    click.option("--pool", default=None, metavar="NAME", help="sky: run the workers as jobs on the SkyPilot pool NAME (`launcher pool up NAME` makes it): setup once per pool worker, workers launched with num_jobs."),
 )
 
 
@@ -602,6 +604,15 @@ def serve(**given):
     err.print(f"serving {', '.join(sorted(config.models))} on http://{config.host}:{config.port}/v1 "
               f"({tenants}; store {config.store_uri})", markup=False)
     server.serve_forever()
+
+
+def _register_groups() -> None:
+    from launcher.cli_pool import register
+
+    register(cli, handle_errors, console, err)
+
+
+_register_groups()
 
 
 def main() -> None:
