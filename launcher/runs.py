@@ -5,15 +5,21 @@ configuration error) is relaunched by nothing — ``watch`` retries no configura
 the fail-fast threshold is the run's own (``run.json``), which no option of ``watch`` reaches.
 So a run whose unfinished chunks are all stopped so is *failed*, not incomplete, and advice
 never points at ``launcher watch`` for it.
+
+A chunk whose claims used up its attempts (``max_attempts`` plus what pauses gave back, its last
+claim released or expired) is not taken again either; it has failed too, but ``launcher watch
+RUN --max-attempts K`` (K above what it used) gives it more, so that is the advice for it.
 """
 
 from __future__ import annotations
 
 import re
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from chunkpilot import layout
+from chunkpilot.claims import decide_take, read_claim
 from chunkpilot.chunks import run_chunk_ids
 from chunkpilot.errors import ChunkpilotError, NotFoundError, RunNotFoundError
 from chunkpilot.names import validate_run_name
@@ -85,6 +91,28 @@ def stopped_chunks(run_store: Store, chunks: list[str]) -> dict[str, str]:
     return {chunk: beat.reason for chunk, beat in zip(chunks, beats) if beat is not None and beat.state == "failed"}
 
 
+def exhausted_chunks(run_store: Store, chunks: list[str], spec: RunSpec, allowance: ResumeAllowance,
+                     now: float | None = None) -> dict[str, int]:
+    """Those of ``chunks`` whose attempts are used up (no worker takes them again), each with the
+    attempts it used — the same rule a worker applies when it looks for a chunk (``decide_take``)."""
+
+    def used(chunk: str) -> int | None:
+        try:
+            claim, _ = read_claim(run_store, chunk)
+        except (ValueError, TypeError, KeyError):
+            return None
+        limit = (allowance.max_attempts or spec.max_attempts) + allowance.extra_attempts.get(chunk, 0)
+        if claim is None or decide_take(claim, "", 0, now if now is not None else time.time(), limit)[0] != "exhausted":
+            return None
+        return claim.attempt
+
+    if not chunks:
+        return {}
+    with ThreadPoolExecutor(min(READ_CONCURRENCY, len(chunks)), thread_name_prefix="run-state") as pool:
+        found = list(pool.map(used, chunks))
+    return {chunk: n for chunk, n in zip(chunks, found) if n is not None}
+
+
 def fail_fast_code(reasons: dict[str, str]) -> str | None:
     """The error code the chunks stopped fail-fast on, when they all did on one code."""
     codes = {m.group(1) if (m := _FAIL_FAST.search(reason)) else None for reason in reasons.values()}
@@ -102,13 +130,15 @@ def why_stopped(reasons: dict[str, str]) -> str:
 
 @dataclass(frozen=True)
 class RunEntry:
-    """A run as ``launcher runs`` lists it; ``stopped``: its chunks stopped for good, with why."""
+    """A run as ``launcher runs`` lists it; ``stopped``: its chunks stopped for good, with why;
+    ``exhausted``: its chunks out of attempts, with the attempts each used."""
 
     spec: RunSpec
     chunks_done: int
     paused: bool
     stopped: dict[str, str] = field(default_factory=dict)
     chunks: int = 0  # the run's chunks now, split remainders included (0: as planned)
+    exhausted: dict[str, int] = field(default_factory=dict)
 
     @property
     def chunks_total(self) -> int:
@@ -116,13 +146,22 @@ class RunEntry:
 
     @property
     def state(self) -> str:
-        """done; failed (every chunk not done was stopped for good: only a new run can finish it);
-        paused; or incomplete (something can still finish it)."""
+        """done; failed (every chunk not done was stopped for good or ran out of attempts: nothing
+        finishes it without a change); paused; or incomplete (something can still finish it)."""
         if self.chunks_done >= self.chunks_total:
             return "done"
-        if self.stopped and self.chunks_done + len(self.stopped) >= self.chunks_total:
+        given_up = len(self.stopped) + len(self.exhausted)
+        if given_up and self.chunks_done + given_up >= self.chunks_total:
             return "failed"
         return "paused" if self.paused else "incomplete"
+
+    @property
+    def resume_command(self) -> str | None:
+        """What would finish a failed run, when something would: more attempts for chunks that ran out
+        (``launcher watch``). None when a chunk was stopped for good — only a new run can do that."""
+        if self.state != "failed" or self.stopped:
+            return None
+        return f"launcher watch {self.spec.run_id} --max-attempts {max(self.exhausted.values()) + 1}"
 
     @property
     def finished(self) -> bool:
@@ -134,8 +173,18 @@ def run_entry(run: OpenRun) -> RunEntry:
     """One run's entry, from a listing of its outputs and the heartbeats of its chunks not done."""
     done = {chunk for chunk, name in map(layout.parse_output, run.run_store.keys(layout.OUTPUTS)) if name == layout.DONE_NAME}
     ids = run_chunk_ids(run.run_store, run.spec)
-    stopped = stopped_chunks(run.run_store, [c for c in ids if c not in done])
-    return RunEntry(run.spec, sum(c in done for c in ids), run.cancelled, stopped, len(ids))
+    return _entry(run.run_store, run.spec, ids, done, run.cancelled)
+
+
+def _entry(run_store: Store, spec: RunSpec, ids: list[str], done: set[str], paused: bool) -> RunEntry:
+    left = [c for c in ids if c not in done]
+    stopped = stopped_chunks(run_store, left)
+    try:
+        allowance = ResumeAllowance.from_json(run_store.get(layout.RESUMED))
+    except (NotFoundError, ValueError, TypeError):
+        allowance = ResumeAllowance()
+    exhausted = exhausted_chunks(run_store, [c for c in left if c not in stopped], spec, allowance)
+    return RunEntry(spec, sum(c in done for c in ids), paused, stopped, len(ids), exhausted)
 
 
 def list_runs(store_uri: str) -> list[RunEntry]:
@@ -161,6 +210,5 @@ def list_runs(store_uri: str) -> list[RunEntry]:
             continue
         finished = done.get(run_id, set())
         ids = run_chunk_ids(store.child(run_id), spec)
-        stopped = stopped_chunks(store.child(run_id), [c for c in ids if c not in finished])
-        entries.append(RunEntry(spec, sum(c in finished for c in ids), run_id in paused, stopped, len(ids)))
+        entries.append(_entry(store.child(run_id), spec, ids, finished, run_id in paused))
     return sorted(entries, key=lambda e: e.spec.created_at)

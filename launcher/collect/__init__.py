@@ -39,7 +39,7 @@ from launcher.collect.records import Tally as RecordsTally
 from launcher.collect.verify import custom_ids_at, read_markers
 from launcher.dupcount import CounterProcess
 from launcher.outfile import write_atomically
-from launcher.runs import RESUBMIT, OpenRun, stopped_chunks, why_stopped
+from launcher.runs import RESUBMIT, OpenRun, exhausted_chunks, stopped_chunks, why_stopped
 
 
 @dataclass
@@ -116,11 +116,15 @@ def incomplete_message(run: OpenRun, chunks: list[str], incomplete: list[str]) -
     """Why collect refuses a run with chunks not done, and what would finish them: ``launcher watch``
     only for chunks it can still finish, never for those a worker stopped for good."""
     stopped = stopped_chunks(run.run_store, incomplete)
-    going = [c for c in incomplete if c not in stopped]
+    exhausted = exhausted_chunks(run.run_store, [c for c in incomplete if c not in stopped], run.spec, run.allowance())
+    going = [c for c in incomplete if c not in stopped and c not in exhausted]
     where = "" if run.store_uri == default_store_uri() else f" --store {run.store_uri}"
     advice = []
     if going:
         advice.append(f"{len(going)} can still finish ({_listed(going)}): run `launcher watch {run.spec.run_id}{where}`")
+    if exhausted:
+        advice.append(f"{len(exhausted)} ran out of attempts ({_listed(list(exhausted))}): run `launcher watch "
+                      f"{run.spec.run_id}{where} --max-attempts {max(exhausted.values()) + 1}` to give them more")
     if stopped:
         advice.append(f"{len(stopped)} stopped for good ({_listed(list(stopped))}; {why_stopped(stopped)}): "
                       f"`launcher watch` cannot finish them; {RESUBMIT.replace('nothing resumes it', 'nothing resumes them')}")

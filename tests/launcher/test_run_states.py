@@ -71,3 +71,30 @@ def test_cancel_on_a_run_in_progress_still_pauses_it(tmp_path, store_uri, cli, m
     result = cli("cancel", run.spec.run_id, "--store", store_uri)
     assert "paused" in result.output
     assert os.path.exists(os.path.join(store_uri, run.spec.run_id, "CANCELLED"))
+
+
+def test_a_run_out_of_attempts_is_failed_and_names_the_watch_that_gives_more(tmp_path, store_uri, cli, make_run):
+    """A chunk whose last allowed attempt was released (its worker preempted) is taken by no worker:
+    `runs` says failed, out of attempts, with the command that resumes it — and that command does."""
+    from chunkpilot import layout
+    from chunkpilot.claims import Claim
+
+    run = make_run([write_jsonl(tmp_path / "in.jsonl", [{"prompt": f"p {i}"} for i in range(20)])], chunks=2,
+                   max_attempts=2)
+    run_id = run.spec.run_id
+    for chunk in ("0000", "0001"):  # both chunks' second (last) attempt ended with a preemption
+        run.run_store.put(layout.claim(chunk), Claim(chunk, 2, "w0", 2, "released", 0.0, reason="preempted").to_json())
+    listed = json.loads(cli("runs", "--store", store_uri, "--json").output)
+    assert [(r["state"], r["failure"]["why"], r["failure"]["resume_command"]) for r in listed] == [
+        ("failed", "out of attempts", f"launcher watch {run_id} --max-attempts 3")]
+    table = " ".join(cli("runs", "--store", store_uri).output.split())
+    assert "2 chunk(s) ran out of attempts" in table and f"resume it with `launcher watch {run_id} --max-attempts 3`" in table
+    result = cli("collect", run_id, "--store", store_uri, "-o", tmp_path / "o.jsonl", expect=1)
+    assert (f"2 ran out of attempts (0000, 0001): run `launcher watch {run_id} --store {store_uri} --max-attempts 3`"
+            in " ".join(result.output.split())) and "can still finish" not in result.output
+    # One chunk with an attempt left: the run can still finish, so it is not failed.
+    run.run_store.put(layout.claim("0001"), Claim("0001", 1, "w0", 1, "released", 0.0).to_json())
+    assert json.loads(cli("runs", "--store", store_uri, "--json").output)[0]["state"] == "incomplete"
+    run.run_store.put(layout.claim("0001"), Claim("0001", 2, "w0", 2, "released", 0.0).to_json())
+    cli("watch", run_id, "--store", store_uri, "--max-attempts", 3)
+    assert json.loads(cli("runs", "--store", store_uri, "--json").output)[0]["state"] == "done"
