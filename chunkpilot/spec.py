@@ -123,6 +123,8 @@ class RunSpec:
         data = asdict(self)
         data["chunks"] = [{"id": c.id, self.unit: c.size} for c in self.chunks]
         data["inputs"] = [{k: v for k, v in i.items() if v is not None} for i in data["inputs"]]
+        if data["pipeline"] is None:  # a plain run's run.json is as it always was
+            del data["pipeline"]
         return dumps(data)
 
     @classmethod
@@ -253,7 +255,10 @@ class SuccessMarker:
     passed: dict[str, int] = field(default_factory=dict)
 
     def to_json(self) -> bytes:
-        return dumps(asdict(self))
+        data = asdict(self)
+        if not data["passed"]:  # a plain run's marker is as it always was
+            del data["passed"]
+        return dumps(data)
 
     @classmethod
     def from_json(cls, raw: bytes) -> "SuccessMarker":

@@ -82,3 +82,16 @@ def test_step_keys_change_with_what_changes_answers_only():
     for change in ({"revision": "r2"}, {"upstream": "other"}, {"filters": ["f:x"]}, {"sampling": {"max_tokens": 9}},
                    {"prompt": {"template": "y"}}, {"engine_options": {"max_model_len": 64}}):
         assert keys.step_key(**{**base, **change}) != key, change
+
+
+def test_a_step_link_round_trips_through_run_json_and_plain_runs_write_none():
+    from chunkpilot.pipeline.documents import FilterRef, StepLink
+    from chunkpilot.spec import RunSpec
+
+    spec = RunSpec(run_id="p-s2", created_at="2026-01-01T00:00:00+00:00", inputs=(), chunks=(), engine="echo", model="m",
+                   model_revision="r", sampling={}, backend="local", use_spot=None, max_attempts=3, workers=1,
+                   chunkpilot_version="x")
+    assert b'"pipeline"' not in spec.to_json()
+    link = StepLink("p", "judge", "k" * 32, "p-s1", "summarize", (FilterRef("keep", "x == 1"),))
+    again = RunSpec.from_json(spec.with_(pipeline=link.to_dict()).to_json())
+    assert StepLink.from_dict(again.pipeline) == link
