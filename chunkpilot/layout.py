@@ -62,6 +62,7 @@ ANSWER_COLUMNS = "answers/"  # a Parquet run's answers in columns, beside its pa
 PROGRESS = "progress/"
 JOBS = "jobs/"
 HISTORY = "history/"
+POOL_LAUNCHES = "sky/launches/"  # one object per several-job pool launch: its SkyPilot name and members by rank
 LEDGER = "jobs/_ledger.json.gz"  # the watcher's copy of every attempt record (launcher.attempts)
 DONE_NAME = "_SUCCESS"
 STAGED = "staged/"
@@ -118,6 +119,11 @@ def progress(chunk: str) -> str:
     return f"{PROGRESS}{chunk}.json"
 
 
+def pool_launch(batch_name: str) -> str:
+    """``sky/launches/<batch job name>.json``: which worker launch each rank of a ``num_jobs`` launch is."""
+    return f"{POOL_LAUNCHES}{batch_name}.json"
+
+
 def attempt_record(slot: str, attempt: int) -> str:
     """A launch's record; ``slot`` is the worker id (a chunk id in runs of chunkpilot 0.1)."""
     return f"{JOBS}{slot}/a{attempt}.json"
@@ -134,7 +140,7 @@ def history(slot: str, attempt: int, life: int) -> str:
 
 # -- reading keys back ------------------------------------------------------------------
 
-_SLOT = r"(w?[0-9]+)"  # a worker id (w3), or a chunk id in runs of chunkpilot 0.1
+_SLOT = r"(w?[0-9]+(?:e[0-9]+)?)"  # a worker id (w3, or w3e1: engine 1 of w3's job), or a chunk id (chunkpilot 0.1)
 _CHUNK = r"([0-9]+(?:[-_][0-9]+)*)"  # ``_NN``: a split's remainder (chunkpilot.names.child_chunk_id)
 _ATTEMPT = re.compile(rf"^jobs/{_SLOT}/a([0-9]+)\.json$")
 _PROGRESS = re.compile(rf"^progress/{_CHUNK}\.json$")

@@ -17,7 +17,9 @@ _NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?$")
 # ``0003_99_99``...): NN counts down from 99, so ids sort in input order (``child_chunk_id``).
 _CHUNK = re.compile(r"^[0-9]{4,8}(?:_[0-9]{2}){0,8}$")
 MAX_CHILDREN = 99  # a chunk's children are _99 down to _01
-_WORKER = re.compile(r"^w[0-9]{1,6}$")
+# A worker slot (``w3``: one job) or one engine process of it (``w3e1``: the job's engine 1, on its own
+# GPUs); engine 0 of a slot is the slot itself, so a one-GPU job's worker is ``w3`` as it always was.
+_WORKER = re.compile(r"^w[0-9]{1,6}(?:e[1-9][0-9]{0,3})?$")
 
 
 def validate_run_name(name: str) -> str:
@@ -70,10 +72,30 @@ def worker_id(index: int) -> str:
 
 
 def validate_worker_id(worker: str) -> str:
-    """Return ``worker`` if it is a valid worker id (``w`` and 1-6 digits), else raise ConfigError."""
+    """Return ``worker`` if it is a valid worker id (``w`` and 1-6 digits, then ``e<k>`` for a job's
+    engine k >= 1), else raise ConfigError."""
     if not isinstance(worker, str) or not _WORKER.match(worker):
-        raise ConfigError(f"invalid worker id {worker!r}: expected w and 1-6 digits, e.g. w0")
+        raise ConfigError(f"invalid worker id {worker!r}: expected w and 1-6 digits (e.g. w0), or w0e1 for engine 1 of w0")
     return worker
+
+
+def engine_worker_id(slot: str, engine: int) -> str:
+    """The worker id of engine ``engine`` (0-based) of the job in worker slot ``slot``: ``w3`` for
+    engine 0, ``w3e1``, ``w3e2``... for the others. Each engine process claims, heartbeats and
+    commits under its own id, so two engines of one machine never share a claim."""
+    return slot if engine == 0 else f"{slot}e{engine}"
+
+
+def slot_of(worker: str) -> str:
+    """The worker slot (the job) a worker id belongs to: ``w3e1`` -> ``w3``; ``w3`` -> ``w3``."""
+    head, sep, tail = worker.partition("e")
+    return head if sep and tail.isdigit() else worker
+
+
+def engine_of(worker: str) -> int:
+    """Which engine of its job a worker id is: ``w3e1`` -> 1; ``w3`` -> 0."""
+    _, sep, tail = worker.partition("e")
+    return int(tail) if sep and tail.isdigit() else 0
 
 
 def job_name(run_id: str, slot: str, attempt: int) -> str:

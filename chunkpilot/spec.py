@@ -413,6 +413,7 @@ class WorkerBeat:
     splits_taken: int = 0  # split requests of its own that were answered
     max_in_flight: int = 0
     reason: str = ""
+    devices: str = ""  # its GPUs (CUDA_VISIBLE_DEVICES: "0", "2,3"), when it was given some
 
     def to_json(self) -> bytes:
         return dumps(asdict(self))

@@ -158,6 +158,8 @@ sky_options = _options(
     click.option("--use-spot/--no-use-spot", default=None, help="sky: spot (preemptible) or on-demand machines. Default: the template's choice (vllm-spot: spot)."),
     click.option("--env", "envs", multiple=True, metavar="KEY=VALUE", callback=_key_values, help="sky: extra env for the task (repeatable)."),
     click.option("--secret", "secrets", multiple=True, metavar="NAME", help="sky: pass $NAME to jobs as a SkyPilot secret (repeatable)."),
+    click.option("--launch-batch", type=click.IntRange(min=1), default=None, help="sky: at most this many job launches per reconcile cycle (default 16, or $CHUNKPILOT_LAUNCH_BATCH); the rest follow in later cycles."),
+    click.option("--pool", default=None, metavar="NAME", help="sky: run the workers as jobs on the SkyPilot pool NAME (`launcher pool up NAME` makes it): setup once per pool worker, workers launched with num_jobs."),
 )
 
 
@@ -583,6 +585,64 @@ def _failure(entry) -> dict:
         used = max(entry.exhausted.values(), default=0)
         reason = f"{len(entry.exhausted)} chunk(s) ran out of attempts (up to {used} each)"
     return {"fail_fast_code": code, "why": why, "reason": reason, "resume_command": entry.resume_command}
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on. Anything but loopback needs --api-key-env.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
+@click.option("--api-key-env", multiple=True, metavar="VAR", help="An environment variable holding a bearer key clients must send (repeatable: each variable is a tenant that sees only its own files and batches).")
+@click.option("--model", "models", multiple=True, metavar="NAME=TARGET", help="A model name the batch lines may use and the weights it runs: a hub id[@revision], a model folder, the bundled model, or 'echo' with --engine echo (repeatable). Pinned at start.")
+@click.option("--max-upload-bytes", type=click.IntRange(min=1), default=8 << 30, show_default=True, help="Largest file POST /v1/files takes.")
+@click.option("--poll-seconds", type=click.FloatRange(min=0.05), default=lambda: float(os.environ.get("CHUNKPILOT_POLL_SECONDS", "2")), show_default="$CHUNKPILOT_POLL_SECONDS or 2", help="Seconds between passes over the batches in flight.")
+@click.option("--chunks", type=click.IntRange(min=1), default=4, show_default=True, help="Chunks per batch (empty ones dropped: a small batch gets fewer).")
+@click.option("--workers", type=click.IntRange(min=1), default=None, help="Worker jobs per batch (default: what this machine can run for local, one per chunk for sky).")
+@click.option("--backend", type=click.Choice(BACKENDS), default="local", show_default=True)
+@click.option("--engine", default="vllm", show_default=True, help="vllm, or echo (no model: plumbing checks).")
+@store_option
+@click.option("--allow-unpinned", is_flag=True, help="Serve a hub model whose commit cannot be looked up, unpinned.")
+@click.option("--max-tokens", type=click.IntRange(min=1), default=256, show_default=True, help="max_tokens of a request that gives none.")
+@click.option("--temperature", type=click.FloatRange(min=0), default=0.0, show_default=True, help="temperature of a request that gives none.")
+@click.option("--max-attempts", type=click.IntRange(min=1), default=3, show_default=True, help="Launches per chunk before giving up.")
+@click.option("--commit-seconds", type=click.FloatRange(min=0.1), default=5.0, show_default=True)
+@click.option("--commit-records", type=click.IntRange(min=1), default=256, show_default=True)
+@click.option("--engine-option", "engine_options", multiple=True, metavar="KEY=VALUE", callback=_key_values, help="Engine setting (repeatable).")
+@click.option("--price-per-hour", type=click.FloatRange(min=0), default=None, metavar="USD", help=price_help)
+@click.option("--on-demand-price-per-hour", type=click.FloatRange(min=0), default=None, metavar="USD", help=on_demand_help)
+@sky_options
+@handle_errors
+def serve(**given):
+    """Serve OpenAI's Files and Batches API: every batch becomes a chunkpilot run.
+
+    Point an unmodified `openai` client at it (base_url=http://HOST:PORT/v1): files.create
+    (purpose=batch), batches.create / retrieve / list / cancel, files.content. Each batch's run
+    shows in `launcher runs` / `status` / `report` as batch-<id>. All state is in --store: stop
+    the server and start it again, and every batch carries on.
+
+    \b
+    Examples:
+      launcher serve --engine echo --model tiny=echo                 # try the API, no model
+      OPENAI_API_KEY=... launcher serve --api-key-env OPENAI_API_KEY \\
+          --model smol=smollm2-135m-instruct --chunks 4
+      launcher serve --host 0.0.0.0 --api-key-env TEAM_A --api-key-env TEAM_B --backend sky \\
+          --gpus L4:1 --model qwen=Qwen/Qwen2.5-7B-Instruct --store s3://bkt/serve
+    """
+    from launcher.serve.server import Server, config_from_options
+
+    config = config_from_options(given, os.environ)
+    server = Server(config)
+    tenants = f"{len(config.keys)} key(s)" if config.keys else "no key (loopback only)"
+    err.print(f"serving {', '.join(sorted(config.models))} on http://{config.host}:{config.port}/v1 "
+              f"({tenants}; store {config.store_uri})", markup=False)
+    server.serve_forever()
+
+
+def _register_groups() -> None:
+    from launcher.cli_pool import register
+
+    register(cli, handle_errors, console, err)
+
+
+_register_groups()
 
 
 def main() -> None:

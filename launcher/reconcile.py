@@ -9,13 +9,18 @@ lease runs; when its holder's job is seen ended, its claim is released at once (
 rather than at lease expiry. Failed for good when its claim says so (fail-fast), or when its
 attempts — one per claim — reached ``max_attempts`` (plus what pauses gave back).
 
-**Workers.** Slots ``w0 .. w<M-1>``, each launched as attempt 1, 2, ... While chunks remain
+**Workers.** Slots ``w0 .. w<M-1>``, each launched as attempt 1, 2, ... A slot is one job (one
+machine); a job with several GPUs runs one engine process per GPU group, each claiming under its
+own id (``w3``, ``w3e1``, ...: ``chunkpilot.names.engine_worker_id``), and all of them count as
+the slot: a claim of ``w3e1`` is released when ``w3``'s job ends, and an expired one makes the
+whole job hung (the machine is the unit that is launched, cancelled and relaunched). While chunks remain
 unfinished the launcher keeps ``min(M, unfinished chunks)`` worker jobs active, relaunching
 slots whose job ended; a job that ends with a configuration error (SkyPilot FAILED_SETUP /
 FAILED_PRECHECKS, worker exit 2) is not relaunched. A running job whose claim's lease ran out
 is hung (stopped, or stuck): it is cancelled and its slot relaunched. Once every chunk is
 final, workers end by themselves (nothing left to claim); one still running
-``finish_grace_seconds`` after the last chunk was done is asked to stop. A slot is launched at most
+``finish_grace_seconds`` after the last chunk was done is asked to stop. At most ``max_launches_per_cycle`` launches
+go out per cycle (the rest wait for the next ones). A slot is launched at most
 ``max_attempts x ceil(chunks / workers)`` times: every worker death costs at most the one
 chunk attempt it held, so this bounds relaunches by the work the chunks' attempts allow.
 """
@@ -27,7 +32,7 @@ from enum import Enum
 from math import ceil
 
 from chunkpilot.claims import Claim
-from chunkpilot.names import worker_id
+from chunkpilot.names import slot_of, worker_id
 from launcher.backends.base import JobState, JobStatus
 
 
@@ -76,6 +81,9 @@ class Policy:
     missing_grace_seconds: float = 60.0  # how long a launched job may be unknown to the backend
     finish_grace_seconds: float = 30.0  # how long workers get to end by themselves once every chunk is final
     run_cancelled: bool = False
+    # At most this many launches per cycle (None: no bound). A managed-jobs controller copes badly with
+    # hundreds of launches at once; the rest wait for the next cycles. Set by the backend (``launch_batch``).
+    max_launches_per_cycle: int | None = None
     # Attempts pauses cost (by chunk id or worker slot): they do not count against the limits.
     extra_attempts: dict[str, int] = field(default_factory=dict)
 
@@ -105,7 +113,8 @@ class Ended:
 
 @dataclass(frozen=True)
 class Release:
-    """Hand ``chunk`` back now: its holder, launch ``attempt`` of ``slot``, was seen ended."""
+    """Hand ``chunk`` back now: its holder, launch ``attempt`` of ``slot``, was seen ended. ``slot`` is
+    the claim's worker id: the slot itself, or one engine of its job (``w3e1``)."""
 
     chunk: str
     slot: str
@@ -171,17 +180,18 @@ def decide(chunks: list[ChunkView], workers: list[WorkerView], policy: Policy, n
             d.states[v.chunk] = ChunkState.FAILED
             d.reasons[v.chunk] = f"attempt {claim.attempt}: {claim.reason} (not retried)"
             continue
-        holder = by_slot.get(claim.worker)
+        slot = slot_of(claim.worker)  # an engine of a several-GPU job (w3e1) holds claims for its job's slot
+        holder = by_slot.get(slot)
         holder_is_latest = holder is not None and holder.attempts == claim.worker_attempt
-        if claim.state == "held" and holder_is_latest and claim.worker in ended:
+        if claim.state == "held" and holder_is_latest and slot in ended:
             d.releases.append(Release(v.chunk, claim.worker, claim.worker_attempt, f"its worker's job ended: "
-                                      f"{ended[claim.worker].reason}"))
+                                      f"{ended[slot].reason}"))
         elif claim.live(now):
             d.states[v.chunk] = ChunkState.RUNNING
             d.holders[v.chunk] = f"{claim.worker}-a{claim.worker_attempt}"
             continue
-        elif claim.state == "held" and holder_is_latest and claim.worker in active:
-            hung[claim.worker] = f"its claim on chunk {v.chunk} expired (lease not renewed: stopped or stuck)"
+        elif claim.state == "held" and holder_is_latest and slot in active:
+            hung[slot] = f"its claim on chunk {v.chunk} expired (lease not renewed: stopped or stuck)"
         last = "released" if claim.state == "released" else "lease expired"
         why = f"attempt {claim.attempt}: {last}" + (f" ({claim.reason})" if claim.reason else "")
         if claim.state == "done":
@@ -211,6 +221,8 @@ def decide(chunks: list[ChunkView], workers: list[WorkerView], policy: Policy, n
 
     limit = slot_limit(policy, len(chunks))
     wanted = 0 if policy.run_cancelled else min(policy.workers, len(unfinished)) - len(active)
+    if policy.max_launches_per_cycle is not None:
+        wanted = min(wanted, max(1, policy.max_launches_per_cycle))
     for w in slots:
         if w.slot in active:
             d.worker_states[w.slot] = w.job.status.value if w.job is not None else "PENDING"
@@ -222,6 +234,9 @@ def decide(chunks: list[ChunkView], workers: list[WorkerView], policy: Policy, n
             d.launches.append(Launch(w.slot, w.attempts + 1))
             d.worker_states[w.slot] = "LAUNCHING"
             wanted -= 1
+        elif w.slot not in ended and w.attempts == 0 and int(w.slot[1:]) < policy.workers and unfinished \
+                and not policy.run_cancelled:
+            d.worker_states[w.slot] = "WAITING"  # past this cycle's launch bound: a later cycle launches it
         else:
             d.worker_states[w.slot] = ended[w.slot].state.value if w.slot in ended else "NOT LAUNCHED"
 

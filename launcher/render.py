@@ -291,15 +291,38 @@ def sky_dry_run(spec: RunSpec, manifests: list[ChunkManifest], plan: SkyPlan, sk
         "  jobs",
     ]
     lines += [f"    {name}" for name in plan.names]  # a worker takes whichever chunk is free: no chunk is its own
+    if plan.pool_config is not None:
+        pool = plan.tasks.options.pool
+        lines.append(f"  pool         {pool}: the workers run as jobs on its warm workers (setup ran there once; "
+                     f"`launcher pool up {pool}` makes it, `launcher pool status {pool}` shows it)")
+        lines += [f"  launch       sky.jobs.launch(task, name={cfg['name']!r}, pool={pool!r}, num_jobs={n})"
+                  if i == 0 else f"               then num_jobs={n} (at most {plan.launch_batch} per cycle)"
+                  for i, n in enumerate(plan.requests or [])]
+    elif len(plan.names) > plan.launch_batch:
+        lines.append(f"  launch       {plan.launch_batch} jobs per reconcile cycle (--launch-batch), "
+                     f"{-(-len(plan.names) // plan.launch_batch)} cycles for {len(plan.names)} workers")
     raw, expanded = worker_lines(cfg, envs)
     if raw:
         lines.append(f"  worker       {raw[0]}")
-        lines.append(f"               first job: {expanded[0]}")
+        values = dict(envs)
+        if "worker.machine" in raw[0] and "CHUNKPILOT_WORKER" in values:
+            per, first = values.get("CHUNKPILOT_GPUS_PER_ENGINE", "1"), values["CHUNKPILOT_WORKER"]
+            lines.append(f"               one worker process per {per} GPU(s) of the machine (SKYPILOT_NUM_GPUS_PER_NODE "
+                         f"// {per}), each with its own CUDA_VISIBLE_DEVICES and id ({first}, {first}e1, ...)")
+            lines.append(f'               first job: python -m worker --run "{values.get("CHUNKPILOT_RUN_URI", "")}" '
+                         f'--worker "{first}" --attempt "{values.get("CHUNKPILOT_ATTEMPT", "1")}"')
+        else:
+            lines.append(f"               first job: {expanded[0]}")
     lines += [f"  warning      {note}" for note in plan.notes]
     lines.append(f"--- rendered task of the first worker ({plan.names[0]}), secrets redacted ---")
     lines.append(yaml.dump(display_config(cfg, envs, secrets), Dumper=BlockDumper, sort_keys=False,
                            default_flow_style=False, width=10_000).rstrip())
     lines.append("---")
+    if plan.pool_config is not None:
+        lines.append(f"--- the pool {plan.tasks.options.pool!r} as `launcher pool up` applies it (setup once per pool worker) ---")
+        lines.append(yaml.dump(display_config(plan.pool_config, [], secrets), Dumper=BlockDumper, sort_keys=False,
+                               default_flow_style=False, width=10_000).rstrip())
+        lines.append("---")
     lines.append(f"validated {len(plan.names)} task(s) offline with SkyPilot {sky_version} "
                  f"({plan.shapes} distinct); dry run: nothing launched, nothing written")
     return redact("\n".join(lines), secrets)

@@ -34,6 +34,7 @@ from typing import Any, Iterable, Mapping
 
 import yaml
 
+from chunkpilot import fleet
 from chunkpilot.errors import ConfigError
 from chunkpilot.names import job_name
 from chunkpilot.spec import RunSpec
@@ -46,7 +47,9 @@ ENV_WORKER = "CHUNKPILOT_WORKER"  # the worker's id (w3): whose claims it may ta
 ENV_ATTEMPT = "CHUNKPILOT_ATTEMPT"  # which launch of that worker the job is
 ENV_DIST = "CHUNKPILOT_DIST"  # local folder with the launcher's own chunkpilot wheel (a file mount source)
 ENV_RUN_ID = "CHUNKPILOT_RUN_ID"
-RESERVED_ENVS = (ENV_RUN_URI, ENV_WORKER, ENV_ATTEMPT, ENV_DIST, ENV_RUN_ID)
+ENV_GPUS_PER_ENGINE = fleet.ENV_GPUS_PER_ENGINE  # GPUs per engine: the machine runs one worker per group
+ENV_MEMBERS = fleet.ENV_MEMBERS  # a several-job launch (num_jobs): the slots, in SKYPILOT_JOB_RANK order
+RESERVED_ENVS = (ENV_RUN_URI, ENV_WORKER, ENV_ATTEMPT, ENV_DIST, ENV_RUN_ID, ENV_GPUS_PER_ENGINE, ENV_MEMBERS)
 
 # Settings (not credentials) the worker's S3 client needs; passed on when set here and the run uses s3://.
 PASS_THROUGH_ENVS = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_DEFAULT_REGION", "AWS_REGION")
@@ -150,6 +153,7 @@ class TaskOptions:
     use_spot: bool | None = None  # None: the template decides
     envs: dict[str, str] = field(default_factory=dict)
     secrets: tuple[str, ...] = ()
+    pool: str | None = None  # run the workers as jobs on this SkyPilot pool
 
     @classmethod
     def from_spec(cls, spec: RunSpec) -> "TaskOptions":
@@ -161,6 +165,7 @@ class TaskOptions:
             use_spot=opts.get("use_spot", spec.use_spot),
             envs={str(k): str(v) for k, v in (opts.get("envs") or {}).items()},
             secrets=tuple(opts.get("secrets") or ()),
+            pool=opts.get("pool") or None,
         )
 
 
@@ -206,6 +211,45 @@ def apply_overrides(template: dict, options: TaskOptions, name: str) -> dict:
         else:
             resources.pop(key)
     return cfg
+
+
+# Per-job envs a pool worker's setup does not need (the jobs exec'd onto it get them).
+_PER_JOB_ENVS = ("CHUNKPILOT_RUN_URI", "CHUNKPILOT_WORKER", "CHUNKPILOT_ATTEMPT", "CHUNKPILOT_RUN_ID",
+                 "CHUNKPILOT_GPUS_PER_ENGINE", "CHUNKPILOT_MEMBERS")
+
+
+def pool_config(template: dict, options: TaskOptions, pool: str, workers: int) -> dict:
+    """The SkyPilot pool YAML made from a task template (pure): the same resources, setup and file
+    mounts — so setup (the vLLM install) runs once per pool worker — with ``pool: {workers: N}``,
+    without ``run`` (each job brings its own) and without ``job_recovery`` (SkyPilot rejects it in a
+    pool: it replaces preempted pool workers itself). Per-job ``null`` envs are left to the jobs."""
+    cfg = apply_overrides(template, options, pool)
+    cfg.pop("run", None)
+    for r in resource_variants(cfg.get("resources") or {}):
+        r.pop("job_recovery", None)
+    envs = cfg.get("envs") if isinstance(cfg.get("envs"), dict) else {}
+    for key in _PER_JOB_ENVS:
+        envs.pop(key, None)
+    cfg["pool"] = {"workers": int(workers)}
+    return cfg
+
+
+def pooled_job_config(cfg: dict) -> dict:
+    """A job's task for a pool: its own setup and file mounts would be ignored (the pool worker ran
+    the pool's), so they are dropped rather than uploaded for nothing. Pure."""
+    out = copy.deepcopy(cfg)
+    out.pop("setup", None)
+    out.pop("file_mounts", None)
+    envs = out.get("envs") if isinstance(out.get("envs"), dict) else {}
+    envs.pop(ENV_DIST, None)
+    return out
+
+
+def batch_job_name(run_id: str, members: list[tuple[str, int]]) -> str:
+    """The SkyPilot name of one launch request: the worker launch's own name for a single job, and
+    ``<first>-x<count>`` for a ``num_jobs`` launch (all its jobs share it; rank r is member r)."""
+    name = job_name(run_id, *members[0])
+    return name if len(members) == 1 else f"{name}-x{len(members)}"
 
 
 def parse_accelerators(value: Any) -> dict[str, float]:
@@ -319,6 +363,7 @@ def job_envs(spec: RunSpec, options: TaskOptions, run_uri: str, worker: str, att
         (ENV_ATTEMPT, str(attempt)),
         (ENV_DIST, dist),
         (ENV_RUN_ID, spec.run_id),
+        (ENV_GPUS_PER_ENGINE, str(fleet.gpus_per_engine(spec.engine_options))),
     ]
     if uses_s3(spec, run_uri):
         envs += [(k, environ[k]) for k in PASS_THROUGH_ENVS if environ.get(k)]
@@ -373,14 +418,33 @@ class RunTasks:
 
     def render(self, worker: str, attempt: int, dist: str) -> tuple[dict, list[tuple[str, str]], Secrets]:
         """(task config, ``env_overrides``, secrets) of launch ``attempt`` of worker ``worker``."""
-        name = job_name(self.spec.run_id, worker, attempt)
+        return self.render_batch([(worker, attempt)], dist)
+
+    def render_batch(self, members: list[tuple[str, int]], dist: str) -> tuple[dict, list[tuple[str, str]], Secrets]:
+        """The task of one launch request for ``members`` (worker, attempt) — one job each, rank r being
+        member r. On a pool (``--pool``) the task drops setup and file mounts (``pooled_job_config``)
+        and carries the member list (``CHUNKPILOT_MEMBERS``)."""
+        name = batch_job_name(self.spec.run_id, members)
         try:
             cfg = apply_overrides(self.template.config, self.options, name)
         except ConfigError as exc:
             raise ConfigError(f"task template {self.template.source}: {exc}") from exc
         secrets = resolve_secrets(cfg, self.options.secrets, self.environ)
+        worker, attempt = members[0]
         envs = job_envs(self.spec, self.options, self.run_uri, worker, attempt, dist, self.environ)
+        if self.options.pool:
+            cfg = pooled_job_config(cfg)
+            envs = [(k, v) for k, v in envs if k != ENV_DIST] + [(ENV_MEMBERS, fleet.encode_members(members))]
         return cfg, envs, secrets
+
+    def render_pool(self, pool: str, workers: int, dist: str) -> tuple[dict, list[tuple[str, str]], Secrets]:
+        """(pool config, ``env_overrides``, secrets) for ``sky.jobs.pool_apply``."""
+        try:
+            cfg = pool_config(self.template.config, self.options, pool, workers)
+        except ConfigError as exc:
+            raise ConfigError(f"task template {self.template.source}: {exc}") from exc
+        secrets = resolve_secrets(cfg, self.options.secrets, self.environ)
+        return cfg, [(ENV_DIST, dist)], secrets
 
     @property
     def source(self) -> str:
@@ -390,7 +454,7 @@ class RunTasks:
 
 def task_shape(cfg: dict, envs: list[tuple[str, str]]) -> str:
     """What SkyPilot validates, minus the per-job values it does not interpret."""
-    per_job = {ENV_WORKER, ENV_ATTEMPT, ENV_RUN_ID}
+    per_job = {ENV_WORKER, ENV_ATTEMPT, ENV_RUN_ID, ENV_MEMBERS}
     shape = copy.deepcopy(cfg)
     shape.pop("name", None)
     return json.dumps([shape, [(k, "" if k in per_job else v) for k, v in envs]], sort_keys=True, default=str)
@@ -446,4 +510,5 @@ __all__ = [
     "Template", "TaskOptions", "apply_overrides", "parse_accelerators", "accelerator_choices", "known_accelerators",
     "check_accelerators", "Secrets", "resolve_secrets", "job_envs", "check_user_envs", "display_config", "redact",
     "BlockDumper", "resource_variants", "uses_s3", "worker_lines", "is_local", "check_reachable", "RunTasks", "task_shape",
+    "pool_config", "pooled_job_config", "batch_job_name", "ENV_GPUS_PER_ENGINE", "ENV_MEMBERS",
 ]

@@ -47,9 +47,12 @@ class WatchOptions:
     max_error_rate: float | None = None  # None: the run's own
 
 
-def policy_for(run: OpenRun, options: WatchOptions, extra_attempts: dict[str, int] | None = None) -> Policy:
+def policy_for(run: OpenRun, options: WatchOptions, extra_attempts: dict[str, int] | None = None,
+               launch_batch: int | None = None) -> Policy:
+    """The reconcile policy of ``run``; ``launch_batch``: the backend's bound on launches per cycle."""
     allowance = run.allowance()
     return Policy(
+        max_launches_per_cycle=launch_batch,
         max_attempts=options.max_attempts or allowance.max_attempts or run.spec.max_attempts,
         workers=run.spec.workers or 1,
         missing_grace_seconds=options.missing_grace_seconds,
@@ -59,10 +62,10 @@ def policy_for(run: OpenRun, options: WatchOptions, extra_attempts: dict[str, in
 
 
 def decide_run(run: OpenRun, observed, options: WatchOptions, extra_attempts: dict[str, int] | None = None,
-               now: float | None = None) -> Decision:
+               now: float | None = None, launch_batch: int | None = None) -> Decision:
     """The decision for one observation of ``run``."""
-    return decide(observed.chunk_views(), observed.worker_views(), policy_for(run, options, extra_attempts),
-                  time.time() if now is None else now)
+    return decide(observed.chunk_views(), observed.worker_views(),
+                  policy_for(run, options, extra_attempts, launch_batch), time.time() if now is None else now)
 
 
 def attempt_book(run: OpenRun, backend: Backend) -> AttemptBook:
@@ -86,7 +89,7 @@ def reconcile_once(run: OpenRun, backend: Backend, options: WatchOptions, known_
     """
     book = book or attempt_book(run, backend)
     observed = observe(run.run_store, run.spec, backend, known_done=known_done)
-    decision = decide_run(run, observed, options, extra_attempts)
+    decision = decide_run(run, observed, options, extra_attempts, launch_batch=getattr(backend, "launch_batch", None))
     for slot, obs in observed.workers.items():
         if obs.job is not None and obs.attempts:
             book.note_job(slot, obs.attempts, obs.job)
@@ -310,7 +313,7 @@ def watch(
                     return WatchResult(decision, report, over_budget=message, resumed_from=resumed)
                 pause(run, backend, f"error budget exceeded: {message}")
                 return WatchResult(decision, report, over_budget=message, paused=True, resumed_from=resumed)
-            if decision.finished and not _any_active(observed, known_done):
+            if decision.finished and not jobs_active(observed):
                 return WatchResult(decision, report, resumed_from=resumed)
             backend.wait(options.interval)
             _renew(lease)
@@ -328,7 +331,7 @@ def _renew(lease: Lease) -> None:
          what="lease renewal")
 
 
-def _any_active(observed, known_done: set[str]) -> bool:
+def jobs_active(observed) -> bool:
     """A job still running (asked to stop: the run finished or was paused) keeps watch going
     until it has ended, so its record gets its end."""
     return any(w.job is not None and w.job.status.active for w in observed.workers.values())

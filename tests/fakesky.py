@@ -1,13 +1,17 @@
 """A fake SkyPilot SDK for tests: the four calls SkyBackend makes, on this machine.
 
-It mirrors ``sky.jobs.launch``, ``sky.jobs.queue_v2``, ``sky.jobs.cancel`` and
+It mirrors ``sky.jobs.launch`` (with ``pool=`` and ``num_jobs=``), ``sky.jobs.queue_v2``,
+``sky.jobs.cancel``, ``sky.jobs.pool_apply`` / ``pool_status`` / ``pool_down`` and
 ``sky.get`` — same signatures (``test_sky.py`` compares them with the installed
 package), request ids resolved by ``get``, real ``ManagedJobStatus`` values and
 real ``ManagedJobRecord`` rows, ``ClusterNotUpError`` while no job exists (no
 jobs controller yet) — and behaves like a managed-jobs controller: each job
-goes PENDING -> STARTING -> RUNNING and runs the real worker
-(``python -m worker --run ... --worker ... --attempt ...``) as a subprocess with the task's
-envs and secrets, honouring the task's ``job_recovery`` (``recover_on_exit_codes``,
+goes PENDING -> STARTING -> RUNNING and runs the task's own ``run`` script with bash (its
+``python`` is this test's: the fake puts a one-line ``activate`` at ``$CHUNKPILOT_VENV``) with
+the task's envs and secrets, ``SKYPILOT_NUM_GPUS_PER_NODE`` (``gpus_per_node``, else the launched
+accelerator count) and, for a ``num_jobs`` launch, ``SKYPILOT_JOB_RANK`` 0..N-1 by sorted job id,
+as SkyPilot does. A pooled job runs on the pool's "warm worker": its own setup and file mounts
+are ignored, the pool's task must ship the wheel; honouring the task's ``job_recovery`` (``recover_on_exit_codes``,
 ``max_restarts_on_errors``) the way SkyPilot's controller does.
 
 Faults are scripted per job name (``fake.faults[name] = PREEMPT``):
@@ -38,11 +42,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, List, Optional, Sequence, Union
 
+import click
 import sky
 from sky.jobs import constants as jobs_constants
+from sky.serve import serve_utils
+from sky.serve.serve_state import ReplicaStatus, ServiceStatus
 from sky.jobs.client.sdk import AUTO_JOB_GROUP
 from sky.jobs.state import ManagedJobStatus
 from sky.schemas.api.responses import ManagedJobRecord
+
+from chunkpilot.fleet import job_identity
+from chunkpilot.names import slot_of
 
 PREEMPT = "preempt"
 FAILED_CONTROLLER = "failed_controller"
@@ -88,6 +98,9 @@ class FakeJob:
     cancel_requested: bool = False
     thread: Optional[threading.Thread] = None
     fault_chunk: Optional[str] = None  # the chunk the worker held when its PREEMPT / FAILED_CONTROLLER fault hit
+    rank: int = 0  # SKYPILOT_JOB_RANK: its place in its launch request
+    num_jobs: int = 1
+    pool: Optional[str] = None
 
     def record(self, fields: Optional[Sequence[str]]) -> ManagedJobRecord:
         values = {
@@ -95,7 +108,7 @@ class FakeJob:
             "status": self.status, "recovery_count": self.recovery_count, "failure_reason": self.failure_reason,
             "submitted_at": self.submitted_at, "end_at": self.end_at, "workspace": "default",
             "resources": "1x[L4:1]", "job_duration": (self.end_at or time.time()) - self.submitted_at,
-            "details": None, "pool": None, "start_at": self.start_at,
+            "details": None, "pool": self.pool, "start_at": self.start_at,
         }
         if self.start_at is not None:  # a cluster is up: SkyPilot fills these from its handle
             accelerator, count, spot = launched_resources(self.task)
@@ -123,7 +136,7 @@ class FakeJobs:
         job_group: Any = AUTO_JOB_GROUP,
         _need_confirmation: bool = False,
     ):
-        return self._fake._launch(task, name)
+        return self._fake._launch(task, name, pool, num_jobs)
 
     def queue_v2(
         self,
@@ -158,6 +171,26 @@ class FakeJobs:
         self._fake.calls.append(("cancel", {"name": name, "job_ids": list(job_ids or [])}))
         return self._fake._request(lambda: self._fake._cancel(name, job_ids, all))
 
+    def pool_apply(
+        self,
+        task: Optional[Union["sky.Task", "sky.Dag"]],
+        pool_name: str,
+        mode: "serve_utils.UpdateMode",
+        workers: Optional[int] = None,
+        _need_confirmation: bool = False,
+    ):
+        self._fake.calls.append(("pool_apply", {"pool_name": pool_name, "workers": workers, "mode": mode}))
+        return self._fake._request(lambda: self._fake._pool_apply(task, pool_name, workers))
+
+    def pool_status(self, pool_names: Optional[Union[str, List[str]]]):
+        self._fake.calls.append(("pool_status", {"pool_names": pool_names}))
+        return self._fake._request(lambda: self._fake._pool_status(pool_names))
+
+    def pool_down(self, pool_names: Optional[Union[str, List[str]]], all: bool = False,  # noqa: A002
+                  purge: bool = False):
+        self._fake.calls.append(("pool_down", {"pool_names": pool_names, "all": all}))
+        return self._fake._request(lambda: self._fake._pool_down(pool_names, all))
+
 
 class FakeSky:
     """Injected with ``SkyBackend(..., sdk=fake)`` or ``launcher.backends.sky_sdk.use_sdk(fake)``."""
@@ -179,6 +212,8 @@ class FakeSky:
         self.calls: list[tuple[str, dict]] = []
         self.launches_in_flight = 0
         self.max_launches_in_flight = 0
+        self.gpus_per_node: Optional[int] = None  # SKYPILOT_NUM_GPUS_PER_NODE; None: the launched count
+        self.pools: dict[str, dict] = {}  # name -> {"task", "workers"}
         self._jobs: dict[int, FakeJob] = {}
         self._requests: dict[str, Callable[[], Any]] = {}
         self._ids = itertools.count(1)
@@ -224,7 +259,7 @@ class FakeSky:
                 job.thread.join(timeout=10)
 
     # -- the controller ---------------------------------------------------------
-    def _launch(self, task, name: Optional[str]) -> str:
+    def _launch(self, task, name: Optional[str], pool: Optional[str] = None, num_jobs: Optional[int] = None) -> str:
         with self._lock:
             self.launches_in_flight += 1
             self.max_launches_in_flight = max(self.max_launches_in_flight, self.launches_in_flight)
@@ -233,29 +268,80 @@ class FakeSky:
             if isinstance(task, sky.Dag):
                 task = task.tasks[0]
             job_name = name or task.name
+            count = 1 if num_jobs is None else int(num_jobs)
             if self.faults.get(job_name) == REFUSE_LAUNCH:
                 def refused():
                     raise sky.exceptions.NoCloudAccessError("No cloud access is enabled (fake). Run `sky check`")
 
                 return self._request(refused)
+            if pool is not None and pool not in self.pools:
+                def no_pool():
+                    raise click.UsageError(f"Pool {pool!r} not found.")
+
+                return self._request(no_pool)
             envs = {str(k): str(v) for k, v in (task.envs or {}).items()}
+            envs["SKYPILOT_NUM_JOBS"] = str(count)
             secrets = {str(k): v.get_secret_value() if hasattr(v, "get_secret_value") else str(v)
                        for k, v in (task.secrets or {}).items()}
+            jobs = []
             with self._lock:
-                job = FakeJob(next(self._ids), job_name, task, envs, secrets)
-                self._jobs[job.job_id] = job
-                self.calls.append(("launch", {"name": job_name}))
-            job.thread = threading.Thread(target=self._supervise, args=(job,), name=f"fake-{job_name}", daemon=True)
-            job.thread.start()
+                for rank in range(count):
+                    job = FakeJob(next(self._ids), job_name, task, envs, secrets, rank=rank, num_jobs=count, pool=pool)
+                    self._jobs[job.job_id] = job
+                    jobs.append(job)
+                self.calls.append(("launch", {"name": job_name, "pool": pool, "num_jobs": num_jobs}))
+            for job in jobs:
+                job.thread = threading.Thread(target=self._supervise, args=(job,), name=f"fake-{job_name}", daemon=True)
+                job.thread.start()
             if self.faults.get(job_name) == LOSE_LAUNCH_REPLY:
                 def lost():
                     raise sky.exceptions.ApiServerConnectionError("http://127.0.0.1:9")
 
                 return self._request(lost)
-            return self._request(lambda: ([job.job_id], None))
+            return self._request(lambda: ([j.job_id for j in jobs], None))
         finally:
             with self._lock:
                 self.launches_in_flight -= 1
+
+    # -- pools -----------------------------------------------------------------
+    def _pool_apply(self, task, pool_name: str, workers: Optional[int]) -> None:
+        if isinstance(task, sky.Dag):
+            task = task.tasks[0]
+        with self._lock:
+            if task is None:
+                if pool_name not in self.pools:
+                    raise click.UsageError(f"Pool {pool_name!r} not found.")
+                self.pools[pool_name]["workers"] = workers
+                return None
+            if task.service is None or not task.service.pool:
+                raise ValueError("Pool section not found.")
+            count = workers if workers is not None else task.service.min_replicas
+            self.pools[pool_name] = {"task": task, "workers": count}
+        return None
+
+    def _pool_status(self, pool_names) -> list[dict]:
+        names = [pool_names] if isinstance(pool_names, str) else pool_names
+        with self._lock:
+            out = []
+            for name, pool in self.pools.items():
+                if names is not None and name not in names:
+                    continue
+                busy = sum(1 for j in self._jobs.values() if j.pool == name and not j.status.is_terminal())
+                out.append({"name": name, "status": ServiceStatus.READY, "pool": True,
+                            "target_num_replicas": pool["workers"], "requested_resources_str": str(pool["task"].resources),
+                            "replica_info": [{"replica_id": i + 1, "name": f"{name}-{i + 1}", "status": ReplicaStatus.READY,
+                                              "used_by": None} for i in range(pool["workers"] or 0)],
+                            "busy_jobs": busy})
+            return out
+
+    def _pool_down(self, pool_names, all_pools: bool) -> None:
+        names = list(self.pools) if all_pools else ([pool_names] if isinstance(pool_names, str) else list(pool_names or []))
+        with self._lock:
+            for name in names:
+                if name not in self.pools:
+                    raise ValueError(f"Pool {name!r} does not exist.")
+                del self.pools[name]
+        return None
 
     def _queue(self, skip_finished, job_ids, fields, statuses, name_match, limit):
         with self._lock:
@@ -315,7 +401,7 @@ class FakeSky:
         self._set(job, S.STARTING)
         if not self._sleep(self.step_delay) or self._cancelled(job):
             return
-        if fault == FAILED_SETUP or not self._wheel_shipped(job):
+        if fault == FAILED_SETUP or not self._wheel_shipped(self._setup_task(job)):
             reason = job.failure_reason or "Setup failed: bash exited 1 (fake). To see the details, run: sky jobs logs"
             self._set(job, S.FAILED_SETUP, reason)
             return
@@ -369,28 +455,47 @@ class FakeSky:
                 return True
         return False
 
-    def _wheel_shipped(self, job: FakeJob) -> bool:
+    def _setup_task(self, job: FakeJob):
+        """Whose setup and file mounts the job's machine ran: its pool's (a warm worker), else its own."""
+        with self._lock:
+            return (self.pools[job.pool]["task"] if job.pool in self.pools else job.task), job
+
+    def _wheel_shipped(self, task_and_job) -> bool:
         """The launcher must ship its own build: a file mount whose source folder holds one chunkpilot wheel."""
-        mounts = job.task.file_mounts or {}
+        task, job = task_and_job
+        mounts = task.file_mounts or {}
         for src in mounts.values():
             if Path(src).is_dir() and list(Path(src).glob("chunkpilot-*.whl")):
                 return True
         job.failure_reason = f"Setup failed: no chunkpilot wheel in the file mounts {mounts} (fake)"
         return False
 
+    def job_env(self, job: FakeJob) -> dict[str, str]:
+        """The environment SkyPilot gives the job's run script."""
+        _, count, _ = launched_resources(self._setup_task(job)[0])
+        gpus = self.gpus_per_node if self.gpus_per_node is not None else count
+        return {**job.envs, **job.secrets, "SKYPILOT_TASK_ID": f"sky-managed-{job.job_id}",
+                "SKYPILOT_NUM_GPUS_PER_NODE": str(gpus), "SKYPILOT_JOB_RANK": str(job.rank),
+                "SKYPILOT_CLUSTER_INFO": json.dumps({"cluster_name": f"fake-{job.job_id}", "cloud": FAKE_CLOUD,
+                                                     "region": FAKE_REGION, "zone": FAKE_ZONE})}
+
+    def _venv(self) -> Path:
+        """A stand-in for the machine's ~/chunkpilot-venv: ``activate`` puts this test's python first on PATH."""
+        venv = self.workdir / "venv"
+        if not (venv / "bin" / "activate").exists():
+            (venv / "bin").mkdir(parents=True, exist_ok=True)
+            python = Path(self.python)
+            (venv / "bin" / "activate").write_text(f'export PATH="{python.parent}:$PATH"\n')
+        return venv
+
     def _start_worker(self, job: FakeJob) -> None:
         run = job.task.run or ""
         if "-m worker" not in run:
             raise AssertionError(f"the task's run command does not start the worker: {run!r}")
-        command = [self.python, "-m", "worker", "--run", job.envs["CHUNKPILOT_RUN_URI"],
-                   "--worker", job.envs["CHUNKPILOT_WORKER"], "--attempt", job.envs["CHUNKPILOT_ATTEMPT"]]
-        env = {**os.environ, **job.envs, **job.secrets, "PYTHONUNBUFFERED": "1",
-               "SKYPILOT_TASK_ID": f"sky-managed-{job.job_id}", "SKYPILOT_NUM_GPUS_PER_NODE": "1",
-               "SKYPILOT_CLUSTER_INFO": json.dumps({"cluster_name": f"fake-{job.job_id}", "cloud": FAKE_CLOUD,
-                                                    "region": FAKE_REGION, "zone": FAKE_ZONE})}
+        env = {**os.environ, **self.job_env(job), "PYTHONUNBUFFERED": "1", "CHUNKPILOT_VENV": str(self._venv())}
         log = open(self.workdir / f"{job.name}-{job.job_id}.log", "ab")
         with log:
-            job.process = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, stdout=log,
+            job.process = subprocess.Popen(["bash", "-c", run], env=env, stdin=subprocess.DEVNULL, stdout=log,
                                            stderr=subprocess.STDOUT, cwd=self.workdir, start_new_session=True)
         with self._lock:
             job.worker_starts += 1
@@ -399,7 +504,7 @@ class FakeSky:
         """Wait until the worker has committed a part of a chunk it holds (noted as ``job.fault_chunk``);
         False if it exited first."""
         run_dir = Path(job.envs["CHUNKPILOT_RUN_URI"])
-        me = (job.envs["CHUNKPILOT_WORKER"], int(job.envs["CHUNKPILOT_ATTEMPT"]))
+        me = job_identity(self.job_env(job))
         deadline = time.monotonic() + self.fault_timeout
         while time.monotonic() < deadline and not self._stopping.is_set():
             chunk = _held_committed_chunk(run_dir, me)
@@ -419,7 +524,7 @@ def _held_committed_chunk(run_dir: Path, me: tuple[str, int]) -> Optional[str]:
             claim = json.loads(claim_file.read_text())
         except (OSError, ValueError):
             continue
-        if (claim["worker"], claim["worker_attempt"]) != me or claim["state"] != "held":
+        if (slot_of(claim["worker"]), claim["worker_attempt"]) != me or claim["state"] != "held":
             continue
         out = run_dir / "out" / claim["chunk"]
         if out.is_dir() and any(p.name.startswith(f"a{claim['attempt']}-") and p.suffix == ".jsonl" for p in out.iterdir()):

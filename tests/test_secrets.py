@@ -52,3 +52,36 @@ def test_local_run_on_s3_writes_no_credential(tmp_path, cli, prompts, s3_bucket,
     assert scan(blobs) == []
     # The scan itself can fail: the secret is really in the workers' environment.
     assert scan({"env": "\n".join(f"{k}={v}" for k, v in SECRETS.items()).encode()})
+
+
+def test_served_batches_write_no_key(tmp_path, store_uri, secret_env):
+    """``launcher serve --api-key-env OPENAI_API_KEY``: a batch uploaded, run, collected, read back,
+    and a request with a wrong key; the key is in no file of the store (logs included) and
+    nowhere in what the server printed."""
+    import os
+
+    import openai
+
+    from tests.launcher.serve.conftest import batch_lines, free_port, serve_command, start_process, wait_for, write_lines
+
+    key = SECRETS["OPENAI_API_KEY"]
+    log = tmp_path / "serve.log"
+    proc, base = start_process(serve_command(store_uri, free_port(), "--api-key-env", "OPENAI_API_KEY"),
+                               dict(os.environ), log)
+    try:
+        client = openai.OpenAI(base_url=base, api_key=key, max_retries=0)
+        file = client.files.create(file=write_lines(tmp_path / "in.jsonl", batch_lines(20)).open("rb"), purpose="batch")
+        batch = wait_for(client, client.batches.create(input_file_id=file.id, endpoint="/v1/chat/completions",
+                                                       completion_window="24h").id)
+        assert batch.status == "completed"
+        assert client.files.content(batch.output_file_id).text
+        with pytest.raises(openai.AuthenticationError):
+            openai.OpenAI(base_url=base, api_key=key[:-1], max_retries=0).batches.list()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    files = [p for p in Path(store_uri).rglob("*") if p.is_file()]
+    assert any(p.name.endswith(".log") for p in files) and any("_serve" in p.parts for p in files)
+    blobs = {str(p): p.read_bytes() for p in files}
+    blobs["serve output"] = log.read_bytes()
+    assert scan(blobs) == []

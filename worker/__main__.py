@@ -41,8 +41,11 @@ def main(run_uri: str, worker: str, attempt: int, only: tuple[str, ...], grace_s
     os.environ["CHUNKPILOT_WORKER"] = worker  # the engine may read it (echo's slow_worker, in tail tests)
     ttl = float(os.environ.get("CHUNKPILOT_CLAIM_TTL") or CLAIM_TTL)
     # CHUNKPILOT_SPLITS=0: an idle worker exits instead of asking a busy one to split (to measure the tail).
+    # CHUNKPILOT_ENGINES / CUDA_VISIBLE_DEVICES: set by ``worker.machine`` for each engine of a several-GPU machine.
     options = WorkerOptions(worker=worker, attempt=attempt, grace_seconds=grace_seconds, claim_ttl=ttl,
-                            only=frozenset(only) or None, splits=os.environ.get("CHUNKPILOT_SPLITS", "1") != "0")
+                            only=frozenset(only) or None, splits=os.environ.get("CHUNKPILOT_SPLITS", "1") != "0",
+                            engines=int(os.environ.get("CHUNKPILOT_ENGINES") or 1),
+                            devices=os.environ.get("CUDA_VISIBLE_DEVICES", ""))
     sys.exit(run_worker(run_uri.rstrip("/"), options))
 
 

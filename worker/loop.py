@@ -35,7 +35,7 @@ from chunkpilot.engines import loads_model
 from chunkpilot.errors import ChunkpilotError, ConfigError, InputError, NotFoundError, StoreError
 from chunkpilot.inputs import check_pin
 from chunkpilot.model import ResolvedModel, check_pinned, resolve_pinned
-from chunkpilot.names import job_name, validate_worker_id
+from chunkpilot.names import engine_of, job_name, slot_of, validate_worker_id
 from chunkpilot.spec import ChunkManifest, Progress, ResumeAllowance, RunSpec, WorkerBeat
 from chunkpilot.store import Store, open_store
 from worker.chunk import (
@@ -70,6 +70,8 @@ class WorkerOptions:
     # Seconds past twice the holders' heartbeat an idle worker waits for its split request's answer.
     split_wait_seconds: float = 3.0
     splits: bool = True  # False: exit when nothing is left to claim, asking no one to split (benchmarks)
+    engines: int = 1  # engine processes on this worker's machine (``worker.machine``): spreads where each starts
+    devices: str = ""  # the GPUs this process was given (CUDA_VISIBLE_DEVICES), for its heartbeat
 
 
 class ClaimGuard:
@@ -144,8 +146,10 @@ class ClaimScanner:
         self.take_back = take_back
         self.allowance = ResumeAllowance()
         ids = [c for c in spec.chunk_ids if self._wanted(c)]
-        index = int(options.worker[1:])
-        start = (index * len(ids)) // max(1, spec.workers or 1) % max(1, len(ids))
+        # Engine k of slot i looks first at share i*E+k of (workers x E): a machine's engines spread out too.
+        engines = max(1, options.engines)
+        position = int(slot_of(options.worker)[1:]) * engines + min(engine_of(options.worker), engines - 1)
+        start = (position * len(ids)) // (max(1, spec.workers or 1) * engines) % max(1, len(ids))
         self.order = ids[start:] + ids[:start]  # this worker's share of the list first
         self.planned = set(ids)
         self.finished: set[str] = set()
@@ -254,7 +258,7 @@ class Worker:
         self.journal = Journal(store, options.worker, options.attempt)
         now = time.time()
         self.earlier = earlier_beat(store, options.worker, options.attempt)
-        beat = WorkerBeat(options.worker, options.attempt, "starting", now, now)
+        beat = WorkerBeat(options.worker, options.attempt, "starting", now, now, devices=options.devices)
         if self.earlier is not None:  # this launch restarted in place: its counts go on
             e = self.earlier
             beat = beat.with_(started_at=e.started_at, engine_starts=e.engine_starts, first_answer_at=e.first_answer_at,

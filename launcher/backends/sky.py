@@ -17,6 +17,7 @@ store before calling ``launch``).
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from chunkpilot import layout
+from chunkpilot.fleet import gpus_per_engine
 from chunkpilot.errors import BackendError, ConfigError, NotFoundError
 from chunkpilot.names import worker_id
 from chunkpilot.retry import call
@@ -39,6 +41,7 @@ from launcher.backends.sky_sdk import (
     is_connection_error,
     message,
     sdk_override,
+    validate_pool,
     validate_task,
 )
 from launcher.skytask import (
@@ -98,6 +101,24 @@ def run_uri_of(store_uri: str, run_id: str) -> str:
     return open_store(store_uri).child(run_id).uri
 
 
+# SkyPilot's jobs controller launches ~24 jobs at a time by default and users report it running out of
+# memory near 100 parallel launches: a few reconcile cycles for a big fleet beat one flood.
+DEFAULT_LAUNCH_BATCH = 16
+
+
+def launch_batch_of(spec: RunSpec, environ: Mapping[str, str]) -> int:
+    """How many jobs one reconcile cycle may launch: ``backend_options["launch_batch"]``, else
+    $CHUNKPILOT_LAUNCH_BATCH, else DEFAULT_LAUNCH_BATCH (ConfigError for a value that is not >= 1)."""
+    value = (spec.backend_options or {}).get("launch_batch") or environ.get("CHUNKPILOT_LAUNCH_BATCH") or DEFAULT_LAUNCH_BATCH
+    try:
+        batch = int(value)
+    except (TypeError, ValueError):
+        batch = 0
+    if batch < 1:
+        raise ConfigError(f"launch batch {value!r}: expected a whole number of jobs, at least 1")
+    return batch
+
+
 @dataclass
 class SkyPlan:
     tasks: RunTasks
@@ -106,6 +127,11 @@ class SkyPlan:
     dist: str
     notes: list[str]
     shapes: int
+    launch_batch: int = DEFAULT_LAUNCH_BATCH
+    # On a pool: the pool's config (validated as SkyPilot validates a pool) and the launch requests'
+    # sizes (num_jobs), in the order the first cycles send them.
+    pool_config: dict | None = None
+    requests: list[int] | None = None
 
 
 def plan_tasks(spec: RunSpec, manifests: list[ChunkManifest], store_uri: str, sdk: Any = None,
@@ -140,7 +166,18 @@ def plan_tasks(spec: RunSpec, manifests: list[ChunkManifest], store_uri: str, sd
     if first is None:
         raise ConfigError("nothing to launch: the run has no chunks")
     notes += _warnings(spec, tasks, first, run_uri, sdk if sdk is not None else sdk_override())
-    return SkyPlan(tasks, names, first, dist, notes, len(seen))
+    batch = launch_batch_of(spec, environ)
+    plan = SkyPlan(tasks, names, first, dist, notes, len(seen), batch)
+    if tasks.options.pool:
+        count = max(1, spec.workers)
+        plan.requests = [min(batch, count - i) for i in range(0, count, batch)]
+        members = [(worker_id(i), 1) for i in range(plan.requests[0])]
+        plan.first = tasks.render_batch(members, dist)
+        validate_task(*plan.first, tasks.source)
+        pool_cfg, pool_envs, pool_secrets = tasks.render_pool(tasks.options.pool, 1, dist)
+        validate_pool(pool_cfg, pool_envs, pool_secrets, tasks.source)
+        plan.pool_config = pool_cfg
+    return plan
 
 
 def _warnings(spec: RunSpec, tasks: RunTasks, first, run_uri: str, sdk: Any) -> list[str]:
@@ -155,20 +192,21 @@ def _warnings(spec: RunSpec, tasks: RunTasks, first, run_uri: str, sdk: Any) -> 
         out.append("no AWS_ACCESS_KEY_ID passed: jobs reach s3:// only through their machine's own role "
                    "(export AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY to pass keys as secrets)")
     if spec.engine == "vllm":
-        eo = spec.engine_options or {}
-        try:
-            used = int(eo.get("tensor_parallel_size", 1)) * int(eo.get("pipeline_parallel_size", 1))
-        except (TypeError, ValueError):
-            used = 1
+        used = gpus_per_engine(spec.engine_options)
         for name, count in accelerator_choices(cfg).items():
             if count != int(count):
                 continue
             if count < used:
                 raise ConfigError(f"task template {tasks.source}: {name}:{count:g} has fewer GPUs than vLLM's "
                                   f"tensor_parallel_size x pipeline_parallel_size = {used}")
-            if count > used:
-                out.append(f"{name}:{count:g} gives each job {count:g} GPUs but vLLM uses {used}: pass "
-                           f"--engine-option tensor_parallel_size={count:g}")
+            engines, idle = divmod(int(count), used)
+            if idle:
+                out.append(f"{name}:{count:g} runs {engines} engine(s) of {used} GPU(s) per machine and leaves {idle} "
+                           f"idle: pick a GPU count that is a multiple of {used}")
+            elif engines > 1:
+                out.append(f"{name}:{count:g} runs {engines} engines of {used} GPU(s) per machine (one worker process "
+                           f"each); a model that does not fit {used} GPU(s) needs --engine-option "
+                           f"tensor_parallel_size={count:g}")
     return out
 
 
@@ -200,8 +238,12 @@ class SkyBackend:
     name = "sky"
 
     def __init__(self, spec: RunSpec, store_uri: str, sdk: Any = None, *, environ: Mapping[str, str] | None = None,
-                 max_concurrent_launches: int = 16, dist_root: Path | None = None, retry_seconds: float = 30.0):
+                 max_concurrent_launches: int = 16, dist_root: Path | None = None, retry_seconds: float = 30.0,
+                 launch_batch: int | None = None):
         self.spec = spec
+        # Launches per reconcile cycle (``Policy.max_launches_per_cycle``): the run's ``--launch-batch``,
+        # else $CHUNKPILOT_LAUNCH_BATCH, else DEFAULT_LAUNCH_BATCH.
+        self.launch_batch = launch_batch or launch_batch_of(spec, os.environ if environ is None else environ)
         self.store_uri = store_uri
         self._sdk = sdk
         self.environ = os.environ if environ is None else environ
@@ -212,6 +254,7 @@ class SkyBackend:
         self._dist: str | None = None
         self._launch_errors: dict[str, str] = {}
         self._job_ids: dict[str, str] = {}
+        self._batches: dict[str, list[str]] = {}  # several-job launch name -> member names by rank
 
     @classmethod
     def for_run(cls, spec: RunSpec, store_uri: str) -> "SkyBackend":
@@ -258,6 +301,8 @@ class SkyBackend:
             from launcher.wheel import dist_dir
 
             self._dist = str(dist_dir(self.dist_root))
+        if tasks.options.pool:
+            return self._launch_on_pool(tasks, requests)
         built = [_task(tasks, r.worker, r.attempt, self._dist) for r in requests]
         names = [r.name for r in requests]
         first_id, first_error = self._launch_one(built[0], names[0])
@@ -269,6 +314,55 @@ class SkyBackend:
             with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sky-launch") as pool:
                 rest = list(pool.map(self._launch_one, built[1:], names[1:]))
         return [first_id, *(job_id for job_id, _ in rest)]
+
+    def _launch_on_pool(self, tasks: RunTasks, requests: list[LaunchRequest]) -> list[str | None]:
+        """Every request as one job of a single ``sky.jobs.launch(task, pool=..., num_jobs=N)``.
+
+        The member list (rank r is request r) is written to the store before the launch and goes to
+        the jobs as ``CHUNKPILOT_MEMBERS``: a job's identity comes from it and its
+        ``SKYPILOT_JOB_RANK``, and ``poll`` finds each member's job by the request's name and rank
+        (SkyPilot ranks a request's jobs by sorted job id), even when the reply was lost.
+        """
+        from chunkpilot.store import open_store
+
+        members = [(r.worker, r.attempt) for r in requests]
+        cfg, envs, secrets = tasks.render_batch(members, self._dist or "")
+        check_accelerators(cfg, tasks.source, tasks.environ, catalog_gpu_names())
+        task = build_task(cfg, envs, secrets, tasks.source, validate=False)
+        batch = cfg["name"]
+        if len(members) > 1:
+            record = json.dumps({"name": batch, "pool": tasks.options.pool, "members": [r.name for r in requests]})
+            open_store(requests[0].run_uri).put(layout.pool_launch(batch), record.encode())
+            self._batches[batch] = [r.name for r in requests]
+        try:
+            request_id = self.sdk.jobs.launch(task, name=batch, pool=tasks.options.pool,
+                                              num_jobs=len(members) if len(members) > 1 else None)
+            job_ids, _handle = self.sdk.get(request_id)
+        except Exception as exc:  # noqa: BLE001
+            if not is_connection_error(exc):
+                raise SkyBackendError(f"SkyPilot refused to launch {batch} on pool {tasks.options.pool}: "
+                                      f"{message(exc)}") from exc
+            for r in requests:
+                self._launch_errors[r.name] = message(exc)
+            log.warning("launch of %s got no answer (%s); its jobs are tracked by name and rank", batch, message(exc))
+            return [None] * len(requests)
+        ids = [str(i) for i in sorted(job_ids or [])]
+        out: list[str | None] = [ids[i] if i < len(ids) else None for i in range(len(requests))]
+        for r, job_id in zip(requests, out):
+            if job_id is not None:
+                self._job_ids[r.name] = job_id
+        return out
+
+    def _batch_members(self, run_id: str) -> dict[str, list[str]]:
+        """Several-job launch name -> its members' names by rank (from the store, once per unknown name)."""
+        from chunkpilot.store import open_store
+
+        store = open_store(run_uri_of(self.store_uri, run_id))
+        for obj in store.list(layout.POOL_LAUNCHES):
+            name = obj.key[len(layout.POOL_LAUNCHES):].removesuffix(".json")
+            if name not in self._batches:
+                self._batches[name] = list(json.loads(store.get(obj.key))["members"])
+        return self._batches
 
     def _launch_one(self, task: Any, name: str) -> tuple[str | None, BaseException | None]:
         try:
@@ -308,9 +402,23 @@ class SkyBackend:
         return [r for r in records if str(r.get("job_name") or "").startswith(prefix)]
 
     def _newest_by_name(self, run_id: str, names: Iterable[str]) -> dict[str, Any]:
+        """Each wanted launch's job record: by its own name, or for a member of a several-job launch
+        (``_launch_on_pool``) the request's job at its rank."""
         wanted = set(names)
         newest: dict[str, Any] = {}
-        for record in self._records(run_id):
+        records = self._records(run_id)
+        shared = [r for r in records if str(r.get("job_name")) not in wanted]
+        if shared and wanted - {str(r.get("job_name")) for r in records}:
+            by_batch: dict[str, list[Any]] = {}
+            for record in shared:
+                by_batch.setdefault(str(record.get("job_name")), []).append(record)
+            batches = self._batches if all(b in self._batches for b in by_batch) else self._batch_members(run_id)
+            for batch, rows in by_batch.items():
+                rows.sort(key=lambda r: int(r.get("job_id") or 0))
+                for rank, member in enumerate(batches.get(batch, ())):
+                    if member in wanted and rank < len(rows):
+                        newest[member] = rows[rank]
+        for record in records:
             name = record.get("job_name")
             if name not in wanted:
                 continue

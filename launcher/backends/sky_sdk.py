@@ -31,9 +31,10 @@ def import_sky():
 
 
 class SkySdk:
-    """The real SkyPilot client SDK, reduced to what SkyBackend calls.
+    """The real SkyPilot client SDK, reduced to what SkyBackend and ``launcher.pools`` call.
 
-    ``jobs.launch / jobs.queue_v2 / jobs.cancel`` return request ids; ``get`` waits for
+    ``jobs.launch / jobs.queue_v2 / jobs.cancel / jobs.pool_apply / jobs.pool_status /
+    jobs.pool_down`` return request ids; ``get`` waits for
     one and returns its result or raises its error. ``ClusterNotUpError``: no jobs
     controller yet (nothing was ever launched). Jobs run on cloud machines, so
     they cannot read this machine's files (``local_paths_reachable``).
@@ -167,6 +168,27 @@ def validate_task(cfg: dict, envs: list[tuple[str, str]], secrets: Secrets, sour
             raise ConfigError(f"task template {source}: SkyPilot could not check it offline: {message(exc)}") from exc
         build_task(reduced, envs, secrets, source)
         return ["region/zone not checked: SkyPilot's catalog for that cloud is not on this machine and could not be fetched"]
+
+
+def validate_pool(cfg: dict, envs: list[tuple[str, str]], secrets: Secrets, source: str):
+    """A pool's ``sky.Task``, validated offline as a task and as a pool (SkyPilot's own
+    ``validate_service_task``: no job_recovery, spot all or none, no ordered resources)."""
+    task = build_task(cfg, envs, secrets, source)
+    from sky.serve import serve_utils
+
+    try:
+        serve_utils.validate_service_task(task, pool=True)
+    except Exception as exc:  # noqa: BLE001 - SkyPilot raises ValueError / RuntimeError
+        raise ConfigError(f"pool from {source}: {message(exc)}") from exc
+    return task
+
+
+def rolling_update_mode():
+    """``serve_utils.UpdateMode.ROLLING``, what ``sky jobs pool apply`` uses by default."""
+    import_sky()
+    from sky.serve import serve_utils
+
+    return serve_utils.UpdateMode.ROLLING
 
 
 def sky_version() -> str:

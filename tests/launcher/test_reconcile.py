@@ -122,3 +122,32 @@ def test_a_paused_run_stops_its_workers_and_launches_nothing():
     d = decide([chunk(holder=("w0", 1)), chunk("0001")], [worker()], Policy(run_cancelled=True, workers=2), NOW)
     assert not d.launches and d.cancels == [Cancel("w0", 1, "run paused")]
     assert set(d.states.values()) == {ChunkState.CANCELLED}
+
+
+# -- several engines on one machine: claims by w0e1 count for slot w0 -----------------------------
+
+
+def test_an_engine_of_a_several_gpu_job_counts_for_its_slot():
+    # w0's job runs two engines (w0, w0e1), each holding a chunk: the slot is busy, nothing to launch.
+    chunks = [chunk("0000", holder=("w0", 1)), chunk("0001", holder=("w0e1", 1)), chunk("0002")]
+    d = decide(chunks, [worker("w0")], Policy(workers=1), NOW)
+    assert d.states["0001"] is ChunkState.RUNNING and d.holders["0001"] == "w0e1-a1" and not d.launches
+    # The job ended: both engines' claims go back at once, by their own ids, and the slot is relaunched.
+    d = decide(chunks, [worker("w0", status=JobStatus.FAILED)], Policy(workers=1), NOW)
+    assert sorted((r.chunk, r.slot) for r in d.releases) == [("0000", "w0"), ("0001", "w0e1")]
+    assert d.launches == [Launch("w0", 2)]
+    # An engine whose lease ran out makes the whole machine hung: it is the unit that is relaunched.
+    stuck = [chunk("0000", holder=("w0", 1)), chunk("0001", holder=("w0e1", 1), expires_at=NOW - 1)]
+    d = decide(stuck, [worker("w0")], Policy(workers=1), NOW)
+    assert d.cancels == [Cancel("w0", 1, d.cancels[0].reason)] and "chunk 0001 expired" in d.cancels[0].reason
+
+
+def test_launches_go_out_in_bounded_batches():
+    chunks = [chunk(f"{i:04d}") for i in range(50)]
+    d = decide(chunks, [], Policy(workers=50, max_launches_per_cycle=16), NOW)
+    assert d.launches == [Launch(f"w{i}", 1) for i in range(16)]
+    assert sum(s == "WAITING" for s in d.worker_states.values()) == 34
+    launched = [worker(f"w{i}", status=JobStatus.PENDING) for i in range(16)]
+    d = decide(chunks, launched, Policy(workers=50, max_launches_per_cycle=16), NOW)
+    assert d.launches == [Launch(f"w{i}", 1) for i in range(16, 32)]
+    assert decide(chunks, [], Policy(workers=50), NOW).launches[-1] == Launch("w49", 1)  # no bound: all at once

@@ -93,17 +93,39 @@ def preempted_run(tmp_path_factory):
         history = run_dir / "history" / claim.worker / f"a{claim.worker_attempt}.0.jsonl"
         wait_for(lambda: committed_after_claim(history, "0001"), 120, "chunk 0001's first commit")
         pid = int((run_dir / "logs" / f"{RUN}-{claim.worker}-a{claim.worker_attempt}.pid").read_text())
-        os.kill(pid, signal.SIGKILL)  # a reclaimed spot machine: no chance to commit
-        during = launcher("status", RUN, "--store", str(store), "--json", env=env)
-        assert during.returncode == 0, during.stderr
-        midway = launcher("report", RUN, "--store", str(store), "-o", str(root / "midway.html"), env=env)
-        assert midway.returncode == 0, midway.stderr
+        # The run is frozen while it is looked at midway — the watcher (no relaunch) and the other
+        # workers (no chunk finishes) — so on a loaded machine the look cannot land after the end.
+        frozen = [watch.pid] + [p for p in worker_pids(run_dir) if p != pid]
+        for p in frozen:
+            os.kill(p, signal.SIGSTOP)
+        try:
+            os.kill(pid, signal.SIGKILL)  # a reclaimed spot machine: no chance to commit
+            during = launcher("status", RUN, "--store", str(store), "--json", env=env)
+            assert during.returncode == 0, during.stderr
+            midway = launcher("report", RUN, "--store", str(store), "-o", str(root / "midway.html"), env=env)
+            assert midway.returncode == 0, midway.stderr
+        finally:
+            for p in frozen:
+                os.kill(p, signal.SIGCONT)
         _, err = watch.communicate(timeout=240)
         assert watch.returncode == 0, err
     finally:
         if watch.poll() is None:
             watch.kill()
     return store, run_dir, json.loads(during.stdout), err, (root / "midway.html").read_text(), victim
+
+
+def worker_pids(run_dir: Path) -> list[int]:
+    """The worker processes of the run still alive (from the local backend's pid files)."""
+    alive = []
+    for pid_file in (run_dir / "logs").glob("*.pid"):
+        try:
+            pid = int(pid_file.read_text())
+            os.kill(pid, 0)
+        except (ValueError, OSError):
+            continue
+        alive.append(pid)
+    return alive
 
 
 def page_data(html: str) -> dict:

@@ -90,7 +90,8 @@ def test_fake_sdk_has_the_real_signatures(sky, tmp_path):
 
     fake = FakeSky(tmp_path)
     pairs = [(fake.jobs.launch, sky.jobs.launch), (fake.jobs.queue_v2, sky.jobs.queue_v2),
-             (fake.jobs.cancel, sky.jobs.cancel), (fake.get, sky.get)]
+             (fake.jobs.cancel, sky.jobs.cancel), (fake.get, sky.get), (fake.jobs.pool_apply, sky.jobs.pool_apply),
+             (fake.jobs.pool_status, sky.jobs.pool_status), (fake.jobs.pool_down, sky.jobs.pool_down)]
     for mine, real in pairs:
         ours = [(p.name, p.kind, p.default) for p in inspect.signature(mine).parameters.values()]
         theirs = [(p.name, p.kind, p.default) for p in inspect.signature(real).parameters.values()]
@@ -238,7 +239,7 @@ def test_dry_run_prints_the_plan_and_the_rendered_task_without_secrets(sky, sky_
         assert name in out
     assert "demo-0000" not in out
     assert "use_spot: true" in out
-    assert 'python -m worker --run "$CHUNKPILOT_RUN_URI" --worker "$CHUNKPILOT_WORKER" --attempt "$CHUNKPILOT_ATTEMPT"' in out
+    assert "exec python -m worker.machine" in out and "one worker process per 1 GPU(s) of the machine" in out
     assert f"python -m worker --run \"{store}/demo\" --worker \"w0\" --attempt \"1\"" in out
     assert "HF_TOKEN: <redacted>" in out and "FOO: bar" in out
     assert "validated 3 task(s) offline with SkyPilot 0.14.1" in out
@@ -731,3 +732,128 @@ def test_cancel_stops_the_runs_jobs_in_one_request(sky, tmp_path, fake_sky):
     reconcile_once(paused, make_backend(paused.spec, str(tmp_path / "runs")), WatchOptions(max_attempts=1), set())
     assert sorted(j.name for j in fake_sky.all_jobs) == [f"{run}-w0-a1", f"{run}-w0-a2", f"{run}-w1-a1", f"{run}-w1-a2"]
     assert cli("cancel", run, "--store", str(tmp_path / "runs")).exit_code == 0
+
+
+# -- every GPU of a machine -------------------------------------------------------------------
+
+
+def test_an_eight_gpu_task_validates_offline_and_runs_an_engine_per_gpu(sky, tmp_path):
+    from launcher.backends.sky import plan_tasks
+
+    p = plan(tmp_path, engine="vllm", gpus="H100:8")
+    planned = plan_tasks(p.spec, p.manifests, str(tmp_path / "runs"))  # SkyPilot's own Dag.validate, offline
+    cfg, envs, _ = planned.first
+    assert cfg["resources"]["accelerators"] == "H100:8" and dict(envs)["CHUNKPILOT_GPUS_PER_ENGINE"] == "1"
+    assert "python -m worker.machine" in cfg["run"]
+    assert any("H100:8 runs 8 engines of 1 GPU(s) per machine" in n for n in planned.notes)
+    tp = plan_tasks(p.spec.with_(engine_options={"tensor_parallel_size": 4}), p.manifests, str(tmp_path / "runs"))
+    assert dict(tp.first[1])["CHUNKPILOT_GPUS_PER_ENGINE"] == "4"
+    assert any("runs 2 engines of 4 GPU(s)" in n for n in tp.notes)
+    odd = plan_tasks(p.spec.with_(engine_options={"tensor_parallel_size": 3}), p.manifests, str(tmp_path / "runs"))
+    assert any("leaves 2 idle" in n for n in odd.notes)
+
+
+def test_fifty_workers_are_launched_sixteen_per_cycle(sky, tmp_path):
+    from launcher.backends.sky import SkyBackend
+    from launcher.runs import open_run
+    from launcher.submit import write_run
+    from launcher.watch import WatchOptions, reconcile_once
+    from tests.fakesky import FakeSky
+
+    p = plan(tmp_path, chunks=50, records=100)
+    p = replace(p, spec=p.spec.with_(workers=50))
+    store = str(tmp_path / "runs")
+    write_run(p, store)
+    run = open_run(store, p.spec.run_id)
+    fake = FakeSky(tmp_path / "fake", step_delay=600)  # jobs stay PENDING: this test counts launches only
+    try:
+        backend = SkyBackend(p.spec, store, sdk=fake, dist_root=tmp_path / "dist")
+        assert backend.launch_batch == 16
+        counts = []
+        for _ in range(4):
+            reconcile_once(run, backend, WatchOptions(), set())
+            counts.append(sum(1 for c in fake.calls if c[0] == "launch"))
+        assert counts == [16, 32, 48, 50]
+        assert fake.max_launches_in_flight <= 16
+        assert sorted(j.name for j in fake.all_jobs) == sorted(f"unit-w{i}-a1" for i in range(50))
+    finally:
+        fake.shutdown()
+
+
+# -- SkyPilot pools ---------------------------------------------------------------------------
+
+
+def test_the_pool_yaml_comes_from_the_template_and_passes_skypilots_pool_validation(sky, tmp_path):
+    from launcher.pools import plan_pool
+    from launcher.skytask import TaskOptions
+
+    pool = plan_pool("fleet", 3, TaskOptions(gpus="H100:8"), {}, str(tmp_path / "dist"))
+    assert pool.config["pool"] == {"workers": 3} and "run" not in pool.config
+    assert "job_recovery" not in pool.config["resources"] and "vllm==" in pool.config["setup"]
+    assert "CHUNKPILOT_WORKER" not in pool.config["envs"] and pool.config["resources"]["accelerators"] == "H100:8"
+    # SkyPilot's own pool check is what runs: the template's job_recovery would be refused by it.
+    from launcher.backends.sky_sdk import validate_pool
+
+    with pytest.raises(ConfigError, match="job_recovery is disabled for Pool"):
+        validate_pool({**pool.config, "resources": {**pool.config["resources"], "job_recovery": {"strategy": "FAILOVER"}}},
+                      pool.envs, pool.secrets, "t.yaml")
+
+
+def test_pool_up_status_down_through_the_cli(fake_sky, tmp_path):
+    result = cli("pool", "up", "p", "--workers", "2", "--gpus", "L4:1")
+    assert result.exit_code == 0, result.stderr + result.stdout
+    applied = [c for c in fake_sky.calls if c[0] == "pool_apply"]
+    assert applied and applied[0][1]["pool_name"] == "p" and fake_sky.pools["p"]["workers"] == 2
+    assert "p: READY · 2/2 workers ready" in cli("pool", "status", "p").stdout
+    assert cli("pool", "down", "p").exit_code == 0 and "p" not in fake_sky.pools
+    dry = cli("pool", "up", "q", "--dry-run")
+    assert dry.exit_code == 0 and "workers: 1" in dry.stdout and "q" not in fake_sky.pools
+
+
+def test_a_dry_run_with_a_pool_shows_the_pool_and_the_num_jobs_launch(sky, tmp_path):
+    write_input(tmp_path / "in.jsonl", 40)
+    result = cli("submit", str(tmp_path / "in.jsonl"), "--chunks", "8", "--backend", "sky", "--engine", "echo",
+                 "--store", str(tmp_path / "runs"), "--run-name", "demo", "--pool", "p", "--workers", "8", "--dry-run")
+    assert result.exit_code == 0, result.stderr
+    out = flat(result.stdout)
+    assert "pool p: the workers run as jobs on its warm workers" in out
+    assert "sky.jobs.launch(task, name='demo-w0-a1-x8', pool='p', num_jobs=8)" in out
+    assert "CHUNKPILOT_MEMBERS: w0:1,w1:1,w2:1,w3:1,w4:1,w5:1,w6:1,w7:1" in out
+    assert "the pool 'p' as `launcher pool up` applies it" in out and "workers: 1" in out
+
+
+def _pool_run(tmp_path, fake, run: str, records: int, chunks: int, workers: int):
+    assert cli("pool", "up", "p", "--workers", str(workers), "--gpus", "L4:1").exit_code == 0
+    return submit(tmp_path, run, records, chunks, "--pool", "p", "--workers", str(workers), "--gpus", "L4:1")
+
+
+def test_eight_pool_workers_go_out_in_one_launch_request(fake_sky, tmp_path):
+    fake_sky.step_delay = 600  # jobs stay PENDING: this test looks at the request only
+    _pool_run(tmp_path, fake_sky, "eight", 40, 8, 8)
+    launches = [c[1] for c in fake_sky.calls if c[0] == "launch"]
+    assert launches == [{"name": "eight-w0-a1-x8", "pool": "p", "num_jobs": 8}]
+    jobs = sorted(fake_sky.all_jobs, key=lambda j: j.job_id)
+    assert [j.rank for j in jobs] == list(range(8)) and {j.pool for j in jobs} == {"p"}
+    states = status_of(tmp_path, "eight")
+    assert len(states) == 8
+
+
+def test_a_preempted_pool_worker_re_execs_and_resumes_its_chunk(fake_sky, tmp_path):
+    from tests.fakesky import PREEMPT
+
+    fake_sky.faults["pooled-w0-a1-x2"] = PREEMPT  # both jobs of the request: each preempted once mid-chunk
+    _pool_run(tmp_path, fake_sky, "pooled", 60, 2, 2)
+    result = cli("watch", "pooled", "--store", str(tmp_path / "runs"))
+    assert result.exit_code == 0, result.stderr + result.stdout
+    jobs = sorted(fake_sky.all_jobs, key=lambda j: j.job_id)
+    assert len(jobs) == 2 and all(j.recovery_count == 1 and j.worker_starts == 2 for j in jobs)
+    run_dir = tmp_path / "runs" / "pooled"
+    for job in jobs:
+        claim = json.loads((run_dir / "claims" / f"{job.fault_chunk}.json").read_text())
+        # The re-exec'd job is the same worker launch (rank -> slot from CHUNKPILOT_MEMBERS): it took its
+        # own claim back and went on from its committed parts; no new attempt of the chunk was needed.
+        assert claim["state"] == "done" and claim["attempt"] == 1 and claim["worker_attempt"] == 1
+        assert len(list((run_dir / "out" / job.fault_chunk).glob("a1-*.jsonl"))) >= 2
+    out = tmp_path / "out.jsonl"
+    assert cli("collect", "pooled", "--store", str(tmp_path / "runs"), "-o", str(out)).exit_code == 0
+    assert len(out.read_text().splitlines()) == 60
