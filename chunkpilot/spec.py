@@ -116,12 +116,17 @@ class RunSpec:
     on_demand_price_per_hour: float | None = None
     # Only some records planned (chunkpilot.formats.subset): {"limit": K} or {"sample": K, "seed": S}.
     subset: dict[str, int] | None = None
+    # A step of a multi-step pipeline (chunkpilot.pipeline.documents.StepLink as a dict): which run's
+    # answered records it reads instead of the bare input, through which filters. None: a plain run.
+    pipeline: dict[str, Any] | None = None
     version: int = SPEC_VERSION
 
     def to_json(self) -> bytes:
         data = asdict(self)
         data["chunks"] = [{"id": c.id, self.unit: c.size} for c in self.chunks]
         data["inputs"] = [{k: v for k, v in i.items() if v is not None} for i in data["inputs"]]
+        if data["pipeline"] is None:  # a plain run's run.json is as it always was
+            del data["pipeline"]
         return dumps(data)
 
     @classmethod
@@ -247,9 +252,15 @@ class SuccessMarker:
     error_codes: dict[str, int] = field(default_factory=dict)
     units: int = 0
     input_digest: str = ""
+    # A pipeline step: records it wrote a line for without answering them, by code (``filtered_out``:
+    # a filter dropped them; ``upstream_error``: an earlier step failed them). Never in ``errors``.
+    passed: dict[str, int] = field(default_factory=dict)
 
     def to_json(self) -> bytes:
-        return dumps(asdict(self))
+        data = asdict(self)
+        if not data["passed"]:  # a plain run's marker is as it always was
+            del data["passed"]
+        return dumps(data)
 
     @classmethod
     def from_json(cls, raw: bytes) -> "SuccessMarker":

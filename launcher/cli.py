@@ -172,8 +172,9 @@ sky_options = _options(
 @sky_options
 @click.option("--watch", is_flag=True, help="Block until every chunk is done or has given up; exit 0 only if all are done.")
 @click.option("--dry-run", is_flag=True, help="Plan and validate, print what would run, write nothing.")
+@click.option("--from-step", default=None, metavar="NAME", help="Pipeline files: rerun from this step on, even where an earlier run could be reused.")
 @handle_errors
-def submit(inputs, watch, dry_run, **given):
+def submit(inputs, watch, dry_run, from_step, **given):
     """Plan INPUT... (files, folders, globs, s3:// prefixes, hf://datasets/ORG/NAME) into chunks and launch them.
 
     \b
@@ -186,11 +187,19 @@ def submit(inputs, watch, dry_run, **given):
           --json-schema sentiment.schema.json --output-key sentiment --watch
       launcher submit s3://bkt/prompts/ --chunks 100 --backend sky --gpus L4:1 \\
           --model Qwen/Qwen2.5-7B-Instruct --store s3://bkt/runs --secret HF_TOKEN
+      launcher submit examples/pipeline.yaml --chunks 4 --watch    # a multi-step pipeline
     """
+    from launcher.pipeline.plan import load_pipeline_file
     from launcher.render import dry_run_listing, plan_summary
     from launcher.submit import SubmitOptions, plan_run, write_run
 
     options = SubmitOptions.from_cli(inputs, given)
+    if len(inputs) == 1 and load_pipeline_file(inputs[0]) is not None:
+        from launcher.pipeline.commands import submit_pipeline
+
+        return submit_pipeline(inputs[0], options, watch, dry_run, from_step, console, err)
+    if from_step is not None:
+        raise click.UsageError("--from-step applies to a pipeline file (a .yaml with 'steps:')")
     plan = plan_run(options, stage=not dry_run)
     spec, store_uri = plan.spec, options.store_uri
     err.print(plan_summary(plan), markup=False)
@@ -346,10 +355,16 @@ def status(run_id, store_uri, as_json, price_per_hour, on_demand_price_per_hour)
     """
     price = _price_override(price_per_hour, on_demand_price_per_hour)
     from launcher.observe import observe
+    from launcher.pipeline.plan import open_pipeline
     from launcher.render import status_table, workers_table
     from launcher.runs import open_run
     from launcher.watch import WatchOptions, decide_run, look
 
+    doc = open_pipeline(store_uri, run_id)
+    if doc is not None:
+        from launcher.pipeline.commands import status_command
+
+        return status_command(store_uri, doc, as_json, console)
     run = open_run(store_uri, run_id)
     observed = observe(run.run_store, run.spec, make_backend(run.spec, store_uri))
     decision = decide_run(run, observed, WatchOptions())
@@ -427,13 +442,19 @@ def watch(run_id, store_uri, max_attempts, max_error_rate, interval):
       launcher watch my-run --max-attempts 5
       launcher watch my-run --max-error-rate 0.5     # resume a run paused by its error budget
     """
+    from launcher.pipeline.plan import open_pipeline
     from launcher.runs import open_run
     from launcher.watch import WatchOptions
 
-    run = open_run(store_uri, run_id)
     options = WatchOptions(max_attempts=max_attempts, max_error_rate=max_error_rate)
     if interval is not None:
         options = dataclasses.replace(options, interval=interval)
+    doc = open_pipeline(store_uri, run_id)
+    if doc is not None:
+        from launcher.pipeline.commands import watch_command
+
+        sys.exit(watch_command(store_uri, doc, options, err))
+    run = open_run(store_uri, run_id)
     sys.exit(_watch(run, options))
 
 
@@ -447,8 +468,9 @@ def watch(run_id, store_uri, max_attempts, max_error_rate, interval):
                    "-o *.gz/*.zst/*.bz2/*.xz compresses; -o *.csv/*.tsv writes a table (text as is, other values as JSON).")
 @click.option("--output-key", default=None, help="records: the answers' field (default: the run's --output-key, else 'response').")
 @click.option("--allow-partial", is_flag=True, help="Merge what is done even if some chunks are not.")
+@click.option("--step", default=None, metavar="NAME", help="A pipeline: this step's records (default: the final ones).")
 @handle_errors
-def collect(run_id, store_uri, output, fmt, output_key, allow_partial):
+def collect(run_id, store_uri, output, fmt, output_key, allow_partial, step):
     """Merge RUN's results into one file, in input order, each record once.
 
     \b
@@ -462,9 +484,17 @@ def collect(run_id, store_uri, output, fmt, output_key, allow_partial):
       launcher collect my-run -o partial.jsonl --allow-partial
     """
     from launcher.collect import collect_to
+    from launcher.pipeline.plan import open_pipeline
     from launcher.render import collect_summary
     from launcher.runs import open_run
 
+    doc = open_pipeline(store_uri, run_id)
+    if doc is not None:
+        from launcher.pipeline.commands import collect_command
+
+        return collect_command(store_uri, doc, output, step, allow_partial, err)
+    if step is not None:
+        raise click.UsageError(f"--step applies to a pipeline; {run_id} is a single run")
     run = open_run(store_uri, run_id)
     report = collect_to(run, output, allow_partial, fmt=fmt, output_key=output_key)
     collect_summary(err, report, output)

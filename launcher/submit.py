@@ -136,12 +136,9 @@ def pin_run_model(engine: str, model: str | None, backend: str = "local", allow_
     return pin_model(chosen, allow_unpinned=allow_unpinned)
 
 
-def plan_run(options: SubmitOptions, stage: bool = True) -> Plan:
-    """Resolve, check and plan everything. Writes nothing but, when ``stage`` (not in a dry run),
-    the staged pieces of compressed inputs too big for one chunk, under the new run's folder
-    (``chunkpilot.formats.staging``): run.json and manifests come later, from ``write_run``."""
-    from launcher.backends.local import default_local_workers
-
+def checked_options(options: SubmitOptions) -> tuple[dict[str, Any], PromptSpec, ModelPin]:
+    """Every check of the options that needs no input: (the engine options, the PromptSpec, the
+    pinned model). ConfigError says what to fix. A pipeline checks each step's options so."""
     if options.chunks < 1:
         raise ConfigError("--chunks must be at least 1")
     if options.workers is not None and not 1 <= options.workers <= options.chunks:
@@ -155,11 +152,19 @@ def plan_run(options: SubmitOptions, stage: bool = True) -> Plan:
         raise ConfigError("--on-demand-price-per-hour is compared with what the run costs: give --price-per-hour too")
     engine_options = check_engine_options(options.engine, options.engine_options)
     check_backend_name(options.backend)
-    open_store(options.store_uri).check_writable()
-    run_id = new_run_id(options.run_name)
     prompt = prompt_spec(options)
     _check_echo_constraint(options.engine, prompt)
     pin = pin_run_model(options.engine, options.model, options.backend, options.allow_unpinned, options.task)
+    return engine_options, prompt, pin
+
+
+def plan_run(options: SubmitOptions, stage: bool = True) -> Plan:
+    """Resolve, check and plan everything. Writes nothing but, when ``stage`` (not in a dry run),
+    the staged pieces of compressed inputs too big for one chunk, under the new run's folder
+    (``chunkpilot.formats.staging``): run.json and manifests come later, from ``write_run``."""
+    engine_options, prompt, pin = checked_options(options)
+    open_store(options.store_uri).check_writable()
+    run_id = new_run_id(options.run_name)
     resolved = resolve_inputs(list(options.inputs), options.split, options.config)
     fmt = choose_format(resolved.pins)
     warnings, sniffed = _sniff(resolved.pins, fmt)
@@ -170,6 +175,17 @@ def plan_run(options: SubmitOptions, stage: bool = True) -> Plan:
         manifests, subset = plan_subset(fmt, pins, manifests, options)
     if planned.fields is not None:
         check_fields(prompt, planned.fields, explicit_id_key=options.id_key is not None)
+    spec = run_spec(options, run_id, pin, prompt, engine_options, fmt, pins, manifests, subset)
+    return Plan(spec, manifests, planned.bytes_read + sniffed, resolved.skipped, warnings, resolved.hidden,
+                [*resolved.notes, *planned.notes])
+
+
+def run_spec(options: SubmitOptions, run_id: str, pin: ModelPin, prompt: PromptSpec, engine_options: dict[str, Any],
+             fmt: InputFormat, pins: list[InputPin], manifests: list[ChunkManifest],
+             subset: dict[str, int] | None) -> RunSpec:
+    """The RunSpec of checked options over planned inputs (``plan_run``; a pipeline's steps share one plan)."""
+    from launcher.backends.local import default_local_workers
+
     workers = options.workers
     if workers is None:
         workers = default_local_workers(options.engine, len(manifests)) if options.backend == "local" else len(manifests)
@@ -178,7 +194,7 @@ def plan_run(options: SubmitOptions, stage: bool = True) -> Plan:
         sampling: dict[str, Any] = {"truncate_prompt_tokens": -1} if options.truncate else {}
     else:
         sampling = {"max_tokens": options.max_tokens, "temperature": options.temperature}
-    spec = RunSpec(
+    return RunSpec(
         run_id=run_id,
         created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         inputs=tuple(pins),
@@ -207,8 +223,6 @@ def plan_run(options: SubmitOptions, stage: bool = True) -> Plan:
         task=options.task,
         subset=subset,
     )
-    return Plan(spec, manifests, planned.bytes_read + sniffed, resolved.skipped, warnings, resolved.hidden,
-                [*resolved.notes, *planned.notes])
 
 
 

@@ -35,10 +35,11 @@ from typing import Callable, Iterator, Protocol
 from chunkpilot import answer_columns, layout, splits
 from chunkpilot.errors import NotFoundError, StoreError
 from chunkpilot.formats import get_format, units_before
-from chunkpilot.formats.base import record_boundary
+from chunkpilot.formats.base import Record, record_boundary
 from chunkpilot.inputs import InputDigest
 from chunkpilot.layout import PartName
 from chunkpilot.output import error_line, line_outcome, ok_line, position_of_line, record_error_line
+from chunkpilot.pipeline.documents import PASSED_CODES
 from chunkpilot.prompts import PromptSpec
 from chunkpilot.requests import RecordError, Request, Result, custom_id_of, request_from_record
 from chunkpilot.requests.structured import check_answer
@@ -176,6 +177,7 @@ class ChunkRun:
         self.last_heartbeat = 0.0
         self.units_done = 0
         self.error_codes: Counter[str] = Counter()  # the chunk's committed error lines, by code
+        self.passed: Counter[str] = Counter()  # pipeline records not this step's to answer, by code (all read)
         self.first_fresh: list[Slot] | None = []  # this attempt's first records, in input order (fail fast)
         self.failure: str | None = None  # why the chunk stopped for good (fail fast)
         self.work: Iterator[Work] = iter(())
@@ -321,7 +323,7 @@ class ChunkRun:
                     position, outcome = position_of_line(line), line_outcome(line)
                 except (ValueError, TypeError, AttributeError):
                     continue
-                if outcome.error_code is not None and position not in seen:
+                if outcome.error_code is not None and outcome.error_code not in PASSED_CODES and position not in seen:
                     seen.add(position)
                     codes[outcome.error_code] += 1
         return codes
@@ -336,7 +338,7 @@ class ChunkRun:
     def _work(self, committed: CommittedSet, held: dict[Position, bytes]) -> Iterator[Work]:
         """Every record of the chunk with what to do about it."""
         defaults, prompt = self.spec.sampling, PromptSpec.from_dict(self.spec.prompt)
-        records = get_format(self.spec.input_format).records(self.spec.inputs, self.manifest, prompt.columns())
+        records = self._records(prompt)
         for record in records:
             if self.cut is not None and record.position >= self.cut:
                 return  # handed over: the child chunk answers it (and counts it)
@@ -348,13 +350,27 @@ class ChunkRun:
             position = record.position
             self.counters.records += 1
             self.custom_id_hashes.append(custom_id_hash(custom_id_of(position, record.fields, prompt.id_key)))
+            if record.error is not None and record.error[0] in PASSED_CODES:
+                self.passed[record.error[0]] += 1
             if position in committed or position in held:
                 self.counters.resumed += 1
                 yield position, record.end, held.pop(position, None)
             elif record.error is not None:
-                yield position, record.end, RecordError(position, custom_id_of(position, None), *record.error)
+                custom_id = custom_id_of(position, record.fields, prompt.id_key)
+                yield position, record.end, RecordError(position, custom_id, *record.error)
             else:
                 yield position, record.end, request_from_record(position, record.fields, defaults, prompt)
+
+    def _records(self, prompt: PromptSpec) -> Iterator[Record]:
+        """The chunk's records: read by the run's input format, or for a pipeline step, the records
+        of the step before it with its answers merged in (``chunkpilot.pipeline.read``)."""
+        if self.spec.pipeline:
+            from chunkpilot.pipeline.read import step_records
+            from chunkpilot.store import open_store
+
+            root = open_store(self.store.uri.rsplit("/", 1)[0])
+            return step_records(root, self.spec, self.manifest)
+        return get_format(self.spec.input_format).records(self.spec.inputs, self.manifest, prompt.columns())
 
     def _feed_one(self, work: Iterator[Work]) -> bool:
         item = next(work, None)
@@ -370,6 +386,10 @@ class ChunkRun:
             return True
         slot = Slot(position, end)
         self.pending.append(slot)
+        if isinstance(todo, RecordError) and todo.code in PASSED_CODES:  # not this step's: no error of its
+            slot.line, slot.passed = record_error_line(self.spec.run_id, todo), True
+            self.unsaved += 1
+            return True
         if self.first_fresh is not None and len(self.first_fresh) < FAIL_FAST_RECORDS:
             self.first_fresh.append(slot)
         if isinstance(todo, RecordError):
@@ -585,6 +605,7 @@ class ChunkRun:
             custom_id_hashes=encode_hashes(self.custom_id_hashes),
             error_codes=dict(self.error_codes),
             input_digest=self.input_digest.hexdigest(),
+            passed=dict(self.passed),
         )
         wrote = self._retry(lambda: self.store.put_if_absent(layout.done_marker(self.chunk), marker.to_json()))
         log.info(

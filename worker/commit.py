@@ -20,6 +20,7 @@ from typing import Iterable
 from chunkpilot import layout
 from chunkpilot.layout import PartName
 from chunkpilot.output import line_outcome, position_of_line
+from chunkpilot.pipeline.documents import PASSED_CODES
 from chunkpilot.spec import Position
 from chunkpilot.store import Store
 
@@ -58,6 +59,7 @@ class Slot:
     error_message: str = ""
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    passed: bool = False  # a pipeline record not this step's to answer (dropped, or failed upstream): no error of its
 
 
 BARRIER = None  # marks a record another part already holds: a part must not span it
@@ -70,7 +72,7 @@ class PartBatch:
     slots: list[Slot] = field(default_factory=list)
 
     def name(self, attempt: int, seq: int) -> PartName:
-        errors = sum(not s.ok for s in self.slots)
+        errors = sum(not s.ok and not s.passed for s in self.slots)
         return PartName(self.slots[0].position, self.slots[-1].end, attempt, seq, len(self.slots), errors,
                         sum(s.prompt_tokens for s in self.slots), sum(s.completion_tokens for s in self.slots))
 
@@ -146,8 +148,10 @@ def held_answers(bodies: Iterable[bytes], committed: CommittedSet) -> dict[Posit
 
 def recovered_slot(position: Position, end: Position, line: bytes) -> Slot:
     outcome = line_outcome(line)
-    return Slot(position, end, line=line, ok=outcome.error_code is None, recovered=True, error_code=outcome.error_code,
-                prompt_tokens=outcome.prompt_tokens, completion_tokens=outcome.completion_tokens)
+    passed = outcome.error_code in PASSED_CODES
+    return Slot(position, end, line=line, ok=outcome.error_code is None, recovered=True,
+                error_code=None if passed else outcome.error_code, prompt_tokens=outcome.prompt_tokens,
+                completion_tokens=outcome.completion_tokens, passed=passed)
 
 
 def write_part(store: Store, chunk: str, batch: PartBatch, attempt: int, seq: int) -> PartName:

@@ -21,6 +21,7 @@ then expires.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 import time
@@ -152,6 +153,10 @@ class ClaimScanner:
         self.order = ids[start:] + ids[:start]  # this worker's share of the list first
         self.planned = set(ids)
         self.finished: set[str] = set()
+        # A pipeline step reading another step's output: a chunk is taken only once its upstream
+        # chunk is done (chunkpilot.pipeline.ready); ``waiting`` holds those seen not ready yet.
+        self.upstream = _upstream_of(store, spec)
+        self.waiting: set[str] = set()
 
     def _wanted(self, chunk: str) -> bool:
         return self.options.only is None or chunk.split("_")[0] in self.options.only
@@ -170,15 +175,37 @@ class ClaimScanner:
         first = [self.take_back] if self.take_back in listed and self.take_back in todo else []
         self.take_back = None
         rest = [c for c in todo if c not in first]
+        self.waiting = set()
         for chunk in first + [c for c in rest if c not in listed] + [c for c in rest if c in listed]:
+            upstream = self._upstream_state(chunk, now)
+            if upstream == "waiting":
+                self.waiting.add(chunk)
+                continue
             held, decision = claims.try_claim(self.store, chunk, self.options.worker, self.options.attempt, now,
                                               self.max_attempts(chunk), self.options.claim_ttl,
                                               known_absent=chunk not in listed)
+            if held is not None and upstream != "done" and upstream != "":
+                # The chunk it reads failed for good: so does this one, without a model.
+                log.error("chunk %s: %s", chunk, upstream)
+                state_only(self.store, chunk, held.claim.attempt, "failed", upstream)
+                claims.end(self.store, held, "failed", upstream)
+                self.finished.add(chunk)
+                continue
             if held is not None:
                 return held
             if decision[0] in ("done", "failed", "exhausted"):
                 self.finished.add(chunk)
         return None
+
+    def _upstream_state(self, chunk: str, now: float) -> str:
+        """"" for a chunk of a run reading no other step, "done" or "waiting" for its upstream chunk,
+        else why the upstream chunk failed."""
+        if self.upstream is None:
+            return ""
+        from chunkpilot.pipeline.ready import upstream_state
+
+        state, why = upstream_state(*self.upstream, chunk, now)
+        return why if state == "failed" else state
 
 
 @dataclass
@@ -278,10 +305,14 @@ class Worker:
                     # Not the chunks it answers, nor what they handed over: those are for the worker that asked.
                     busy = frozenset(c for item in active for c in (item.run.chunk, *item.run.children))
                     held = scanner.next(time.time(), busy=busy)
-                    if held is None and not active and self.options.splits:
+                    # Pipeline steps never split: chunk j of one step feeds chunk j of the next.
+                    if held is None and not active and self.options.splits and not self.spec.pipeline:
                         held = self._take_split(scanner)  # idle: ask the slowest chunk for part of its range
                     if held is None and active:
                         looked = ended + 1  # nothing now; look again when the running chunk ends
+                    elif held is None and scanner.waiting:
+                        self._wait_for_upstream(len(scanner.waiting))
+                        continue
                     elif held is None:
                         log.info("%s: nothing left to claim, and no chunk worth splitting", self.job)
                         nothing_left = True
@@ -372,6 +403,19 @@ class Worker:
                 owner = next((item.run for item in active if item.run.owns(result.request_id)), None)
                 if owner is not None:
                     owner.deliver(result)
+
+    def _wait_for_upstream(self, waiting: int) -> None:
+        """Nothing to take now, but chunks wait for the step before: look again shortly."""
+        if self.status.beat.state != "waiting":
+            log.info("%s: %d chunk(s) wait for the step before; waiting", self.job, waiting)
+            self.status.set(state="waiting", chunk=None)
+        self.stop_wait(UPSTREAM_POLL_SECONDS)
+
+    def stop_wait(self, seconds: float) -> None:
+        """Sleep up to ``seconds``, waking early when a stop is asked for."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and not self.stop.requested:
+            time.sleep(0.05)
 
     def _ended(self, item: "Running", outcome: ChunkOutcome, holding: str | None) -> None:
         """Write a chunk run's end into its claim and the worker's heartbeat (``holding``: the chunk
@@ -489,6 +533,19 @@ class Worker:
         self.status.set(engine_starts=self.status.beat.engine_starts + 1, ready_at=time.time(),
                         max_in_flight=self.max_in_flight)
         log.info("engine ready: %d request(s) kept in flight", self.max_in_flight)
+
+
+# How often a pipeline step's idle worker looks whether the step before finished another chunk.
+UPSTREAM_POLL_SECONDS = float(os.environ.get("CHUNKPILOT_UPSTREAM_POLL_SECONDS", "0.5"))
+
+
+def _upstream_of(store: Store, spec: RunSpec) -> tuple[Store, RunSpec] | None:
+    """(store, spec) of the step run ``spec`` reads, for a pipeline step that reads one."""
+    if not spec.pipeline or not spec.pipeline.get("upstream"):
+        return None
+    from chunkpilot.pipeline.read import open_spec
+
+    return open_spec(open_store(store.uri.rsplit("/", 1)[0]), spec.pipeline["upstream"])
 
 
 def earlier_beat(store: Store, worker: str, attempt: int) -> WorkerBeat | None:

@@ -18,7 +18,7 @@ from chunkpilot.output import position_of_id
 from chunkpilot.spec import custom_id_hash
 from chunkpilot.store import ObjectInfo, Store
 from chunkpilot.store.base import pwrite_all
-from launcher.collect.merge import Copy, Drop, Keep, merge_plan
+from chunkpilot.merge import Copy, Drop, Keep, merge_plan
 
 T = TypeVar("T")
 

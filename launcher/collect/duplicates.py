@@ -17,7 +17,7 @@ from chunkpilot.layout import PartName
 from chunkpilot.spec import custom_id_hash, encode_hashes
 from chunkpilot.store import Store
 from launcher.collect.copy import parts_by_chunk
-from launcher.collect.records import output_lines
+from chunkpilot.committed import output_lines
 from launcher.collect.verify import read_markers
 from launcher.dupcount import CounterProcess
 

@@ -34,7 +34,7 @@ from chunkpilot.formats.parquet import parquet_file
 from chunkpilot.spec import ChunkManifest, RunSpec
 from chunkpilot.store import Store
 from launcher.collect.copy import by_chunk, map_reads, parts_by_chunk
-from launcher.collect.merge import Drop, merge_plan
+from chunkpilot.merge import Drop, merge_plan
 from launcher.collect.records import NOT_ANSWERED, Merged, Tally, json_value, merged_records
 
 ROW_GROUP_ROWS = 65_536

@@ -16,17 +16,16 @@ from dataclasses import dataclass
 from typing import Any, Iterator
 
 from chunkpilot import layout
+from chunkpilot.committed import output_lines
 from chunkpilot.chunks import run_chunk_ids
 from chunkpilot.errors import OutputError, StoreError
 from chunkpilot.formats import Record, get_format
 from chunkpilot.inputs import InputDigest
-from chunkpilot.layout import PartName
-from chunkpilot.output import answer_of, position_of_id
+from chunkpilot.output import answer_of
 from chunkpilot.spec import ChunkManifest, Position, RunSpec, SuccessMarker
-from chunkpilot.store import ObjectInfo, Store
+from chunkpilot.store import Store
 from launcher.collect.copy import parts_by_chunk
 from launcher.collect.guard import check_digest, check_ranges
-from launcher.collect.merge import Copy, Keep, merge_plan
 
 NOT_ANSWERED = {"code": "not_answered", "message": "its chunk is not done: collected with --allow-partial"}
 
@@ -40,19 +39,6 @@ class Merged:
     answer: Any
     error: dict[str, Any] | None
     raw: bytes | None = None  # the input line, for one that is no record
-
-
-def output_lines(store: Store, parts: list[tuple[PartName, ObjectInfo]]) -> Iterator[tuple[Position, dict]]:
-    """A chunk's output lines, parsed, each record once, in order (the merge plan, read line by line)."""
-    for step in merge_plan(parts, read_all=True):
-        if not isinstance(step, (Copy, Keep)):
-            continue
-        with store.open(step.item.key) as stream:
-            for line in stream:
-                obj = json.loads(line)
-                position = position_of_id(obj.get("id"))
-                if step.after is None or position >= step.after:
-                    yield position, obj
 
 
 @dataclass

@@ -140,7 +140,7 @@ def test_collect_writes_to_an_s3_destination(tmp_path, make_run, mixed_input, s3
 
 
 def test_merge_plan_of_a_split_chunk_keeps_only_what_lies_before_its_cut():
-    from launcher.collect.merge import Copy, Drop, Keep, merge_plan
+    from chunkpilot.merge import Copy, Drop, Keep, merge_plan
 
     def part(a, b, attempt=1):
         return (PartName((0, a), (0, b), attempt, a, b - a), f"{a}-{b}")

@@ -11,7 +11,7 @@ from chunkpilot.layout import PartName
 from chunkpilot.output import error_line, ok_line
 from chunkpilot.requests import Request, Result
 from chunkpilot.store.local import LocalStore
-from launcher.collect.merge import Drop, merge_plan
+from chunkpilot.merge import Drop, merge_plan
 from launcher.collect.parquet import _line_schema, parts_answers
 
 RUN = "r"
