@@ -23,7 +23,7 @@ from launcher.status import StatusReport
 from launcher.watch import (
     LookCache,
     WatchOptions,
-    _any_active,
+    jobs_active,
     attempt_book,
     budget_message,
     budget_sample,
@@ -133,7 +133,7 @@ def _cycle(d: StepDriver, backend, options: WatchOptions) -> None:
         decision = decide_run(d.run, observed, options)
         d.known_done.update(c for c, o in observed.items() if o.done is not None)
     d.report = look(d.run, decision, observed, d.cache)
-    d.finished = decision.finished and not _any_active(observed, d.known_done)
+    d.finished = decision.finished and not jobs_active(observed)
 
 
 def _starved(d: StepDriver, upstream: StepDriver | None) -> bool:
