@@ -78,7 +78,7 @@ def render_svg(ratios: list[Ratio]) -> str:
            f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="13">',
            "<style>.label{fill:#444}.value{fill:#222;font-weight:bold}.higher{fill:#3b82f6}.lower{fill:#f59e0b}"
            "@media (prefers-color-scheme: dark){.label{fill:#ccc}.value{fill:#eee}}</style>",
-           f'<text x="{left}" y="20" class="label">ratio (1× = the thing it is compared with) — '
+           f'<text x="10" y="20" class="label">ratio (1× = the thing it is compared with) — '
            f'<tspan class="higher">■</tspan> higher is better, <tspan class="lower">■</tspan> lower is better</text>']
     for i, r in enumerate(ratios):
         y = top + i * (bar_h + gap)

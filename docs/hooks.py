@@ -214,11 +214,15 @@ def _gen_ratios():
 
 
 def render_benchmark_ratios() -> str:
+    from markdown.extensions.toc import slugify
+
     gen = _gen_ratios()
-    ratios = gen.parse_ratios((ROOT / "BENCHMARKS.md").read_text(encoding="utf-8"))
+    text = (ROOT / "BENCHMARKS.md").read_text(encoding="utf-8")
+    ratios = gen.parse_ratios(text)
+    heads = {int(m.group(1)): slugify(m.group(0)[3:], "-") for m in re.finditer(r"^## (\d+)\. .*$", text, re.M)}
     out = ["| BENCHMARKS.md | what | ratio | better when |", "|---|---|---|---|"]
     for r in ratios:
-        out.append(f"| [§{r.section}](benchmarks.md) | {_cell(r.label)} | **{r.shown}×** | {r.better} |")
+        out.append(f"| [§{r.section}](#{heads[r.section]}) | {_cell(r.label)} | **{r.shown}×** | {r.better} |")
     return "\n".join(out)
 
 
