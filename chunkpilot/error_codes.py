@@ -77,6 +77,12 @@ RECORD = _codes(
      "Retry the records (a new run over them); if it repeats, read the worker's log."),
     ("not_answered", "`collect --allow-partial`: the record's chunk is not done, or no answer was committed "
      "for it.", "Finish the run (`launcher watch RUN`) and collect again."),
+    ("filtered_out", "Pipelines: a `filter` step dropped the record (the message names the filter). It is not "
+     "an error of the step after it, and it is not lost: `collect` writes it to `<out>.dropped.jsonl`.",
+     "Nothing, if the filter meant it; otherwise edit the filter and submit the pipeline again (steps "
+     "before it are reused)."),
+    ("upstream_error", "Pipelines: an earlier step could not answer the record, so this step had nothing to read.",
+     "Look up the record's error in the earlier step (`collect RUN --step NAME`) and fix that."),
     ("error", "An output line whose `error` is not an object (written by something other than chunkpilot).",
      "Check where the output lines came from; chunkpilot itself always writes `{code, message}`."),
 )

@@ -56,7 +56,7 @@ def scan_error_codes(root: Path = ROOT) -> dict[tuple[str, str], set[str]]:
 
     Read from the AST of every module: the first argument of ``Invalid``/``_Rejected``/``problem``,
     the third of ``RecordError``, an ``error=("code", …)`` tuple, a ``code=`` keyword, a
-    ``{"code": "…"}`` literal, a ``code = "…"`` assignment, and ``not_found(what, …)`` (``<what>_not_found``).
+    ``{"code": "…"}`` literal, a ``code = "…"`` (or ``NAME_CODE = "…"``) assignment, and ``not_found(what, …)`` (``<what>_not_found``).
     """
     found: dict[tuple[str, str], set[str]] = {}
 
@@ -93,7 +93,7 @@ def scan_error_codes(root: Path = ROOT) -> dict[tuple[str, str], set[str]]:
                             for code in _constants(value):
                                 add("record", code, path)
                 elif isinstance(node, ast.Assign):
-                    if any(isinstance(t, ast.Name) and t.id == "code" for t in node.targets):
+                    if any(isinstance(t, ast.Name) and (t.id == "code" or t.id.endswith("_CODE")) for t in node.targets):
                         for code in _constants(node.value):
                             add("record", code, path)
     return found

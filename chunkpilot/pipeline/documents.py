@@ -127,6 +127,6 @@ class CacheEntry:
 
 # Error codes of lines a step writes for records that were not its to answer: never its errors
 # (not in its error budget, fail-fast or error counts), counted apart.
-DROPPED = "filtered_out"  # a filter step dropped the record
-UPSTREAM_FAILED = "upstream_error"  # an earlier step could not answer it
-PASSED_CODES = frozenset({DROPPED, UPSTREAM_FAILED})
+DROPPED_CODE = "filtered_out"  # a filter step dropped the record
+UPSTREAM_FAILED_CODE = "upstream_error"  # an earlier step could not answer it
+PASSED_CODES = frozenset({DROPPED_CODE, UPSTREAM_FAILED_CODE})

@@ -22,7 +22,7 @@ from chunkpilot import layout
 from chunkpilot.committed import chunk_parts, output_lines
 from chunkpilot.formats import Record, get_format
 from chunkpilot.output import answer_of
-from chunkpilot.pipeline.documents import DROPPED, UPSTREAM_FAILED, FilterRef, StepLink
+from chunkpilot.pipeline.documents import DROPPED_CODE, UPSTREAM_FAILED_CODE, FilterRef, StepLink
 from chunkpilot.pipeline.filters import FilterProblem, compile_filter
 from chunkpilot.prompts import PromptSpec
 from chunkpilot.spec import ChunkManifest, RunSpec
@@ -129,9 +129,9 @@ def as_input_record(item: StepRecord, first_step: bool) -> Record:
     if r.blank:
         return r
     if item.dropped is not None:
-        return Record(r.position, r.end, fields=item.fields, error=(DROPPED, item.dropped[1]), raw=r.raw)
+        return Record(r.position, r.end, fields=item.fields, error=(DROPPED_CODE, item.dropped[1]), raw=r.raw)
     if item.failed is not None:
-        return Record(r.position, r.end, fields=item.fields, error=(UPSTREAM_FAILED, item.failed[1]), raw=r.raw)
+        return Record(r.position, r.end, fields=item.fields, error=(UPSTREAM_FAILED_CODE, item.failed[1]), raw=r.raw)
     if r.error is not None and first_step:
         return r
     return Record(r.position, r.end, fields=item.fields, raw=r.raw)
