@@ -1,1 +1,1 @@
-"""Multi-step pipelines: steps that are ordinary runs, chained chunk by chunk (README "Pipelines")."""
+"""Multi-step pipelines: steps that are ordinary runs, chained chunk by chunk (docs/guides/pipelines.md)."""

@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 from chunkpilot.errors import ConfigError
 
-# The filters an expression may use, documented in README "Pipelines".
+# The filters an expression may use, documented in docs/guides/pipelines.md ("Filters").
 FILTERS = ("abs", "default", "first", "float", "int", "last", "length", "lower", "round", "string", "trim", "upper")
 TESTS = ("defined", "undefined", "none", "number", "string", "mapping", "sequence", "true", "false", "in",
          "eq", "ne", "lt", "le", "gt", "ge", "odd", "even")

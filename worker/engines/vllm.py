@@ -213,7 +213,7 @@ class VllmEngine:
                 kwargs.setdefault("max_model_len", CPU_MAX_MODEL_LEN)
             # float32, the bundled model's own dtype, whatever the CPU: with bfloat16 greedy answers
             # change with the batch, so a resumed chunk would not answer as an uninterrupted run does
-            # (README, "Worker"). ``dtype=bfloat16`` asks for the speed.
+            # (docs/guides/models.md, "Engines"). ``dtype=bfloat16`` asks for the speed.
             kwargs.setdefault("dtype", "float32")
             if kv_gb is None:
                 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(CPU_KV_CACHE_GB))
