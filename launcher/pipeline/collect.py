@@ -68,10 +68,60 @@ def lineage(doc: PipelineRun, steps: list[StepEntry]) -> dict[str, Any]:
 
 def collect_pipeline(store_uri: str, doc: PipelineRun, path: str, step: str | None = None,
                      allow_partial: bool = False) -> PipelineCollectReport:
-    """Write the pipeline's records (JSON Lines) to ``path``, its dropped records beside it and the
-    fields' lineage. IncompleteRunError, unless ``allow_partial``, while a step's chunk is not done."""
-    if path.startswith("s3://") or not path.lower().endswith(".jsonl"):
-        raise OutputError(f"-o {path}: a pipeline is collected as a local .jsonl file (records with every step's field)")
+    """Write the pipeline's records to ``path`` — JSON Lines (``.jsonl``) or Parquet (``.parquet``:
+    columns typed from the JSON values, a field's types across records promoted to one) — its
+    dropped records beside it (``<stem>.dropped.jsonl``) and the fields' lineage
+    (``<stem>.lineage.json``). IncompleteRunError, unless ``allow_partial``, while a step's chunk is
+    not done."""
+    stem, suffix = os.path.splitext(path)
+    if path.startswith("s3://") or suffix.lower() not in (".jsonl", ".parquet"):
+        raise OutputError(f"-o {path}: a pipeline is collected as a local .jsonl or .parquet file (records with "
+                          "every step's field)")
+    if suffix.lower() == ".jsonl":
+        return _collect_lines(store_uri, doc, path, stem, step, allow_partial)
+    lines = f"{path}.records.partial"  # the records as JSON Lines first: Parquet's column types need them all
+    try:
+        report = _collect_lines(store_uri, doc, lines, stem, step, allow_partial)
+        write_atomically(path, lambda fd: jsonl_to_parquet(lines, fd))
+    finally:
+        if os.path.exists(lines):
+            os.unlink(lines)
+    report.bytes = os.path.getsize(path)
+    return report
+
+
+PARQUET_BATCH = 8192  # records converted at a time: memory stays flat whatever the output's size
+
+
+def jsonl_to_parquet(lines: str, fd: int) -> None:
+    """The JSON objects of the file ``lines`` as one Parquet table written to ``fd``, in two streaming
+    passes: the schema every batch's inferred schema promotes to, then the batches cast to it."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    def batches():
+        with open(lines, "rb") as f:
+            batch = []
+            for line in f:
+                batch.append(json.loads(line))
+                if len(batch) == PARQUET_BATCH:
+                    yield batch
+                    batch = []
+            if batch:
+                yield batch
+
+    schema = None
+    for batch in batches():
+        found = pa.Table.from_pylist(batch).schema
+        schema = found if schema is None else pa.unify_schemas([schema, found], promote_options="permissive")
+    schema = schema or pa.schema([])
+    with os.fdopen(os.dup(fd), "wb") as out, pq.ParquetWriter(out, schema) as writer:
+        for batch in batches():
+            writer.write_table(pa.Table.from_pylist(batch, schema=schema))
+
+
+def _collect_lines(store_uri: str, doc: PipelineRun, path: str, stem: str, step: str | None,
+                   allow_partial: bool) -> PipelineCollectReport:
     last, upto, filters = _selection(doc, step)
     root = open_store(store_uri)
     for s in upto:
@@ -81,8 +131,7 @@ def collect_pipeline(store_uri: str, doc: PipelineRun, path: str, step: str | No
             raise IncompleteRunError(f"step {s.name} ({s.run}) has {len(missing)} of {len(doc.chunks)} chunk(s) not done: "
                                      f"run `launcher watch {doc.run_id}`, or pass --allow-partial")
     run_store, spec = open_spec(root, last.run or "")
-    report = PipelineCollectReport(dropped_path=f"{path[:-len('.jsonl')]}.dropped.jsonl",
-                                   lineage_path=f"{path[:-len('.jsonl')]}.lineage.json")
+    report = PipelineCollectReport(dropped_path=f"{stem}.dropped.jsonl", lineage_path=f"{stem}.lineage.json")
 
     def write(fd: int) -> None:
         with os.fdopen(os.dup(fd), "wb", buffering=1 << 20) as out, open(report.dropped_path, "wb") as dropped:

@@ -93,6 +93,17 @@ def test_pipeline_runs_every_step_and_collects_records_in_input_order(tmp_path, 
     lineage = json.loads((tmp_path / "final.lineage.json").read_text())
     assert lineage["fields"]["faithful"]["run"] == "p1-s2" and lineage["fields"]["label"]["step"] == "label"
 
+    # The same records as Parquet: one column per field, typed from the JSON values, rows in order.
+    import pyarrow.parquet as pq
+
+    cli("collect", "p1", "--store", store_uri, "-o", tmp_path / "final.parquet")
+    table = pq.read_table(tmp_path / "final.parquet")
+    assert table.to_pylist() == final and str(table.schema.field("id").type) == "int64"
+    assert not list(tmp_path.glob("*.partial")), "no temporary file left"
+    assert read_jsonl(tmp_path / "final.dropped.jsonl") == dropped
+    refused = cli("collect", "p1", "--store", store_uri, "-o", tmp_path / "final.csv", expect=None)
+    assert refused.exit_code != 0 and "a local .jsonl or .parquet file" in refused.output
+
     step = tmp_path / "judge.jsonl"
     cli("collect", "p1", "--store", store_uri, "-o", step, "--step", "judge")
     judged = read_jsonl(step)
