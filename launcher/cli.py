@@ -159,6 +159,7 @@ sky_options = _options(
     click.option("--env", "envs", multiple=True, metavar="KEY=VALUE", callback=_key_values, help="sky: extra env for the task (repeatable)."),
     click.option("--secret", "secrets", multiple=True, metavar="NAME", help="sky: pass $NAME to jobs as a SkyPilot secret (repeatable)."),
     click.option("--launch-batch", type=click.IntRange(min=1), default=None, help="sky: at most this many job launches per reconcile cycle (default 16, or $CHUNKPILOT_LAUNCH_BATCH); the rest follow in later cycles."),
+    click.option("--image", default=None, metavar="DOCKER_IMAGE", help="sky: run on this docker image (SkyPilot image_id docker:...), e.g. vllm/vllm-openai:v0.32.0: where vLLM is already installed, setup does not install it again."),
     click.option("--pool", default=None, metavar="NAME", help="sky: run the workers as jobs on the SkyPilot pool NAME (`launcher pool up NAME` makes it): setup once per pool worker, workers launched with num_jobs."),
 )
 
