@@ -161,6 +161,7 @@ sky_options = _options(
     click.option("--env", "envs", multiple=True, metavar="KEY=VALUE", callback=_key_values, help="sky: extra env for the task (repeatable)."),
     click.option("--secret", "secrets", multiple=True, metavar="NAME", help="sky: pass $NAME to jobs as a SkyPilot secret (repeatable)."),
     click.option("--launch-batch", type=click.IntRange(min=1), default=None, help="sky: at most this many job launches per reconcile cycle (default 16, or $CHUNKPILOT_LAUNCH_BATCH); the rest follow in later cycles."),
+    click.option("--image", default=None, metavar="DOCKER_IMAGE", help="sky: run on this docker image (SkyPilot image_id docker:...), e.g. vllm/vllm-openai:v0.32.0: where vLLM is already installed, setup does not install it again."),
     click.option("--pool", default=None, metavar="NAME", help="sky: run the workers as jobs on the SkyPilot pool NAME (`launcher pool up NAME` makes it): setup once per pool worker, workers launched with num_jobs."),
 )
 
@@ -171,16 +172,22 @@ sky_options = _options(
 @prompt_options
 @sky_options
 @click.option("--watch", is_flag=True, help="Block until every chunk is done or has given up; exit 0 only if all are done.")
-@click.option("--dry-run", is_flag=True, help="Plan and validate, print what would run, write nothing.")
+@click.option("--dry-run", is_flag=True, help="Plan and validate, print what would run and an estimate of its cost, write nothing.")
 @click.option("--from-step", default=None, metavar="NAME", help="Pipeline files: rerun from this step on, even where an earlier run could be reused.")
+@click.option("--tokens-per-second", type=click.FloatRange(min=0, min_open=True), default=None, metavar="N",
+              help="--dry-run: tokens one engine makes a second (output tokens; input tokens for --task embed), for the "
+                   "cost estimate. Default: the rate measured by an earlier run of the same engine, model, task and "
+                   "--gpus in the store.")
 @handle_errors
-def submit(inputs, watch, dry_run, from_step, **given):
+def submit(inputs, watch, dry_run, from_step, tokens_per_second, **given):
     """Plan INPUT... (files, folders, globs, s3:// prefixes, hf://datasets/ORG/NAME) into chunks and launch them.
 
     \b
     Examples:
       launcher submit examples/prompts.jsonl --chunks 4 --watch
       launcher submit data/ --chunks 8 --engine echo --dry-run        # see the plan, write nothing
+      launcher submit s3://bkt/in/ --chunks 400 --backend sky --gpus H100:1 --model Qwen/Qwen2.5-7B-Instruct \\
+          --dry-run --tokens-per-second 2500                          # ... and what it will cost
       launcher submit docs.parquet --chunks 8 --task embed --input-key text --watch   # vectors
       launcher submit hf://datasets/org/reviews@main --split test --chunks 8 --input-key text --limit 50
       launcher submit reviews.jsonl --chunks 3 --prompt-template 'Review: {{ body }}' \\
@@ -193,9 +200,14 @@ def submit(inputs, watch, dry_run, from_step, **given):
     from launcher.render import dry_run_listing, plan_summary
     from launcher.submit import SubmitOptions, plan_run, write_run
 
+    if tokens_per_second is not None and not dry_run:
+        raise click.UsageError("--tokens-per-second is for --dry-run's cost estimate")
     options = SubmitOptions.from_cli(inputs, given)
     if len(inputs) == 1 and load_pipeline_file(inputs[0]) is not None:
         from launcher.pipeline.commands import submit_pipeline
+
+        if tokens_per_second is not None:
+            raise click.UsageError("--tokens-per-second: the cost estimate covers single runs, not pipeline files yet")
 
         return submit_pipeline(inputs[0], options, watch, dry_run, from_step, console, err)
     if from_step is not None:
@@ -203,22 +215,28 @@ def submit(inputs, watch, dry_run, from_step, **given):
     plan = plan_run(options, stage=not dry_run)
     spec, store_uri = plan.spec, options.store_uri
     err.print(plan_summary(plan), markup=False)
-    sky_text = None
+    sky_text, accelerators, hourly = None, None, None
     if spec.backend == "sky":
-        from launcher.backends.sky import price_lines, validate_run
+        from launcher.backends.sky import estimate_price, price_lines, validate_run
         from launcher.backends.sky_sdk import sky_version
         from launcher.render import sky_dry_run
+        from launcher.skytask import accelerator_choices
 
         sky_plan = validate_run(spec, plan.manifests, store_uri, launching=not dry_run)
         prices = price_lines(spec, sky_plan.first[0]) if dry_run else []
         sky_text = sky_dry_run(spec, plan.manifests, sky_plan, sky_version(), prices)
+        if dry_run:
+            accelerators, hourly = accelerator_choices(sky_plan.first[0]), estimate_price(spec, sky_plan.first[0])
     if dry_run:
+        from launcher.estimate_facts import estimate_text
         from launcher.render import prompt_preview
         from launcher.submit import preview
 
         console.print(dry_run_listing(spec, plan.manifests), markup=False)
         console.print(prompt_preview(preview(spec, plan.manifests[0])), markup=False)
         console.print(sky_text or "", markup=False)
+        console.print(estimate_text(spec, plan.manifests, store_uri, tokens_per_second, accelerators, hourly),
+                      markup=False)
         err.print("dry run: nothing written")
         return
     write_run(plan, store_uri)

@@ -29,10 +29,11 @@ def register(cli: click.Group, handle_errors, console, err) -> None:
     @click.option("--gpus", default=None, help="Accelerators, e.g. H100:8 (overrides the template).")
     @click.option("--infra", "--cloud", "infra", default=None, help="Infra/cloud, e.g. aws or gcp/us-central1.")
     @click.option("--use-spot/--no-use-spot", default=None, help="Spot or on-demand machines.")
+    @click.option("--image", default=None, metavar="DOCKER_IMAGE", help="A docker image to run on (setup skips vLLM where it has it).")
     @click.option("--secret", "secrets", multiple=True, metavar="NAME", help="Pass $NAME to the pool's setup as a secret.")
     @click.option("--dry-run", is_flag=True, help="Print the pool YAML (validated offline); apply nothing.")
     @handle_errors
-    def up(name, workers, template, gpus, infra, use_spot, secrets, dry_run):
+    def up(name, workers, template, gpus, infra, use_spot, image, secrets, dry_run):
         """Create or update pool NAME from the task template (setup once per pool worker)."""
         import yaml
 
@@ -40,7 +41,8 @@ def register(cli: click.Group, handle_errors, console, err) -> None:
         from launcher.skytask import BlockDumper, TaskOptions, display_config, redact
         from launcher.wheel import dist_dir
 
-        options = TaskOptions(template=template, gpus=gpus, infra=infra, use_spot=use_spot, secrets=tuple(secrets))
+        options = TaskOptions(template=template, gpus=gpus, infra=infra, use_spot=use_spot, image=image,
+                              secrets=tuple(secrets))
         plan = plan_pool(name, workers, options, os.environ, str(dist_dir(build=not dry_run)))
         text = yaml.dump(display_config(plan.config, plan.envs, plan.secrets), Dumper=BlockDumper, sort_keys=False,
                          default_flow_style=False, width=10_000).rstrip()

@@ -149,7 +149,8 @@ def decide(chunks: list[ChunkView], workers: list[WorkerView], policy: Policy, n
     d = Decision()
     by_slot = {w.slot: w for w in workers}
     slots = [by_slot.get(worker_id(i), WorkerView(worker_id(i), 0, None)) for i in range(max(1, policy.workers))]
-    slots += [w for w in workers if w.slot not in {s.slot for s in slots}]  # from a run with more workers before
+    numbered = {s.slot for s in slots}  # built once: a set per worker made a cycle O(workers^2)
+    slots += [w for w in workers if w.slot not in numbered]  # from a run with more workers before
     active = {w.slot for w in slots if _active(w, policy, now)}
 
     # Jobs that ended: recorded, and their claims handed back below.

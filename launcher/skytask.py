@@ -154,6 +154,7 @@ class TaskOptions:
     envs: dict[str, str] = field(default_factory=dict)
     secrets: tuple[str, ...] = ()
     pool: str | None = None  # run the workers as jobs on this SkyPilot pool
+    image: str | None = None  # a docker image to run on (``docker:`` added when missing): SkyPilot's image_id
 
     @classmethod
     def from_spec(cls, spec: RunSpec) -> "TaskOptions":
@@ -166,6 +167,7 @@ class TaskOptions:
             envs={str(k): str(v) for k, v in (opts.get("envs") or {}).items()},
             secrets=tuple(opts.get("secrets") or ()),
             pool=opts.get("pool") or None,
+            image=opts.get("image") or None,
         )
 
 
@@ -175,6 +177,15 @@ def resource_variants(resources: dict) -> list[dict]:
     for key in ("any_of", "ordered"):
         out += [r for r in resources.get(key) or [] if isinstance(r, dict)]
     return out
+
+
+def docker_image_id(image: str) -> str:
+    """``vllm/vllm-openai:v0.32.0`` -> SkyPilot's ``docker:vllm/vllm-openai:v0.32.0`` (kept when it says so
+    already). ConfigError for an empty name or one with whitespace."""
+    name = image.strip().removeprefix("docker:")
+    if not name or any(c.isspace() for c in name):
+        raise ConfigError(f"--image {image!r}: give a docker image, e.g. vllm/vllm-openai:v0.32.0")
+    return f"docker:{name}"
 
 
 def apply_overrides(template: dict, options: TaskOptions, name: str) -> dict:
@@ -198,6 +209,12 @@ def apply_overrides(template: dict, options: TaskOptions, name: str) -> dict:
             for key in ("infra", "cloud", "region", "zone"):
                 r.pop(key, None)
         resources["infra"] = options.infra
+    if options.image:
+        for entries in alternatives.values():
+            for entry in entries:
+                if isinstance(entry, dict):
+                    entry.pop("image_id", None)
+        resources["image_id"] = docker_image_id(options.image)
     if options.use_spot is not None:
         resources["use_spot"] = bool(options.use_spot)
         for entries in alternatives.values():
@@ -454,7 +471,8 @@ class RunTasks:
 
     @property
     def source(self) -> str:
-        extra = [f"--{k} {v}" for k, v in (("gpus", self.options.gpus), ("infra", self.options.infra)) if v]
+        extra = [f"--{k} {v}" for k, v in (("gpus", self.options.gpus), ("infra", self.options.infra),
+                                            ("image", self.options.image)) if v]
         return self.template.source + (f" (with {' '.join(extra)})" if extra else "")
 
 

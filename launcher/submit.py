@@ -30,7 +30,8 @@ from launcher.inputs import choose_format, resolve_inputs
 
 # The submit options that override the SkyPilot task template (RunSpec.backend_options), with their flags.
 SKY_OPTIONS = {"template": "--template", "gpus": "--gpus", "infra": "--infra", "use_spot": "--use-spot",
-               "envs": "--env", "secrets": "--secret", "launch_batch": "--launch-batch", "pool": "--pool"}
+               "envs": "--env", "secrets": "--secret", "launch_batch": "--launch-batch", "pool": "--pool",
+               "image": "--image"}
 
 
 @dataclass(frozen=True)

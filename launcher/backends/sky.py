@@ -572,4 +572,46 @@ def price_lines(spec: RunSpec, cfg: dict, catalog: Any = None, clouds: list[str]
     return lines
 
 
+def estimate_price(spec: RunSpec, cfg: dict, catalog: Any = None, clouds: list[str] | None = None):
+    """One job's hourly price, spot and on demand, for the dry run's cost estimate
+    (``launcher.estimate.HourlyPrice``): the user's price for the way the run runs (spot or not;
+    ``--on-demand-price-per-hour`` for the other), else SkyPilot's catalog price of the task's first
+    accelerator choice — the cheapest of the clouds priced as in ``price_lines``."""
+    from launcher.estimate import HourlyPrice
+    from launcher.pricing import price_for
+
+    if catalog is None:
+        from launcher.backends.sky_sdk import cached_catalog_clouds, catalog_price
+
+        catalog = catalog_price
+        clouds = clouds if clouds is not None else cached_catalog_clouds()
+    resources = cfg.get("resources") if isinstance(cfg.get("resources"), dict) else {}
+    spot_run = bool(resources.get("use_spot", False)) if spec.use_spot is None else spec.use_spot
+    if spec.price_per_hour is not None:
+        if spot_run:
+            return HourlyPrice(spec.price_per_hour, spec.on_demand_price_per_hour, "--price-per-hour")
+        return HourlyPrice(None, spec.price_per_hour, "--price-per-hour (on demand; no spot price given)")
+    accelerators = accelerator_choices(cfg)
+    if not accelerators:
+        return HourlyPrice(None, None, "no accelerators in the task (pass --price-per-hour)")
+    infra = str(resources.get("infra") or resources.get("cloud") or "")
+    cloud, _, rest = infra.partition("/")
+    where = [cloud] if cloud else list(clouds or [])
+    if not where:
+        return HourlyPrice(None, None, "no SkyPilot catalog on this machine yet (`sky show-gpus` fetches them; or "
+                                       "pass --price-per-hour)")
+    name, count = next(iter(accelerators.items()))
+    found = []
+    for c in where:
+        price = price_for({"cloud": c, "region": rest.split("/")[0] or None, "accelerators": {name: count}, "spot": True},
+                          True, None, catalog)
+        if price.per_hour is not None:
+            found.append(price)
+    if not found:
+        return HourlyPrice(None, None, f"no catalog price for {name}:{count:g} in {', '.join(where)} "
+                                       "(pass --price-per-hour)")
+    best = min(found, key=lambda p: p.per_hour)
+    return HourlyPrice(best.per_hour, best.on_demand_per_hour, best.source.replace(" spot", ""))
+
+
 __all__ = ["SkyBackend", "SkyPlan", "validate_run", "plan_tasks", "job_state", "STATUS_MAP", "SkyBackendError"]

@@ -9,7 +9,9 @@ Times are seconds since the run was created (``t0``), so the page needs no time 
   ``interrupted`` (killed, stopped or taken over while holding it), ``running`` (answering it now);
   ``idle``: a launch that found nothing to claim. Interruptions are markers on the worker's row.
 * **workers** — each slot's latest job, launches, engine starts, chunks done, cold start (launch to
-  first answer) and its GPU time and cost (every launch of the slot, launch to end).
+  first answer), each launch's start-up split in two (``launch_times``: launch to worker start —
+  machine, image and setup, which the store cannot tell apart — and the engine build), and its GPU
+  time and cost (every launch of the slot, launch to end).
 * **throughput** — committed records and tokens per second over time, from the parts' listing
   (each part counted when it was written: exact totals, at the commit interval's grain).
 * **errors** — each error code with its count and a few example records.
@@ -264,6 +266,9 @@ def worker_table(facts: ReportFacts) -> list[dict[str, Any]]:
     interrupted: dict[str, int] = defaultdict(int)
     for i in facts.cost.interruptions:
         interrupted[i.chunk] += 1
+    lives_by_launch: dict[tuple[str, int], list[Life]] = defaultdict(list)
+    for life in facts.lives:
+        lives_by_launch[(life.chunk, life.attempt)].append(life)
     out = []
     for row in facts.workers:
         recs = by_slot.get(row["worker"], [])
@@ -276,7 +281,24 @@ def worker_table(facts: ReportFacts) -> list[dict[str, Any]]:
                     "chunks_failed": row["chunks_failed"], "chunk": row["chunk"],
                     "first_answer_seconds": row["first_answer_seconds"], "interruptions": interrupted.get(row["worker"], 0),
                     "gpu_seconds": round(sum(attempt_seconds(r, facts.now) for r in recs), 1),
-                    "cost": round(cost, 6) if cost is not None else None})
+                    "cost": round(cost, 6) if cost is not None else None,
+                    "launch_times": launch_times(recs, lives_by_launch)})
+    return out
+
+
+def launch_times(records: list[AttemptRecord], lives: dict[tuple[str, int], list[Life]]) -> list[dict[str, Any]]:
+    """Each launch's start-up, as far as the store can tell: ``to_worker_start`` (launch until its
+    first worker process started: waiting for a machine, its boot, the image pull and the task's
+    setup — not told apart, the worker cannot see them) and ``engine_build`` (that process's start
+    until its engine was ready: the model download or load and vLLM's start-up; None while it
+    starts, or if it never did). Restarts in place (later lives) are not in it."""
+    out = []
+    for r in sorted(records, key=lambda r: r.attempt):
+        first = min(lives.get((r.chunk, r.attempt), []), key=lambda x: x.life, default=None)
+        out.append({"launch": r.attempt,
+                    "to_worker_start": round(max(0.0, first.started_at - r.launched_at), 1) if first else None,
+                    "engine_build": round(first.ready_at - first.started_at, 1)
+                    if first is not None and first.ready_at is not None else None})
     return out
 
 

@@ -279,6 +279,16 @@ def test_report_data_shows_warm_workers_the_kill_the_error_and_the_cost(preempte
     assert all(w["engine_starts"] >= 1 and w["first_answer_seconds"] is not None for w in workers.values())
     assert sum(w["gpu_seconds"] for w in workers.values()) == pytest.approx(cost["gpu_seconds"], abs=0.2)
     assert sum(w["cost"] for w in workers.values()) == pytest.approx(cost["so_far"], abs=1e-5)
+    # each launch's start-up: launch -> its first worker process's start event, then -> its ready event
+    for w in workers.values():
+        assert [t["launch"] for t in w["launch_times"]] == list(range(1, w["launches"] + 1))
+        for t in w["launch_times"]:
+            events = [json.loads(x) for x in (run_dir / "history" / w["worker"] / f"a{t['launch']}.0.jsonl").read_text().splitlines()]
+            start = next(e["t"] for e in events if e["event"] == "start")
+            ready = next((e["t"] for e in events if e["event"] == "ready"), None)
+            launched = json.loads((run_dir / "jobs" / w["worker"] / f"a{t['launch']}.json").read_text())["launched_at"]
+            assert t["to_worker_start"] == pytest.approx(start - launched, abs=0.06)
+            assert t["engine_build"] == (None if ready is None else pytest.approx(ready - start, abs=0.06))
     # chunks: who finished each, its attempts, and the GPU time workers held it (engines ready)
     chunks = {c["chunk"]: c for c in data["chunks"]}
     assert list(chunks) == chunk_ids() and all(c["state"] == "DONE" for c in chunks.values())
@@ -365,6 +375,8 @@ def test_report_in_headless_chromium(preempted_run, cli, tmp_path, browser, sche
     assert page.locator("#errors-table [data-code=invalid_json]").count() == 1
     assert page.locator("#workers-table tbody tr").count() == WORKERS
     assert page.locator(f"#workers-table [data-worker='{slot}']").inner_text().count(f"{RUN}-{slot}-a2") == 1
+    startup = page.locator(f"#workers-table [data-worker='{slot}'] .startup").inner_text()
+    assert startup.startswith("a1: ") and "; a2: " in startup and " + " in startup  # each launch: to worker start + engine build
     assert page.locator("#chunks-table tbody tr").count() == CHUNKS
     assert page.locator(f"#interruptions-table [data-worker='{slot}'][data-chunk='0001']").count() == 1
     cost_card = page.locator("[data-card=cost] .v").inner_text()

@@ -878,3 +878,39 @@ def test_a_preempted_pool_worker_re_execs_and_resumes_its_chunk(fake_sky, tmp_pa
     out = tmp_path / "out.jsonl"
     assert cli("collect", "pooled", "--store", str(tmp_path / "runs"), "-o", str(out)).exit_code == 0
     assert len(out.read_text().splitlines()) == 60
+
+
+def test_the_dry_run_estimates_cost_from_the_catalog_spot_and_on_demand(sky, sky_catalog, tmp_path):
+    write_input(tmp_path / "in.jsonl", 10)
+    common = ("submit", str(tmp_path / "in.jsonl"), "--chunks", "1", "--backend", "sky", "--engine", "echo",
+              "--store", str(tmp_path / "runs"), "--dry-run", "--max-tokens", "1000", "--tokens-per-second", "10")
+    out = flat(cli(*common, "--gpus", "L4:1", "--infra", "aws").stdout)
+    # 10 records x 1,000 tokens / 10 tok/s = 1,000 s = 0.278 job-hours on one L4: spot $0.3208/h, on demand $0.8048/h
+    assert "time 0.278 engine-hours = 0.278 job-hours on L4:1 (1 engine(s) per job) = 0.278 GPU-hours" in out
+    assert "cost $0.089 spot ($0.3208/h) · $0.22 on demand ($0.8048/h) · SkyPilot catalog: aws cheapest region g6.xlarge" in out
+    # Four GPUs, two per engine: two engines share the job's hours; no catalog price for L4:4 here, so none is made up.
+    sha = "0123456789abcdef0123456789abcdef01234567"
+    four = flat(cli(*common, "--gpus", "L4:4", "--infra", "aws", "--engine", "vllm", "--model", f"Qwen/Qwen2.5-7B-Instruct@{sha}",
+                    "--engine-option", "tensor_parallel_size=2").stdout)
+    assert "0.278 engine-hours = 0.139 job-hours on L4:4 (2 engine(s) per job) = 0.556 GPU-hours" in four
+    assert "cost not estimated: no catalog price for L4:4 in aws (pass --price-per-hour)" in four
+
+
+def test_a_task_and_a_pool_on_a_docker_image_pass_skypilots_validation(sky, tmp_path):
+    from launcher.backends.sky import plan_tasks
+    from launcher.pools import plan_pool
+    from launcher.skytask import TaskOptions
+
+    p = plan(tmp_path, engine="vllm", gpus="H100:8", image="vllm/vllm-openai:v0.32.0")
+    planned = plan_tasks(p.spec, p.manifests, str(tmp_path / "runs"))  # SkyPilot's own Dag.validate, offline
+    cfg = planned.first[0]
+    assert cfg["resources"]["image_id"] == "docker:vllm/vllm-openai:v0.32.0"
+    assert "is on the image: not installing" in cfg["setup"]
+    pool = plan_pool("fleet", 2, TaskOptions(gpus="H100:8", image="docker:vllm/vllm-openai:v0.32.0"), {}, str(tmp_path / "d"))
+    assert pool.config["resources"]["image_id"] == "docker:vllm/vllm-openai:v0.32.0"
+    with pytest.raises(ConfigError, match="give a docker image"):
+        plan_tasks(plan(tmp_path, engine="vllm", image="docker: ").spec, p.manifests, str(tmp_path / "runs"))
+    out = flat(cli("submit", str(write_input(tmp_path / "in.jsonl", 4)), "--chunks", "1", "--backend", "sky",
+                   "--engine", "echo", "--store", str(tmp_path / "runs"), "--image", "vllm/vllm-openai:v0.32.0",
+                   "--dry-run").stdout)
+    assert "image_id: docker:vllm/vllm-openai:v0.32.0" in out
