@@ -17,7 +17,9 @@ whole job hung (the machine is the unit that is launched, cancelled and relaunch
 unfinished the launcher keeps ``min(M, unfinished chunks)`` worker jobs active, relaunching
 slots whose job ended; a job that ends with a configuration error (SkyPilot FAILED_SETUP /
 FAILED_PRECHECKS, worker exit 2) is not relaunched. A running job whose claim's lease ran out
-is hung (stopped, or stuck): it is cancelled and its slot relaunched. Once every chunk is
+is hung (stopped, or stuck): it is cancelled and its slot relaunched — unless the backend says the
+job is RECOVERING (a spot preemption SkyPilot is restarting in place: cancelling it would throw
+that recovery away for a cold start); its expired claim can be taken by any worker meanwhile. Once every chunk is
 final, workers end by themselves (nothing left to claim); one still running
 ``finish_grace_seconds`` after the last chunk was done is asked to stop. At most ``max_launches_per_cycle`` launches
 go out per cycle (the rest wait for the next ones). A slot is launched at most
@@ -191,7 +193,7 @@ def decide(chunks: list[ChunkView], workers: list[WorkerView], policy: Policy, n
             d.states[v.chunk] = ChunkState.RUNNING
             d.holders[v.chunk] = f"{claim.worker}-a{claim.worker_attempt}"
             continue
-        elif claim.state == "held" and holder_is_latest and slot in active:
+        elif claim.state == "held" and holder_is_latest and slot in active and not _recovering(holder):
             hung[slot] = f"its claim on chunk {v.chunk} expired (lease not renewed: stopped or stuck)"
         last = "released" if claim.state == "released" else "lease expired"
         why = f"attempt {claim.attempt}: {last}" + (f" ({claim.reason})" if claim.reason else "")
@@ -277,3 +279,8 @@ def _end_reason(job: JobState) -> str:
     if job.status is JobStatus.MISSING:
         return "job not found by the backend (launch lost?)" + (f": {job.detail}" if job.detail else "")
     return f"{job.status.value.lower()}" + (f": {job.detail}" if job.detail else "")
+
+
+def _recovering(worker: "WorkerView | None") -> bool:
+    """The backend is restarting this worker's job in place after a preemption."""
+    return worker is not None and worker.job is not None and worker.job.status is JobStatus.RECOVERING

@@ -64,6 +64,15 @@ def test_a_running_worker_whose_lease_ran_out_is_hung_cancelled_and_relaunched()
     assert d.launches == [Launch("w0", 2)], "its relaunch takes its chunk back at once"
 
 
+def test_a_job_the_backend_is_recovering_is_not_hung_and_its_chunk_goes_to_another_worker():
+    """SkyPilot restarting a preempted job in place outlasts a claim's lease: cancelling it would
+    throw the recovery away for a cold start. Its expired claim is takeable meanwhile."""
+    d = decide([chunk(holder=("w0", 1), expires_at=NOW - 5), chunk("0001", holder=("w1", 1))],
+               [worker("w0", status=JobStatus.RECOVERING), worker("w1")], Policy(workers=2), NOW)
+    assert not d.cancels and not d.launches and not d.releases
+    assert d.states["0000"] is ChunkState.RETRYING and d.worker_states["w0"] == "RECOVERING"
+
+
 def test_a_configuration_failure_is_not_relaunched_and_fails_what_nobody_can_run():
     d = decide([chunk("0000"), chunk("0001")], [worker(status=JobStatus.FAILED_CONFIG, detail="setup failed: pip")],
                Policy(workers=1), NOW)
