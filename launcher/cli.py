@@ -21,7 +21,7 @@ from chunkpilot import __version__
 from chunkpilot.errors import ChunkpilotError, IncompleteRunError
 from chunkpilot.spec import DEFAULT_MAX_ERROR_RATE
 from chunkpilot.store import default_store_uri
-from launcher.backends import BACKENDS, make_backend
+from chunkpilot.control.backends import BACKENDS, make_backend
 
 
 def _console(stderr: bool) -> Console:
@@ -196,15 +196,15 @@ def submit(inputs, watch, dry_run, from_step, tokens_per_second, **given):
           --model Qwen/Qwen2.5-7B-Instruct --store s3://bkt/runs --secret HF_TOKEN
       launcher submit examples/pipeline.yaml --chunks 4 --watch    # a multi-step pipeline
     """
-    from launcher.pipeline.plan import load_pipeline_file
+    from chunkpilot.control.pipeline.plan import load_pipeline_file
     from launcher.render import dry_run_listing, plan_summary
-    from launcher.submit import SubmitOptions, plan_run, write_run
+    from chunkpilot.control.submit import SubmitOptions, plan_run, write_run
 
     if tokens_per_second is not None and not dry_run:
         raise click.UsageError("--tokens-per-second is for --dry-run's cost estimate")
     options = SubmitOptions.from_cli(inputs, given)
     if len(inputs) == 1 and load_pipeline_file(inputs[0]) is not None:
-        from launcher.pipeline.commands import submit_pipeline
+        from launcher.cli_pipeline import submit_pipeline
 
         if tokens_per_second is not None:
             raise click.UsageError("--tokens-per-second: the cost estimate covers single runs, not pipeline files yet")
@@ -217,10 +217,10 @@ def submit(inputs, watch, dry_run, from_step, tokens_per_second, **given):
     err.print(plan_summary(plan), markup=False)
     sky_text, accelerators, hourly = None, None, None
     if spec.backend == "sky":
-        from launcher.backends.sky import estimate_price, price_lines, validate_run
-        from launcher.backends.sky_sdk import sky_version
+        from chunkpilot.control.backends.sky import estimate_price, price_lines, validate_run
+        from chunkpilot.control.backends.sky_sdk import sky_version
         from launcher.render import sky_dry_run
-        from launcher.skytask import accelerator_choices
+        from chunkpilot.control.skytask import accelerator_choices
 
         sky_plan = validate_run(spec, plan.manifests, store_uri, launching=not dry_run)
         prices = price_lines(spec, sky_plan.first[0]) if dry_run else []
@@ -228,9 +228,9 @@ def submit(inputs, watch, dry_run, from_step, tokens_per_second, **given):
         if dry_run:
             accelerators, hourly = accelerator_choices(sky_plan.first[0]), estimate_price(spec, sky_plan.first[0])
     if dry_run:
-        from launcher.estimate_facts import estimate_text
+        from chunkpilot.control.estimate_facts import estimate_text
         from launcher.render import prompt_preview
-        from launcher.submit import preview
+        from chunkpilot.control.submit import preview
 
         console.print(dry_run_listing(spec, plan.manifests), markup=False)
         console.print(prompt_preview(preview(spec, plan.manifests[0])), markup=False)
@@ -246,8 +246,8 @@ def submit(inputs, watch, dry_run, from_step, tokens_per_second, **given):
 
 def _start(spec, store_uri: str, watch: bool) -> None:
     """Launch a run just written: drive it to its end (``--watch``), or launch what may start now."""
-    from launcher.runs import open_run
-    from launcher.watch import WatchOptions, reconcile_once
+    from chunkpilot.control.runs import open_run
+    from chunkpilot.control.watch import WatchOptions, reconcile_once
 
     run = open_run(store_uri, spec.run_id)
     if watch:
@@ -270,9 +270,9 @@ def _watch(run, options) -> int:
     """Drive ``run`` to its end with a progress line; the exit code says how it ended."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from launcher.reconcile import ChunkState
+    from chunkpilot.control.reconcile import ChunkState
     from launcher.render import progress_line, run_summary
-    from launcher.watch import watch as watch_loop
+    from chunkpilot.control.watch import watch as watch_loop
 
     backend = make_backend(run.spec, run.store_uri)
     interactive = err.is_terminal
@@ -337,7 +337,7 @@ def collect_target(spec) -> str:
 
 
 def _price_override(price_per_hour, on_demand):
-    from launcher.pricing import Price
+    from chunkpilot.control.pricing import Price
 
     if on_demand is not None and price_per_hour is None:
         raise click.UsageError("--on-demand-price-per-hour is compared with what the run costs: give --price-per-hour too")
@@ -372,15 +372,15 @@ def status(run_id, store_uri, as_json, price_per_hour, on_demand_price_per_hour)
       launcher status my-run --price-per-hour 0.35 --on-demand-price-per-hour 1.01
     """
     price = _price_override(price_per_hour, on_demand_price_per_hour)
-    from launcher.observe import observe
-    from launcher.pipeline.plan import open_pipeline
+    from chunkpilot.control.observe import observe
+    from chunkpilot.control.pipeline.plan import open_pipeline
     from launcher.render import status_table, workers_table
-    from launcher.runs import open_run
-    from launcher.watch import WatchOptions, decide_run, look
+    from chunkpilot.control.runs import open_run
+    from chunkpilot.control.watch import WatchOptions, decide_run, look
 
     doc = open_pipeline(store_uri, run_id)
     if doc is not None:
-        from launcher.pipeline.commands import status_command
+        from launcher.cli_pipeline import status_command
 
         return status_command(store_uri, doc, as_json, console)
     run = open_run(store_uri, run_id)
@@ -424,8 +424,8 @@ def report(run_id, store_uri, output, price_per_hour, on_demand_price_per_hour):
       launcher report my-run --price-per-hour 0.35 -o report.html    # price a local run
     """
     from launcher.render import human_bytes
-    from launcher.report import report_html, write_report
-    from launcher.runs import open_run
+    from chunkpilot.control.report import report_html, write_report
+    from chunkpilot.control.runs import open_run
 
     price = _price_override(price_per_hour, on_demand_price_per_hour)
     run = open_run(store_uri, run_id)
@@ -460,16 +460,16 @@ def watch(run_id, store_uri, max_attempts, max_error_rate, interval):
       launcher watch my-run --max-attempts 5
       launcher watch my-run --max-error-rate 0.5     # resume a run paused by its error budget
     """
-    from launcher.pipeline.plan import open_pipeline
-    from launcher.runs import open_run
-    from launcher.watch import WatchOptions
+    from chunkpilot.control.pipeline.plan import open_pipeline
+    from chunkpilot.control.runs import open_run
+    from chunkpilot.control.watch import WatchOptions
 
     options = WatchOptions(max_attempts=max_attempts, max_error_rate=max_error_rate)
     if interval is not None:
         options = dataclasses.replace(options, interval=interval)
     doc = open_pipeline(store_uri, run_id)
     if doc is not None:
-        from launcher.pipeline.commands import watch_command
+        from launcher.cli_pipeline import watch_command
 
         sys.exit(watch_command(store_uri, doc, options, err))
     run = open_run(store_uri, run_id)
@@ -501,14 +501,14 @@ def collect(run_id, store_uri, output, fmt, output_key, allow_partial, step):
       launcher collect my-run --store s3://bkt/runs -o s3://bkt/results/my-run.jsonl
       launcher collect my-run -o partial.jsonl --allow-partial
     """
-    from launcher.collect import collect_to
-    from launcher.pipeline.plan import open_pipeline
+    from chunkpilot.control.collect import collect_to
+    from chunkpilot.control.pipeline.plan import open_pipeline
     from launcher.render import collect_summary
-    from launcher.runs import open_run
+    from chunkpilot.control.runs import open_run
 
     doc = open_pipeline(store_uri, run_id)
     if doc is not None:
-        from launcher.pipeline.commands import collect_command
+        from launcher.cli_pipeline import collect_command
 
         return collect_command(store_uri, doc, output, step, allow_partial, err)
     if step is not None:
@@ -535,8 +535,8 @@ def cancel(run_id, store_uri):
       launcher cancel run-20261203-101500-3f2a
       launcher watch run-20261203-101500-3f2a        # later: carry on
     """
-    from launcher.runs import open_run, run_entry
-    from launcher.watch import pause
+    from chunkpilot.control.runs import open_run, run_entry
+    from chunkpilot.control.watch import pause
 
     run = open_run(store_uri, run_id)
     entry = run_entry(run)
@@ -567,7 +567,7 @@ def runs(store_uri, as_json):
     """
     from rich.table import Table
 
-    from launcher.runs import RESUBMIT, list_runs
+    from chunkpilot.control.runs import RESUBMIT, list_runs
 
     found = list_runs(store_uri)
     if as_json:
@@ -594,8 +594,8 @@ def runs(store_uri, as_json):
 
 def _failure(entry) -> dict:
     """Why a failed run stopped, for ``runs``: the fail-fast code (if that is what stopped it), the
-    reason, and the command that resumes it when one does (``launcher.runs``)."""
-    from launcher.runs import fail_fast_code, why_stopped
+    reason, and the command that resumes it when one does (``chunkpilot.control.runs``)."""
+    from chunkpilot.control.runs import fail_fast_code, why_stopped
 
     code = fail_fast_code(entry.stopped)
     if entry.stopped:
@@ -647,7 +647,7 @@ def serve(**given):
       launcher serve --host 0.0.0.0 --api-key-env TEAM_A --api-key-env TEAM_B --backend sky \\
           --gpus L4:1 --model qwen=Qwen/Qwen2.5-7B-Instruct --store s3://bkt/serve
     """
-    from launcher.serve.server import Server, config_from_options
+    from chunkpilot.control.serve.server import Server, config_from_options
 
     config = config_from_options(given, os.environ)
     server = Server(config)
