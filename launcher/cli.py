@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from chunkpilot import __version__
-from chunkpilot.errors import ChunkpilotError, IncompleteRunError
+from chunkpilot.errors import ChunkpilotError
 from chunkpilot.spec import DEFAULT_MAX_ERROR_RATE
 from chunkpilot.store import default_store_uri
 from chunkpilot.control.backends import BACKENDS, make_backend
@@ -197,8 +197,9 @@ def submit(inputs, watch, dry_run, from_step, tokens_per_second, **given):
       launcher submit examples/pipeline.yaml --chunks 4 --watch    # a multi-step pipeline
     """
     from chunkpilot.control.pipeline.plan import load_pipeline_file
-    from launcher.render import dry_run_listing, plan_summary
-    from chunkpilot.control.submit import SubmitOptions, plan_run, write_run
+    from chunkpilot.control.submit import SubmitOptions, submit_run
+    from chunkpilot.control.watch import WatchOptions
+    from launcher.render import plan_summary
 
     if tokens_per_second is not None and not dry_run:
         raise click.UsageError("--tokens-per-second is for --dry-run's cost estimate")
@@ -212,52 +213,44 @@ def submit(inputs, watch, dry_run, from_step, tokens_per_second, **given):
         return submit_pipeline(inputs[0], options, watch, dry_run, from_step, console, err)
     if from_step is not None:
         raise click.UsageError("--from-step applies to a pipeline file (a .yaml with 'steps:')")
-    plan = plan_run(options, stage=not dry_run)
+    if dry_run:
+        return _dry_run(options, tokens_per_second)
+    run = submit_run(options, on_plan=lambda plan: err.print(plan_summary(plan), markup=False), watch=watch)
+    console.print(run.spec.run_id)
+    if watch:
+        sys.exit(_watch(run, WatchOptions()))
+    where = _store_arg(run.store_uri)
+    err.print(
+        f"launched; follow with `launcher status {run.spec.run_id}{where}`"
+        + (f" and drive it with `launcher watch {run.spec.run_id}{where}`" if run.spec.backend == "local" else "")
+    )
+
+
+def _dry_run(options, tokens_per_second) -> None:
+    """``submit --dry-run``: the plan, a preview of the prompts, the sky task and the estimate; nothing written."""
+    from chunkpilot.control.estimate_facts import estimate_text
+    from chunkpilot.control.submit import check_launchable, plan_run, preview
+    from launcher.render import dry_run_listing, plan_summary, prompt_preview
+
+    plan = plan_run(options, stage=False)
     spec, store_uri = plan.spec, options.store_uri
     err.print(plan_summary(plan), markup=False)
     sky_text, accelerators, hourly = None, None, None
-    if spec.backend == "sky":
-        from chunkpilot.control.backends.sky import estimate_price, price_lines, validate_run
+    sky_plan = check_launchable(plan, store_uri, launching=False)
+    if sky_plan is not None:
+        from chunkpilot.control.backends.sky import estimate_price, price_lines
         from chunkpilot.control.backends.sky_sdk import sky_version
-        from launcher.render import sky_dry_run
         from chunkpilot.control.skytask import accelerator_choices
+        from launcher.render import sky_dry_run
 
-        sky_plan = validate_run(spec, plan.manifests, store_uri, launching=not dry_run)
-        prices = price_lines(spec, sky_plan.first[0]) if dry_run else []
-        sky_text = sky_dry_run(spec, plan.manifests, sky_plan, sky_version(), prices)
-        if dry_run:
-            accelerators, hourly = accelerator_choices(sky_plan.first[0]), estimate_price(spec, sky_plan.first[0])
-    if dry_run:
-        from chunkpilot.control.estimate_facts import estimate_text
-        from launcher.render import prompt_preview
-        from chunkpilot.control.submit import preview
-
-        console.print(dry_run_listing(spec, plan.manifests), markup=False)
-        console.print(prompt_preview(preview(spec, plan.manifests[0])), markup=False)
-        console.print(sky_text or "", markup=False)
-        console.print(estimate_text(spec, plan.manifests, store_uri, tokens_per_second, accelerators, hourly),
-                      markup=False)
-        err.print("dry run: nothing written")
-        return
-    write_run(plan, store_uri)
-    console.print(spec.run_id)
-    _start(spec, store_uri, watch)
-
-
-def _start(spec, store_uri: str, watch: bool) -> None:
-    """Launch a run just written: drive it to its end (``--watch``), or launch what may start now."""
-    from chunkpilot.control.runs import open_run
-    from chunkpilot.control.watch import WatchOptions, reconcile_once
-
-    run = open_run(store_uri, spec.run_id)
-    if watch:
-        sys.exit(_watch(run, WatchOptions()))
-    reconcile_once(run, make_backend(spec, store_uri), WatchOptions(), set())
-    where = _store_arg(store_uri)
-    err.print(
-        f"launched; follow with `launcher status {spec.run_id}{where}`"
-        + (f" and drive it with `launcher watch {spec.run_id}{where}`" if spec.backend == "local" else "")
-    )
+        sky_text = sky_dry_run(spec, plan.manifests, sky_plan, sky_version(), price_lines(spec, sky_plan.first[0]))
+        accelerators, hourly = accelerator_choices(sky_plan.first[0]), estimate_price(spec, sky_plan.first[0])
+    console.print(dry_run_listing(spec, plan.manifests), markup=False)
+    console.print(prompt_preview(preview(spec, plan.manifests[0])), markup=False)
+    console.print(sky_text or "", markup=False)
+    console.print(estimate_text(spec, plan.manifests, store_uri, tokens_per_second, accelerators, hourly),
+                  markup=False)
+    err.print("dry run: nothing written")
 
 
 def _hb(n: float) -> str:
@@ -270,9 +263,9 @@ def _watch(run, options) -> int:
     """Drive ``run`` to its end with a progress line; the exit code says how it ended."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from chunkpilot.control.reconcile import ChunkState
-    from launcher.render import progress_line, run_summary
+    from chunkpilot.control.watch import outcome
     from chunkpilot.control.watch import watch as watch_loop
+    from launcher.render import progress_line, run_summary
 
     backend = make_backend(run.spec, run.store_uri)
     interactive = err.is_terminal
@@ -303,9 +296,8 @@ def _watch(run, options) -> int:
             f"`launcher watch {run.spec.run_id}{where}`, stop them with `launcher cancel {run.spec.run_id}{where}`"
         )
         return 130
-    decision = result.decision
-    failed = {c: r.reason for c, r in ((r.chunk, r) for r in result.report.rows) if decision.states.get(c) is ChunkState.FAILED}
-    cancelled = [c for c, s in decision.states.items() if s is ChunkState.CANCELLED]
+    ended = outcome(result)
+    failed, cancelled = ended.failed, ended.cancelled
     for chunk, reason in failed.items():
         err.print(f"[red]chunk {chunk} failed[/]: {escape(reason)}")
     err.print(escape(run_summary(result.report)))
@@ -320,7 +312,7 @@ def _watch(run, options) -> int:
         err.print(f"[red]{len(failed)} chunk(s) failed, {len(cancelled)} cancelled[/]; see `launcher status {run.spec.run_id}{where}`"
                   + (f"; `launcher watch {run.spec.run_id}{where}` resumes a cancelled run" if cancelled else ""))
         return 1
-    err.print(f"[green]all {len(decision.states)} chunk(s) done[/]: `launcher collect {run.spec.run_id}{where} "
+    err.print(f"[green]all {len(result.decision.states)} chunk(s) done[/]: `launcher collect {run.spec.run_id}{where} "
               f"{collect_target(run.spec)}`")
     return 0
 
@@ -372,11 +364,10 @@ def status(run_id, store_uri, as_json, price_per_hour, on_demand_price_per_hour)
       launcher status my-run --price-per-hour 0.35 --on-demand-price-per-hour 1.01
     """
     price = _price_override(price_per_hour, on_demand_price_per_hour)
-    from chunkpilot.control.observe import observe
     from chunkpilot.control.pipeline.plan import open_pipeline
-    from launcher.render import status_table, workers_table
     from chunkpilot.control.runs import open_run
-    from chunkpilot.control.watch import WatchOptions, decide_run, look
+    from chunkpilot.control.watch import status_document, status_of
+    from launcher.render import status_table, workers_table
 
     doc = open_pipeline(store_uri, run_id)
     if doc is not None:
@@ -384,16 +375,10 @@ def status(run_id, store_uri, as_json, price_per_hour, on_demand_price_per_hour)
 
         return status_command(store_uri, doc, as_json, console)
     run = open_run(store_uri, run_id)
-    observed = observe(run.run_store, run.spec, make_backend(run.spec, store_uri))
-    decision = decide_run(run, observed, WatchOptions())
-    report = look(run, decision, observed, price=price)
+    report = status_of(run, make_backend(run.spec, store_uri), price)
     paused = run.cancel_marker()
     if as_json:
-        data = report.to_dict()
-        data["paused"] = None if paused is None else dataclasses.asdict(paused)
-        data["model"] = {"engine": run.spec.engine, "name": run.spec.model, "revision": run.spec.model_revision,
-                         "pinned": not run.spec.model_revision.startswith("unpinned:")}
-        click.echo(json.dumps(data, indent=1))
+        click.echo(json.dumps(status_document(run, report, paused), indent=1))
         return
     console.print(status_table(report, run.spec))
     if report.workers:
@@ -501,7 +486,7 @@ def collect(run_id, store_uri, output, fmt, output_key, allow_partial, step):
       launcher collect my-run --store s3://bkt/runs -o s3://bkt/results/my-run.jsonl
       launcher collect my-run -o partial.jsonl --allow-partial
     """
-    from chunkpilot.control.collect import collect_to
+    from chunkpilot.control.collect import check_counts, collect_to
     from chunkpilot.control.pipeline.plan import open_pipeline
     from launcher.render import collect_summary
     from chunkpilot.control.runs import open_run
@@ -516,8 +501,7 @@ def collect(run_id, store_uri, output, fmt, output_key, allow_partial, step):
     run = open_run(store_uri, run_id)
     report = collect_to(run, output, allow_partial, fmt=fmt, output_key=output_key)
     collect_summary(err, report, output)
-    if report.mismatched_chunks:
-        raise IncompleteRunError("output counts do not match the done markers; the output may be incomplete")
+    check_counts(report)
 
 
 @cli.command()

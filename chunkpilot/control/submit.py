@@ -12,7 +12,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Callable
 
 from chunkpilot import __version__, layout
 from chunkpilot.engines import check_engine_options, loads_model
@@ -400,3 +400,43 @@ def write_run(plan: Plan, store_uri: str) -> str:
     if not run_store.put_if_absent(layout.RUN_SPEC, plan.spec.to_json()):
         raise ConfigError(f"a run named {plan.spec.run_id!r} was just created by someone else: choose another --run-name")
     return run_store.uri
+
+
+def check_launchable(plan: Plan, store_uri: str, launching: bool = True):
+    """The backend's own checks of a planned run before anything is written: for sky, the task
+    template, the wheel and the prices (``backends.sky.validate_run``, its SkyPlan returned); None
+    for local, which needs none."""
+    if plan.spec.backend != "sky":
+        return None
+    from chunkpilot.control.backends.sky import validate_run
+
+    return validate_run(plan.spec, plan.manifests, store_uri, launching=launching)
+
+
+def submit_run(options: SubmitOptions, on_plan: Callable[[Plan], None] | None = None, *, watch: bool = False):
+    """Plan, check, write and start a run: what ``launcher submit`` and ``chunkpilot.submit`` both do.
+
+    ``on_plan`` sees the plan before anything is written (the CLI prints its summary). Unless
+    ``watch`` (the caller then drives the run to its end), one reconcile cycle launches what may
+    start now. Returns the open run (``runs.OpenRun``). Every check raises a ChunkpilotError
+    before the first byte is written.
+    """
+    from chunkpilot.control.runs import open_run
+
+    plan = plan_run(options, stage=True)
+    if on_plan is not None:
+        on_plan(plan)
+    check_launchable(plan, options.store_uri)
+    write_run(plan, options.store_uri)
+    run = open_run(options.store_uri, plan.spec.run_id)
+    if not watch:
+        start_run(run)
+    return run
+
+
+def start_run(run) -> None:
+    """One reconcile cycle: launch what may start now, and return (``launcher submit`` without ``--watch``)."""
+    from chunkpilot.control.backends import make_backend
+    from chunkpilot.control.watch import WatchOptions, reconcile_once
+
+    reconcile_once(run, make_backend(run.spec, run.store_uri), WatchOptions(), set())

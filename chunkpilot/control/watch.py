@@ -31,7 +31,7 @@ from chunkpilot.control.cost import run_cost
 from chunkpilot.control.lease import Lease
 from chunkpilot.control.observe import DETAIL_READS, ChunkDetail, Observed, list_attempts, observe, read_details, read_worker_beats
 from chunkpilot.control.pricing import Price
-from chunkpilot.control.reconcile import Decision, Policy, decide, error_budget_exceeded
+from chunkpilot.control.reconcile import ChunkState, Decision, Policy, decide, error_budget_exceeded
 from chunkpilot.control.runs import OpenRun
 from chunkpilot.control.status import StatusReport, chunks_needing_detail, summarize, top_codes, worker_rows
 
@@ -335,3 +335,42 @@ def jobs_active(observed) -> bool:
     """A job still running (asked to stop: the run finished or was paused) keeps watch going
     until it has ended, so its record gets its end."""
     return any(w.job is not None and w.job.status.active for w in observed.workers.values())
+
+
+@dataclass(frozen=True)
+class WatchOutcome:
+    """How a watch ended, for a person or a caller: what failed (chunk -> reason), what was
+    cancelled, and the error budget's message when it ran out (``paused``: the run was paused)."""
+
+    failed: dict[str, str]
+    cancelled: list[str]
+    over_budget: str | None
+    paused: bool
+
+    @property
+    def ok(self) -> bool:
+        return not (self.failed or self.cancelled or self.over_budget)
+
+
+def outcome(result: WatchResult) -> WatchOutcome:
+    states = result.decision.states
+    failed = {r.chunk: r.reason for r in result.report.rows if states.get(r.chunk) is ChunkState.FAILED}
+    cancelled = [c for c, s in states.items() if s is ChunkState.CANCELLED]
+    return WatchOutcome(failed, cancelled, result.over_budget, result.paused)
+
+
+def status_of(run: OpenRun, backend: Backend, price: Price | None = None) -> StatusReport:
+    """One look at the run, as ``launcher status`` shows it: observe, decide (nothing is acted on), report."""
+    observed = observe(run.run_store, run.spec, backend)
+    return look(run, decide_run(run, observed, WatchOptions()), observed, price=price)
+
+
+def status_document(run: OpenRun, report: StatusReport, paused: CancelMarker | None) -> dict:
+    """``launcher status --json``: the report, why the run is paused (or null) and its model."""
+    import dataclasses
+
+    data = report.to_dict()
+    data["paused"] = None if paused is None else dataclasses.asdict(paused)
+    data["model"] = {"engine": run.spec.engine, "name": run.spec.model, "revision": run.spec.model_revision,
+                     "pinned": not run.spec.model_revision.startswith("unpinned:")}
+    return data

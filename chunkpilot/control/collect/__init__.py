@@ -17,24 +17,28 @@ custom_ids here.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any, Iterator
 
+from chunkpilot import layout
 from chunkpilot.chunks import run_chunk_ids, split_ends
-from chunkpilot.errors import IncompleteRunError, OutputError
+from chunkpilot.committed import output_lines
+from chunkpilot.errors import IncompleteRunError, OutputError, StoreError
 from chunkpilot.prompts import PromptSpec
-from chunkpilot.spec import encode_hashes
+from chunkpilot.spec import SuccessMarker, encode_hashes
 from chunkpilot.formats.compressed import strip_compression_suffix
 from chunkpilot.store import Store, default_store_uri, split_object_uri
 from chunkpilot.control.collect.copy import Copier, done_chunks, lay_out_chunk, parts_by_chunk
 from chunkpilot.control.collect.duplicates import duplicate_custom_ids
 from chunkpilot.control.collect.encode import encode, output_shape
 from chunkpilot.control.collect.guard import check_inputs, check_output
-from chunkpilot.control.collect.records import RecordsJsonWriter, merged_records
+from chunkpilot.control.collect.records import RecordsJsonWriter, json_value, merged_records, record_with_answer
 from chunkpilot.control.collect.records import Tally as RecordsTally
 from chunkpilot.control.collect.verify import custom_ids_at, read_markers
 from chunkpilot.control.dupcount import CounterProcess
@@ -87,11 +91,7 @@ def collect(run: OpenRun, path: str, allow_partial: bool = False, max_examples: 
         raise OutputError(f"unknown output format {fmt!r}: use one of {', '.join(FORMATS)}")
     # --allow-partial or not: answers of another input are no answers.
     removed = check_inputs(run.spec, reads_inputs=fmt != "openai")
-    chunks = run_chunk_ids(run.run_store, run.spec)  # split remainders too; in the order a listing of out/ gives them
-    done = done_chunks(run.run_store, set(chunks))
-    incomplete = [c for c in chunks if c not in done]
-    if incomplete and not allow_partial:
-        raise IncompleteRunError(incomplete_message(run, chunks, incomplete))
+    chunks, done, incomplete = chunks_to_collect(run, allow_partial)
     key = output_key or PromptSpec.from_dict(run.spec.prompt).output_key
 
     def write(fd: int) -> CollectReport:
@@ -110,6 +110,69 @@ def collect(run: OpenRun, path: str, allow_partial: bool = False, max_examples: 
             path, [r for r in report.duplicate_example_records if r >> 32 not in mismatched], report.chunk_offsets
         )
     return report
+
+
+def chunks_to_collect(run: OpenRun, allow_partial: bool) -> tuple[list[str], set[str], list[str]]:
+    """(the run's chunks, split remainders too, in the order a listing of out/ gives them; those done;
+    those not done). IncompleteRunError, saying what would finish them, if some are not done and not
+    ``allow_partial``."""
+    chunks = run_chunk_ids(run.run_store, run.spec)
+    done = done_chunks(run.run_store, set(chunks))
+    incomplete = [c for c in chunks if c not in done]
+    if incomplete and not allow_partial:
+        raise IncompleteRunError(incomplete_message(run, chunks, incomplete))
+    return chunks, done, incomplete
+
+
+MISMATCHED = "output counts do not match the done markers; the output may be incomplete"
+
+
+def check_counts(report: CollectReport) -> None:
+    """IncompleteRunError if what was written does not match the done markers' counts (after
+    ``collect`` has written it: the file is kept, for a person to look at)."""
+    if report.mismatched_chunks:
+        raise IncompleteRunError(MISMATCHED)
+
+
+def collected_records(run: OpenRun, allow_partial: bool = False, *, fmt: str | None = None,
+                      output_key: str | None = None) -> Iterator[dict[str, Any]]:
+    """The records ``collect`` would write to a JSON Lines file, parsed, in input order, each once,
+    streamed: one chunk's listing and one part's lines are read at a time.
+
+    ``fmt``: ``openai`` (the default: OpenAI Batch output lines) or ``records`` (each input record
+    with its answer, values as the JSON file holds them). The same checks as ``collect``, raised as
+    the same errors: the inputs against their pins, every chunk done (or ``allow_partial``), and
+    each done chunk's records counted against its marker (IncompleteRunError after that chunk's
+    records were given). The duplicate custom_id count is ``collect``'s alone (it reports, never refuses).
+    """
+    fmt = fmt or "openai"
+    if fmt not in ("openai", "records"):
+        raise OutputError(f"unknown record format {fmt!r}: use openai or records (parquet is a file: give a path)")
+    check_inputs(run.spec, reads_inputs=fmt != "openai")
+    chunks, done, _ = chunks_to_collect(run, allow_partial)
+    if fmt == "records":
+        key = output_key or PromptSpec.from_dict(run.spec.prompt).output_key
+        tally = RecordsTally()
+        for row in merged_records(run.spec, run.run_store, done, tally):
+            yield json.loads(json.dumps(record_with_answer(row, key), default=json_value))
+        if tally.missing:
+            raise IncompleteRunError(MISMATCHED)
+        return
+    ends = split_ends(run.run_store, chunks)
+    for chunk, parts in parts_by_chunk(run.run_store, chunks):
+        count = 0
+        for _, obj in output_lines(run.run_store, parts, end=ends.get(chunk)):
+            count += 1
+            yield obj
+        if chunk in done and count != _marked_records(run, chunk):
+            raise IncompleteRunError(MISMATCHED)
+
+
+def _marked_records(run: OpenRun, chunk: str) -> int:
+    try:
+        return SuccessMarker.from_json(run.run_store.get(layout.done_marker(chunk))).records
+    except (ValueError, TypeError) as exc:
+        raise StoreError(f"{run.run_uri}/{layout.done_marker(chunk)} is not a done marker chunkpilot wrote: {exc}") from exc
 
 
 def incomplete_message(run: OpenRun, chunks: list[str], incomplete: list[str]) -> str:

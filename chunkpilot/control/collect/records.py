@@ -132,21 +132,28 @@ class RecordsJsonWriter:
 
     def __init__(self, file, output_key: str):
         self.file, self.key = file, output_key
-        self.error_key, self.input_key = f"{output_key}_error", f"{output_key}_input"
 
     def write(self, row: Merged) -> int:
-        if row.fields is None:
-            out: dict[str, Any] = {self.input_key: (row.raw or b"").decode("utf-8", "replace").rstrip("\r\n")}
-        else:
-            clash = [k for k in (self.key, self.error_key) if k in row.fields]
-            if clash:
-                raise OutputError(
-                    f"the record at {row.position} already has a field {clash[0]!r}: collect with another "
-                    f"--output-key (the answers' field), e.g. --output-key answer"
-                )
-            out = dict(row.fields)
-        out[self.key] = row.answer
-        out[self.error_key] = row.error
-        data = json.dumps(out, ensure_ascii=False, default=json_value).encode() + b"\n"
+        data = json.dumps(record_with_answer(row, self.key), ensure_ascii=False, default=json_value).encode() + b"\n"
         self.file.write(data)
         return len(data)
+
+
+def record_with_answer(row: Merged, output_key: str) -> dict[str, Any]:
+    """One ``--format records`` record: the input's fields, the answer under ``output_key`` and
+    ``<output_key>_error``; a line that is no record keeps its text under ``<output_key>_input``.
+    OutputError if the record already has one of those fields."""
+    error_key = f"{output_key}_error"
+    if row.fields is None:
+        out: dict[str, Any] = {f"{output_key}_input": (row.raw or b"").decode("utf-8", "replace").rstrip("\r\n")}
+    else:
+        clash = [k for k in (output_key, error_key) if k in row.fields]
+        if clash:
+            raise OutputError(
+                f"the record at {row.position} already has a field {clash[0]!r}: collect with another "
+                f"--output-key (the answers' field), e.g. --output-key answer"
+            )
+        out = dict(row.fields)
+    out[output_key] = row.answer
+    out[error_key] = row.error
+    return out
