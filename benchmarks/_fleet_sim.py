@@ -1,7 +1,7 @@
 """A discrete-event model of a cloud fleet answering one run, driven by the launcher's own decisions.
 
 No process, machine or store is real; the clock is modelled. What is real: every reconcile cycle
-calls ``launcher.reconcile.decide`` (what to launch, cancel, release), every worker takes chunks
+calls ``chunkpilot.control.reconcile.decide`` (what to launch, cancel, release), every worker takes chunks
 with ``chunkpilot.claims.decide_take``, and an idle worker picks the chunk to split with
 ``chunkpilot.splits.slowest_first`` and cuts it with ``split_target`` — the functions the launcher
 and the workers run. The simulator plays the cloud (a quota of GPUs, cold starts, spot
@@ -40,8 +40,8 @@ from chunkpilot.claims import CLAIM_TTL, Claim, decide_take
 from chunkpilot.names import worker_id
 from chunkpilot.spec import Progress
 from chunkpilot.splits import slowest_first, split_target
-from launcher.backends.base import JobState, JobStatus
-from launcher.reconcile import ChunkView, Policy, WorkerView, decide
+from chunkpilot.control.backends.base import JobState, JobStatus
+from chunkpilot.control.reconcile import ChunkView, Policy, WorkerView, decide
 
 INF = float("inf")
 

@@ -31,7 +31,7 @@ def _io() -> dict[str, int]:
 
 
 def planner(source: str, store: str, chunks: int) -> dict:
-    from launcher.submit import SubmitOptions, plan_run, write_run
+    from chunkpilot.control.submit import SubmitOptions, plan_run, write_run
 
     options = SubmitOptions(inputs=(source,), chunks=chunks, store_uri=store, engine="echo", run_name="plan-bench")
     before, started = _io(), time.perf_counter()
@@ -88,6 +88,6 @@ if __name__ == "__main__":
         import boto3  # noqa: F401
 
         import chunkpilot.store.s3  # noqa: F401 - boto3 imported before the clock starts
-    import launcher.submit  # noqa: F401
+    import chunkpilot.control.submit  # noqa: F401
     result = (planner if which == "planner" else seed)(source, dest, n)
     print(json.dumps(result))

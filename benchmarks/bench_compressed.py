@@ -6,7 +6,7 @@ Measures (one process, this machine):
   * per chunk, the bytes a worker decompresses (its staged piece) and reads (the piece's compressed
     size) against its share (the decompressed total / N, the compressed total / N); a sample of
     chunks is read for real through ``records()`` and its decompressed bytes counted;
-  * ``launcher.collect.encode`` writing .jsonl.gz from a JSON Lines file against ``gzip -6 -c`` of
+  * ``chunkpilot.control.collect.encode`` writing .jsonl.gz from a JSON Lines file against ``gzip -6 -c`` of
     the same file (the step collect adds for ``-o *.jsonl.gz``; the merge itself is the plain one).
 
     .venv/bin/python benchmarks/bench_compressed.py --mb 1000 --chunks 100
@@ -26,7 +26,7 @@ from chunkpilot.formats import get_format
 from chunkpilot.formats import staging
 from chunkpilot.spec import InputPin
 from chunkpilot.store import LocalStore, split_object_uri
-from launcher.collect.encode import encode
+from chunkpilot.control.collect.encode import encode
 
 
 def make_input(path: str, mb: int) -> int:

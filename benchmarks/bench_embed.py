@@ -58,9 +58,9 @@ def vectors_of(path: Path) -> dict[str, list[float]]:
 def run_chunkpilot(work: Path, inputs: Path, i: int) -> dict:
     sys.path.insert(0, str(REPO))
     from chunkpilot.spec import SuccessMarker
-    from launcher.collect import collect
-    from launcher.runs import open_run
-    from launcher.submit import SubmitOptions, plan_run, write_run
+    from chunkpilot.control.collect import collect
+    from chunkpilot.control.runs import open_run
+    from chunkpilot.control.submit import SubmitOptions, plan_run, write_run
 
     store = work / f"store-{i}"
     shutil.rmtree(store, ignore_errors=True)

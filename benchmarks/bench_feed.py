@@ -50,8 +50,8 @@ def main() -> None:
     import vllm
 
     from bench_throughput import engine_env, make_prompts
-    from launcher.runs import open_run
-    from launcher.submit import SubmitOptions, plan_run, write_run
+    from chunkpilot.control.runs import open_run
+    from chunkpilot.control.submit import SubmitOptions, plan_run, write_run
     from worker.engines.base import read_ahead
 
     info = print_machine({"vllm": vllm.__version__})

@@ -2,7 +2,7 @@
 
 A discrete-event model (``_fleet_sim.py``: no process, machine or store is real) of one run of
 1,000 chunks on a quota of 20 spot GPUs, driven by the launcher's own decisions
-(``launcher.reconcile.decide`` every poll, ``chunkpilot.claims.decide_take`` for every claim,
+(``chunkpilot.control.reconcile.decide`` every poll, ``chunkpilot.claims.decide_take`` for every claim,
 ``chunkpilot.splits.slowest_first`` / ``split_target`` for every split), for three ways of
 launching: one managed job per chunk (the old model), 20 pulling workers as managed jobs, and
 the same 20 workers on a warm SkyPilot pool. Prints every assumption, then cold starts, GPU-hours

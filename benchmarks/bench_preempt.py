@@ -54,8 +54,8 @@ def make_input(path: Path, n: int, chat: bool, seed: int) -> None:
 
 
 def new_run(work: Path, name: str, n: int, engine: str, engine_options: dict, seed: int):
-    from launcher.runs import open_run
-    from launcher.submit import SubmitOptions, plan_run, write_run
+    from chunkpilot.control.runs import open_run
+    from chunkpilot.control.submit import SubmitOptions, plan_run, write_run
 
     source = work / f"{name}.jsonl"
     make_input(source, n, chat=engine == "vllm", seed=seed)
@@ -130,7 +130,7 @@ def work_through(run, trace: Path, pass_seconds: float, rng: random.Random, env:
 
 def check_output(run, n: int) -> None:
     """The merged output holds every record once, in input order, whatever the kills did."""
-    from launcher.collect import collect
+    from chunkpilot.control.collect import collect
 
     out = Path(run.run_store.uri).parent / "merged.jsonl"
     report = collect(run, str(out))

@@ -141,7 +141,7 @@ def main() -> None:
         runs = [run_measured(cmd, env=env) for _ in range(args.repeats)]
         size = out.stat().st_size
         html = out.read_text()
-        chart_js = (Path(__file__).resolve().parents[1] / "launcher" / "report" / "vendor" / "chart.umd.min.js").stat().st_size
+        chart_js = (Path(__file__).resolve().parents[1] / "chunkpilot" / "control" / "report" / "vendor" / "chart.umd.min.js").stat().st_size
         start = html.index('id="report-data">') + len('id="report-data">')
         data = html[start:].split("</script>", 1)[0]
         data_bytes = len(data.encode())

@@ -45,7 +45,7 @@ from chunkpilot.spec import (
     SourceRange,
     SuccessMarker,
 )
-from launcher.backends.base import JobState, JobStatus
+from chunkpilot.control.backends.base import JobState, JobStatus
 
 BUCKET, RUN = "bench-status", "bench-status-run"
 CHUNK_BYTES = 1_000_000
@@ -151,11 +151,11 @@ def main() -> None:
     args = ap.parse_args()
     info = print_machine()
 
-    from launcher.attempts import AttemptBook
-    from launcher.observe import observe
-    from launcher.reconcile import decide
-    from launcher.runs import open_run
-    from launcher.watch import LookCache, WatchOptions, look, policy_for, reconcile_once
+    from chunkpilot.control.attempts import AttemptBook
+    from chunkpilot.control.observe import observe
+    from chunkpilot.control.reconcile import decide
+    from chunkpilot.control.runs import open_run
+    from chunkpilot.control.watch import LookCache, WatchOptions, look, policy_for, reconcile_once
 
     with s3_server() as (proxy, direct):
         t0 = time.perf_counter()

@@ -80,9 +80,9 @@ def engine_env() -> dict[str, str]:
 def run_chunkpilot(work: Path, prompts: Path, model_folder: str, i: int) -> dict:
     from chunkpilot.layout import PartName
     from chunkpilot.spec import SuccessMarker
-    from launcher.collect import collect
-    from launcher.runs import open_run
-    from launcher.submit import SubmitOptions, plan_run, write_run
+    from chunkpilot.control.collect import collect
+    from chunkpilot.control.runs import open_run
+    from chunkpilot.control.submit import SubmitOptions, plan_run, write_run
 
     store = work / f"store-{i}"
     shutil.rmtree(store, ignore_errors=True)  # a run redone (the machine was busy) starts afresh

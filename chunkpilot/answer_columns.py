@@ -8,7 +8,7 @@ with one row per line of the part, in the part's order:
   for embeddings the first vector (``list<float32>``; base64 vectors decoded); null for an error;
 * ``error``: ``struct<code, message>``, null when answered.
 
-These are the values ``launcher.collect.parquet`` reads from the part's lines when a part has no
+These are the values ``chunkpilot.control.collect.parquet`` reads from the part's lines when a part has no
 such file, so the output is the same either way. The file is an optional copy, never the record
 of what is committed: it is written after its part and only by the writer of that part (the one
 whose ``put_if_absent`` took the name, or found its own identical bytes there), so it can only be

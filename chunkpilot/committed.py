@@ -14,16 +14,18 @@ from chunkpilot.spec import Position
 from chunkpilot.store import ObjectInfo, Store
 
 
-def output_lines(store: Store, parts: list[tuple[PartName, ObjectInfo]]) -> Iterator[tuple[Position, dict]]:
-    """A chunk's output lines, parsed, each record once, in order (the merge plan, read line by line)."""
-    for step in merge_plan(parts, read_all=True):
+def output_lines(store: Store, parts: list[tuple[PartName, ObjectInfo]], end: Position | None = None
+                 ) -> Iterator[tuple[Position, dict]]:
+    """A chunk's output lines, parsed, each record once, in order (the merge plan, read line by line).
+    ``end``: where a split chunk ends now (``chunks.split_ends``); lines past it are its child's."""
+    for step in merge_plan(parts, read_all=True, end=end):
         if not isinstance(step, (Copy, Keep)):
             continue
         with store.open(step.item.key) as stream:
             for line in stream:
                 obj = json.loads(line)
                 position = position_of_id(obj.get("id"))
-                if step.after is None or position >= step.after:
+                if (step.after is None or position >= step.after) and (step.before is None or position < step.before):
                     yield position, obj
 
 

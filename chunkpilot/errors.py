@@ -47,3 +47,20 @@ class OutputError(ChunkpilotError):
 
 class CounterError(ChunkpilotError):
     """``collect``'s duplicate custom_id counter (a process of its own) failed: the output is not verified."""
+
+
+class RunFailedError(ChunkpilotError):
+    """A run driven to its end (``Run.wait``, ``launcher watch``) did not finish: chunks failed or
+    were cancelled, or its error budget ran out. ``failed`` maps each failed chunk to its reason;
+    ``cancelled`` lists the cancelled ones; ``over_budget`` is the budget's message (or None) and
+    ``paused`` says the run was paused for it. Committed results stay: ``collect`` with
+    ``allow_partial`` reads them."""
+
+    def __init__(self, message: str, run_id: str, failed: dict[str, str] | None = None,
+                 cancelled: list[str] | None = None, over_budget: str | None = None, paused: bool = False):
+        super().__init__(message)
+        self.run_id = run_id
+        self.failed = dict(failed or {})
+        self.cancelled = list(cancelled or [])
+        self.over_budget = over_budget
+        self.paused = paused

@@ -1,6 +1,6 @@
 """The launcher <-> machine contract of a worker job: which slot a job is, and how many engines it runs.
 
-A job learns who it is from its environment, set by the launcher (``launcher.skytask.job_envs``):
+A job learns who it is from its environment, set by the launcher (``chunkpilot.control.skytask.job_envs``):
 
 * ``CHUNKPILOT_WORKER`` / ``CHUNKPILOT_ATTEMPT``: the worker slot (``w3``) and which launch of it
   this job is — one job per launch request, the plain case.

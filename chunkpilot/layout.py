@@ -63,7 +63,7 @@ PROGRESS = "progress/"
 JOBS = "jobs/"
 HISTORY = "history/"
 POOL_LAUNCHES = "sky/launches/"  # one object per several-job pool launch: its SkyPilot name and members by rank
-LEDGER = "jobs/_ledger.json.gz"  # the watcher's copy of every attempt record (launcher.attempts)
+LEDGER = "jobs/_ledger.json.gz"  # the watcher's copy of every attempt record (chunkpilot.control.attempts)
 DONE_NAME = "_SUCCESS"
 STAGED = "staged/"
 

@@ -6,7 +6,7 @@ A page holds a marker line ``<!-- generated: NAME -->`` and the hook replaces it
 - ``error-codes``: ``chunkpilot.error_codes.ERROR_CODES`` (meaning and what to do), each with the
   modules that emit it, found by reading the source (``scan_error_codes``);
 - ``store-layout``: the run layout in ``chunkpilot/layout.py``'s docstring;
-- ``template-variables``: the per-job variables the launcher sets (``launcher.skytask``) and the
+- ``template-variables``: the per-job variables the launcher sets (``chunkpilot.control.skytask``) and the
   ``envs:``/``secrets:`` of every shipped task template, with their comments;
 - ``benchmark-ratios``: the main ratios of BENCHMARKS.md's summary table (``docs/gen_ratios.py``
   writes the same numbers into ``docs/assets/ratios.svg``).
@@ -46,7 +46,7 @@ def _call_name(node: ast.Call) -> str:
 def _scope_of(path: str, how: str) -> str:
     if how == "problem":
         return "batch-file"
-    if path.startswith("launcher/serve/") and how in ("ApiError", "not_found"):
+    if path.startswith("chunkpilot/control/serve/") and how in ("ApiError", "not_found"):
         return "api"
     return "record"
 
@@ -167,9 +167,9 @@ def _template_entries(text: str, section: str) -> list[tuple[str, str, str]]:
 
 
 def render_template_variables() -> str:
-    from launcher import skytask
+    from chunkpilot.control import skytask
 
-    source = (ROOT / "launcher" / "skytask.py").read_text(encoding="utf-8")
+    source = (ROOT / "chunkpilot" / "control" / "skytask.py").read_text(encoding="utf-8")
     comments = {}
     for line in source.splitlines():
         m = re.match(r"^ENV_[A-Z_]+ = \"(CHUNKPILOT_[A-Z_]+)\"\s*(?:#\s*(.*))?$", line)

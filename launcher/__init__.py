@@ -1,4 +1,8 @@
-"""chunkpilot's launcher: plans chunks, launches one job per chunk, tracks, relaunches, collects."""
+"""chunkpilot's command line: ``launcher submit|status|watch|collect|…``, thin over the library.
+
+Each command parses options, calls ``chunkpilot`` (the Python API and the control plane,
+``chunkpilot.control``), and renders (``render``). Nothing here is imported by ``chunkpilot``.
+"""
 
 from chunkpilot import __version__
 

@@ -18,10 +18,10 @@ from rich.console import Console
 from rich.markup import escape
 
 from chunkpilot import __version__
-from chunkpilot.errors import ChunkpilotError, IncompleteRunError
+from chunkpilot.errors import ChunkpilotError
 from chunkpilot.spec import DEFAULT_MAX_ERROR_RATE
 from chunkpilot.store import default_store_uri
-from launcher.backends import BACKENDS, make_backend
+from chunkpilot.control.backends import BACKENDS, make_backend
 
 
 def _console(stderr: bool) -> Console:
@@ -196,15 +196,16 @@ def submit(inputs, watch, dry_run, from_step, tokens_per_second, **given):
           --model Qwen/Qwen2.5-7B-Instruct --store s3://bkt/runs --secret HF_TOKEN
       launcher submit examples/pipeline.yaml --chunks 4 --watch    # a multi-step pipeline
     """
-    from launcher.pipeline.plan import load_pipeline_file
-    from launcher.render import dry_run_listing, plan_summary
-    from launcher.submit import SubmitOptions, plan_run, write_run
+    from chunkpilot.control.pipeline.plan import load_pipeline_file
+    from chunkpilot.control.submit import SubmitOptions, submit_run
+    from chunkpilot.control.watch import WatchOptions
+    from launcher.render import plan_summary
 
     if tokens_per_second is not None and not dry_run:
         raise click.UsageError("--tokens-per-second is for --dry-run's cost estimate")
     options = SubmitOptions.from_cli(inputs, given)
     if len(inputs) == 1 and load_pipeline_file(inputs[0]) is not None:
-        from launcher.pipeline.commands import submit_pipeline
+        from launcher.cli_pipeline import submit_pipeline
 
         if tokens_per_second is not None:
             raise click.UsageError("--tokens-per-second: the cost estimate covers single runs, not pipeline files yet")
@@ -212,52 +213,44 @@ def submit(inputs, watch, dry_run, from_step, tokens_per_second, **given):
         return submit_pipeline(inputs[0], options, watch, dry_run, from_step, console, err)
     if from_step is not None:
         raise click.UsageError("--from-step applies to a pipeline file (a .yaml with 'steps:')")
-    plan = plan_run(options, stage=not dry_run)
+    if dry_run:
+        return _dry_run(options, tokens_per_second)
+    run = submit_run(options, on_plan=lambda plan: err.print(plan_summary(plan), markup=False), watch=watch)
+    console.print(run.spec.run_id)
+    if watch:
+        sys.exit(_watch(run, WatchOptions()))
+    where = _store_arg(run.store_uri)
+    err.print(
+        f"launched; follow with `launcher status {run.spec.run_id}{where}`"
+        + (f" and drive it with `launcher watch {run.spec.run_id}{where}`" if run.spec.backend == "local" else "")
+    )
+
+
+def _dry_run(options, tokens_per_second) -> None:
+    """``submit --dry-run``: the plan, a preview of the prompts, the sky task and the estimate; nothing written."""
+    from chunkpilot.control.estimate_facts import estimate_text
+    from chunkpilot.control.submit import check_launchable, plan_run, preview
+    from launcher.render import dry_run_listing, plan_summary, prompt_preview
+
+    plan = plan_run(options, stage=False)
     spec, store_uri = plan.spec, options.store_uri
     err.print(plan_summary(plan), markup=False)
     sky_text, accelerators, hourly = None, None, None
-    if spec.backend == "sky":
-        from launcher.backends.sky import estimate_price, price_lines, validate_run
-        from launcher.backends.sky_sdk import sky_version
+    sky_plan = check_launchable(plan, store_uri, launching=False)
+    if sky_plan is not None:
+        from chunkpilot.control.backends.sky import estimate_price, price_lines
+        from chunkpilot.control.backends.sky_sdk import sky_version
+        from chunkpilot.control.skytask import accelerator_choices
         from launcher.render import sky_dry_run
-        from launcher.skytask import accelerator_choices
 
-        sky_plan = validate_run(spec, plan.manifests, store_uri, launching=not dry_run)
-        prices = price_lines(spec, sky_plan.first[0]) if dry_run else []
-        sky_text = sky_dry_run(spec, plan.manifests, sky_plan, sky_version(), prices)
-        if dry_run:
-            accelerators, hourly = accelerator_choices(sky_plan.first[0]), estimate_price(spec, sky_plan.first[0])
-    if dry_run:
-        from launcher.estimate_facts import estimate_text
-        from launcher.render import prompt_preview
-        from launcher.submit import preview
-
-        console.print(dry_run_listing(spec, plan.manifests), markup=False)
-        console.print(prompt_preview(preview(spec, plan.manifests[0])), markup=False)
-        console.print(sky_text or "", markup=False)
-        console.print(estimate_text(spec, plan.manifests, store_uri, tokens_per_second, accelerators, hourly),
-                      markup=False)
-        err.print("dry run: nothing written")
-        return
-    write_run(plan, store_uri)
-    console.print(spec.run_id)
-    _start(spec, store_uri, watch)
-
-
-def _start(spec, store_uri: str, watch: bool) -> None:
-    """Launch a run just written: drive it to its end (``--watch``), or launch what may start now."""
-    from launcher.runs import open_run
-    from launcher.watch import WatchOptions, reconcile_once
-
-    run = open_run(store_uri, spec.run_id)
-    if watch:
-        sys.exit(_watch(run, WatchOptions()))
-    reconcile_once(run, make_backend(spec, store_uri), WatchOptions(), set())
-    where = _store_arg(store_uri)
-    err.print(
-        f"launched; follow with `launcher status {spec.run_id}{where}`"
-        + (f" and drive it with `launcher watch {spec.run_id}{where}`" if spec.backend == "local" else "")
-    )
+        sky_text = sky_dry_run(spec, plan.manifests, sky_plan, sky_version(), price_lines(spec, sky_plan.first[0]))
+        accelerators, hourly = accelerator_choices(sky_plan.first[0]), estimate_price(spec, sky_plan.first[0])
+    console.print(dry_run_listing(spec, plan.manifests), markup=False)
+    console.print(prompt_preview(preview(spec, plan.manifests[0])), markup=False)
+    console.print(sky_text or "", markup=False)
+    console.print(estimate_text(spec, plan.manifests, store_uri, tokens_per_second, accelerators, hourly),
+                  markup=False)
+    err.print("dry run: nothing written")
 
 
 def _hb(n: float) -> str:
@@ -270,9 +263,9 @@ def _watch(run, options) -> int:
     """Drive ``run`` to its end with a progress line; the exit code says how it ended."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from launcher.reconcile import ChunkState
+    from chunkpilot.control.watch import outcome
+    from chunkpilot.control.watch import watch as watch_loop
     from launcher.render import progress_line, run_summary
-    from launcher.watch import watch as watch_loop
 
     backend = make_backend(run.spec, run.store_uri)
     interactive = err.is_terminal
@@ -303,9 +296,8 @@ def _watch(run, options) -> int:
             f"`launcher watch {run.spec.run_id}{where}`, stop them with `launcher cancel {run.spec.run_id}{where}`"
         )
         return 130
-    decision = result.decision
-    failed = {c: r.reason for c, r in ((r.chunk, r) for r in result.report.rows) if decision.states.get(c) is ChunkState.FAILED}
-    cancelled = [c for c, s in decision.states.items() if s is ChunkState.CANCELLED]
+    ended = outcome(result)
+    failed, cancelled = ended.failed, ended.cancelled
     for chunk, reason in failed.items():
         err.print(f"[red]chunk {chunk} failed[/]: {escape(reason)}")
     err.print(escape(run_summary(result.report)))
@@ -320,7 +312,7 @@ def _watch(run, options) -> int:
         err.print(f"[red]{len(failed)} chunk(s) failed, {len(cancelled)} cancelled[/]; see `launcher status {run.spec.run_id}{where}`"
                   + (f"; `launcher watch {run.spec.run_id}{where}` resumes a cancelled run" if cancelled else ""))
         return 1
-    err.print(f"[green]all {len(decision.states)} chunk(s) done[/]: `launcher collect {run.spec.run_id}{where} "
+    err.print(f"[green]all {len(result.decision.states)} chunk(s) done[/]: `launcher collect {run.spec.run_id}{where} "
               f"{collect_target(run.spec)}`")
     return 0
 
@@ -337,7 +329,7 @@ def collect_target(spec) -> str:
 
 
 def _price_override(price_per_hour, on_demand):
-    from launcher.pricing import Price
+    from chunkpilot.control.pricing import Price
 
     if on_demand is not None and price_per_hour is None:
         raise click.UsageError("--on-demand-price-per-hour is compared with what the run costs: give --price-per-hour too")
@@ -372,28 +364,21 @@ def status(run_id, store_uri, as_json, price_per_hour, on_demand_price_per_hour)
       launcher status my-run --price-per-hour 0.35 --on-demand-price-per-hour 1.01
     """
     price = _price_override(price_per_hour, on_demand_price_per_hour)
-    from launcher.observe import observe
-    from launcher.pipeline.plan import open_pipeline
+    from chunkpilot.control.pipeline.plan import open_pipeline
+    from chunkpilot.control.runs import open_run
+    from chunkpilot.control.watch import status_document, status_of
     from launcher.render import status_table, workers_table
-    from launcher.runs import open_run
-    from launcher.watch import WatchOptions, decide_run, look
 
     doc = open_pipeline(store_uri, run_id)
     if doc is not None:
-        from launcher.pipeline.commands import status_command
+        from launcher.cli_pipeline import status_command
 
         return status_command(store_uri, doc, as_json, console)
     run = open_run(store_uri, run_id)
-    observed = observe(run.run_store, run.spec, make_backend(run.spec, store_uri))
-    decision = decide_run(run, observed, WatchOptions())
-    report = look(run, decision, observed, price=price)
+    report = status_of(run, make_backend(run.spec, store_uri), price)
     paused = run.cancel_marker()
     if as_json:
-        data = report.to_dict()
-        data["paused"] = None if paused is None else dataclasses.asdict(paused)
-        data["model"] = {"engine": run.spec.engine, "name": run.spec.model, "revision": run.spec.model_revision,
-                         "pinned": not run.spec.model_revision.startswith("unpinned:")}
-        click.echo(json.dumps(data, indent=1))
+        click.echo(json.dumps(status_document(run, report, paused), indent=1))
         return
     console.print(status_table(report, run.spec))
     if report.workers:
@@ -424,8 +409,8 @@ def report(run_id, store_uri, output, price_per_hour, on_demand_price_per_hour):
       launcher report my-run --price-per-hour 0.35 -o report.html    # price a local run
     """
     from launcher.render import human_bytes
-    from launcher.report import report_html, write_report
-    from launcher.runs import open_run
+    from chunkpilot.control.report import report_html, write_report
+    from chunkpilot.control.runs import open_run
 
     price = _price_override(price_per_hour, on_demand_price_per_hour)
     run = open_run(store_uri, run_id)
@@ -460,16 +445,16 @@ def watch(run_id, store_uri, max_attempts, max_error_rate, interval):
       launcher watch my-run --max-attempts 5
       launcher watch my-run --max-error-rate 0.5     # resume a run paused by its error budget
     """
-    from launcher.pipeline.plan import open_pipeline
-    from launcher.runs import open_run
-    from launcher.watch import WatchOptions
+    from chunkpilot.control.pipeline.plan import open_pipeline
+    from chunkpilot.control.runs import open_run
+    from chunkpilot.control.watch import WatchOptions
 
     options = WatchOptions(max_attempts=max_attempts, max_error_rate=max_error_rate)
     if interval is not None:
         options = dataclasses.replace(options, interval=interval)
     doc = open_pipeline(store_uri, run_id)
     if doc is not None:
-        from launcher.pipeline.commands import watch_command
+        from launcher.cli_pipeline import watch_command
 
         sys.exit(watch_command(store_uri, doc, options, err))
     run = open_run(store_uri, run_id)
@@ -501,14 +486,14 @@ def collect(run_id, store_uri, output, fmt, output_key, allow_partial, step):
       launcher collect my-run --store s3://bkt/runs -o s3://bkt/results/my-run.jsonl
       launcher collect my-run -o partial.jsonl --allow-partial
     """
-    from launcher.collect import collect_to
-    from launcher.pipeline.plan import open_pipeline
+    from chunkpilot.control.collect import check_counts, collect_to
+    from chunkpilot.control.pipeline.plan import open_pipeline
     from launcher.render import collect_summary
-    from launcher.runs import open_run
+    from chunkpilot.control.runs import open_run
 
     doc = open_pipeline(store_uri, run_id)
     if doc is not None:
-        from launcher.pipeline.commands import collect_command
+        from launcher.cli_pipeline import collect_command
 
         return collect_command(store_uri, doc, output, step, allow_partial, err)
     if step is not None:
@@ -516,8 +501,7 @@ def collect(run_id, store_uri, output, fmt, output_key, allow_partial, step):
     run = open_run(store_uri, run_id)
     report = collect_to(run, output, allow_partial, fmt=fmt, output_key=output_key)
     collect_summary(err, report, output)
-    if report.mismatched_chunks:
-        raise IncompleteRunError("output counts do not match the done markers; the output may be incomplete")
+    check_counts(report)
 
 
 @cli.command()
@@ -535,8 +519,8 @@ def cancel(run_id, store_uri):
       launcher cancel run-20261203-101500-3f2a
       launcher watch run-20261203-101500-3f2a        # later: carry on
     """
-    from launcher.runs import open_run, run_entry
-    from launcher.watch import pause
+    from chunkpilot.control.runs import open_run, run_entry
+    from chunkpilot.control.watch import pause
 
     run = open_run(store_uri, run_id)
     entry = run_entry(run)
@@ -567,7 +551,7 @@ def runs(store_uri, as_json):
     """
     from rich.table import Table
 
-    from launcher.runs import RESUBMIT, list_runs
+    from chunkpilot.control.runs import RESUBMIT, list_runs
 
     found = list_runs(store_uri)
     if as_json:
@@ -594,8 +578,8 @@ def runs(store_uri, as_json):
 
 def _failure(entry) -> dict:
     """Why a failed run stopped, for ``runs``: the fail-fast code (if that is what stopped it), the
-    reason, and the command that resumes it when one does (``launcher.runs``)."""
-    from launcher.runs import fail_fast_code, why_stopped
+    reason, and the command that resumes it when one does (``chunkpilot.control.runs``)."""
+    from chunkpilot.control.runs import fail_fast_code, why_stopped
 
     code = fail_fast_code(entry.stopped)
     if entry.stopped:
@@ -647,7 +631,7 @@ def serve(**given):
       launcher serve --host 0.0.0.0 --api-key-env TEAM_A --api-key-env TEAM_B --backend sky \\
           --gpus L4:1 --model qwen=Qwen/Qwen2.5-7B-Instruct --store s3://bkt/serve
     """
-    from launcher.serve.server import Server, config_from_options
+    from chunkpilot.control.serve.server import Server, config_from_options
 
     config = config_from_options(given, os.environ)
     server = Server(config)

@@ -1,4 +1,4 @@
-"""``launcher pool up|status|down NAME``: the SkyPilot pool a run's workers can run on (thin: ``launcher.pools``)."""
+"""``launcher pool up|status|down NAME``: the SkyPilot pool a run's workers can run on (thin: ``chunkpilot.control.pools``)."""
 
 from __future__ import annotations
 
@@ -37,9 +37,9 @@ def register(cli: click.Group, handle_errors, console, err) -> None:
         """Create or update pool NAME from the task template (setup once per pool worker)."""
         import yaml
 
-        from launcher.pools import plan_pool, pool_up
-        from launcher.skytask import BlockDumper, TaskOptions, display_config, redact
-        from launcher.wheel import dist_dir
+        from chunkpilot.control.pools import plan_pool, pool_up
+        from chunkpilot.control.skytask import BlockDumper, TaskOptions, display_config, redact
+        from chunkpilot.control.wheel import dist_dir
 
         options = TaskOptions(template=template, gpus=gpus, infra=infra, use_spot=use_spot, image=image,
                               secrets=tuple(secrets))
@@ -58,7 +58,7 @@ def register(cli: click.Group, handle_errors, console, err) -> None:
     @handle_errors
     def status(name):
         """Show pool NAME (or every pool): status and workers ready."""
-        from launcher.pools import pool_status, status_lines
+        from chunkpilot.control.pools import pool_status, status_lines
 
         rows = pool_status(name)
         console.print("\n".join(status_lines(rows)) or f"no pool {name or ''}".strip(), markup=False)
@@ -68,7 +68,7 @@ def register(cli: click.Group, handle_errors, console, err) -> None:
     @handle_errors
     def down(name):
         """Tear pool NAME down."""
-        from launcher.pools import pool_down
+        from chunkpilot.control.pools import pool_down
 
         pool_down(name)
         err.print(f"pool {name}: down")

@@ -8,13 +8,13 @@ from rich.console import Console
 from rich.markup import escape
 
 from chunkpilot.spec import ChunkManifest, RunSpec
-from launcher.collect import CollectReport
+from chunkpilot.control.collect import CollectReport
 
 if TYPE_CHECKING:  # not imported for `collect`, whose start-up is part of its benchmarked time
     from rich.table import Table
 
-    from launcher.backends.sky import SkyPlan
-    from launcher.status import StatusReport
+    from chunkpilot.control.backends.sky import SkyPlan
+    from chunkpilot.control.status import StatusReport
 
 _STATE_STYLE = {"DONE": "green", "RUNNING": "cyan", "PENDING": "dim", "RETRYING": "yellow", "FAILED": "red bold", "CANCELLED": "magenta"}
 
@@ -44,7 +44,7 @@ def human_seconds(s: float | None) -> str:
 
 
 def _codes(codes: dict[str, int] | None) -> str:
-    from launcher.status import top_codes
+    from chunkpilot.control.status import top_codes
 
     return top_codes(codes or {})
 
@@ -271,7 +271,7 @@ def sky_dry_run(spec: RunSpec, manifests: list[ChunkManifest], plan: SkyPlan, sk
 
     import yaml
 
-    from launcher.skytask import BlockDumper, accelerator_choices, display_config, redact, worker_lines
+    from chunkpilot.control.skytask import BlockDumper, accelerator_choices, display_config, redact, worker_lines
 
     cfg, envs, secrets = plan.first
     resources = cfg.get("resources") or {}

@@ -86,8 +86,8 @@ def read_jsonl(path: Path) -> list[dict]:
 @pytest.fixture
 def make_run(store_uri):
     """Plan and write a run (echo engine unless told otherwise); returns the OpenRun."""
-    from launcher.runs import open_run
-    from launcher.submit import SubmitOptions, plan_run, write_run
+    from chunkpilot.control.runs import open_run
+    from chunkpilot.control.submit import SubmitOptions, plan_run, write_run
 
     def make(inputs, chunks=1, **kw):
         kw.setdefault("engine", "echo")

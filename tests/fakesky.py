@@ -193,7 +193,7 @@ class FakeJobs:
 
 
 class FakeSky:
-    """Injected with ``SkyBackend(..., sdk=fake)`` or ``launcher.backends.sky_sdk.use_sdk(fake)``."""
+    """Injected with ``SkyBackend(..., sdk=fake)`` or ``chunkpilot.control.backends.sky_sdk.use_sdk(fake)``."""
 
     local_paths_reachable = True  # jobs run on this machine: they can read a local store
     ClusterNotUpError = sky.exceptions.ClusterNotUpError

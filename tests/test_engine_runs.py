@@ -105,7 +105,7 @@ def test_vllm_run_survives_kills(tmp_path, engine_input, reference_run, store_ur
     finally:
         watch.kill()
     out = tmp_path / "killed.jsonl"
-    from launcher.collect import collect
+    from chunkpilot.control.collect import collect
 
     report = collect(run, str(out))
     rows = read_jsonl(out)

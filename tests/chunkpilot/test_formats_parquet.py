@@ -92,8 +92,8 @@ def test_a_file_that_is_no_parquet_is_named(tmp_path):
 def test_parquet_in_and_out_with_workers_killed(dataset, tmp_path, store_uri, cli, make_run):
     """--input-key over a column with some nulls, 8 chunks on 4 workers, 3 workers SIGKILLed mid-chunk: the
     Parquet output has exactly the input rows, in order, every column equal in value and type."""
-    from launcher.backends import make_backend
-    from launcher.watch import WatchOptions, reconcile_once
+    from chunkpilot.control.backends import make_backend
+    from chunkpilot.control.watch import WatchOptions, reconcile_once
 
     run = make_run([dataset], chunks=8, workers=4, commit_records=10, input_key="text", max_error_rate=1.0,
                    engine_options={"delay": 0.01, "batch": 2})

@@ -7,7 +7,7 @@ import html
 import re
 
 from chunkpilot.error_codes import ERROR_CODES
-from launcher import skytask
+from chunkpilot.control import skytask
 
 from .conftest import ROOT
 

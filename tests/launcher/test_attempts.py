@@ -8,8 +8,8 @@ from chunkpilot import layout
 from chunkpilot.history import History
 from chunkpilot.spec import AttemptRecord
 from chunkpilot.store.local import LocalStore
-from launcher.attempts import AttemptBook, list_lives
-from launcher.observe import Observed, list_attempts
+from chunkpilot.control.attempts import AttemptBook, list_lives
+from chunkpilot.control.observe import Observed, list_attempts
 
 CHUNKS = [f"{i:04d}" for i in range(10)]
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from chunkpilot.errors import LeaseHeldError
-from launcher.lease import Lease
-from launcher.runs import open_run
+from chunkpilot.control.lease import Lease
+from chunkpilot.control.runs import open_run
 from tests.conftest import read_jsonl, write_jsonl
 
 HOSTILE = [
@@ -156,8 +156,8 @@ def test_cancel_pauses_and_watch_resumes(tmp_path, store_uri, cli, make_run):
     path = write_jsonl(tmp_path / "a.jsonl", [{"prompt": f"x {i}"} for i in range(600)])
     run = make_run([path], chunks=2, workers=1, max_attempts=1, commit_records=20,
                    engine_options={"delay": 0.01, "batch": 1})
-    from launcher.backends import make_backend
-    from launcher.watch import WatchOptions, reconcile_once
+    from chunkpilot.control.backends import make_backend
+    from chunkpilot.control.watch import WatchOptions, reconcile_once
 
     reconcile_once(run, make_backend(run.spec, store_uri), WatchOptions(), set())
     claim = Path(store_uri) / run.spec.run_id / "claims" / "0000.json"

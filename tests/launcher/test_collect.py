@@ -9,7 +9,7 @@ import pytest
 from chunkpilot.errors import OutputError, StoreError
 from chunkpilot.layout import PartName
 from chunkpilot.spec import SuccessMarker
-from launcher.collect import collect
+from chunkpilot.control.collect import collect
 from tests.conftest import write_jsonl
 from worker.loop import WorkerOptions, run_worker
 
@@ -126,7 +126,7 @@ def test_markers_carry_one_custom_id_hash_per_record(make_run, mixed_input):
 
 
 def test_collect_writes_to_an_s3_destination(tmp_path, make_run, mixed_input, s3_bucket, s3_admin_client):
-    from launcher.collect import collect_to
+    from chunkpilot.control.collect import collect_to
 
     run = make_run([mixed_input], chunks=3)
     finish(run, ["0000", "0001", "0002"])

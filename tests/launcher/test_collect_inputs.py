@@ -103,7 +103,7 @@ def test_the_worker_records_the_digest_of_each_chunks_input_bytes(finished, stor
     import hashlib
 
     from chunkpilot.spec import ChunkManifest, SuccessMarker
-    from launcher.runs import open_run
+    from chunkpilot.control.runs import open_run
 
     run = open_run(store_uri, "trust")
     data = finished.read_bytes()

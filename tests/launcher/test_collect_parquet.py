@@ -12,7 +12,7 @@ from chunkpilot.output import error_line, ok_line
 from chunkpilot.requests import Request, Result
 from chunkpilot.store.local import LocalStore
 from chunkpilot.merge import Drop, merge_plan
-from launcher.collect.parquet import _line_schema, parts_answers
+from chunkpilot.control.collect.parquet import _line_schema, parts_answers
 
 RUN = "r"
 

@@ -7,7 +7,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from chunkpilot.layout import PartName
-from launcher.collect import collect
+from chunkpilot.control.collect import collect
 from tests.conftest import read_jsonl, write_jsonl
 from worker.loop import WorkerOptions, run_worker
 

@@ -6,8 +6,8 @@ import pytest
 
 from chunkpilot.history import Life
 from chunkpilot.spec import AttemptRecord
-from launcher.cost import interruptions, run_cost
-from launcher.pricing import Price, price_for, user_price
+from chunkpilot.control.cost import interruptions, run_cost
+from chunkpilot.control.pricing import Price, price_for, user_price
 
 
 def record(chunk, attempt, launched, ended=None, price=1.0, on_demand=3.0, state="DONE"):

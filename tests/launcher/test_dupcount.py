@@ -11,17 +11,17 @@ from pathlib import Path
 
 import pytest
 
-import launcher
+import chunkpilot
 from chunkpilot.errors import CounterError
 from chunkpilot.spec import encode_hashes
-from launcher.dupcount import CounterProcess, DuplicateCounter, _child_env, _isin_sorted
+from chunkpilot.control.dupcount import CounterProcess, DuplicateCounter, _child_env, _isin_sorted
 
 
 @pytest.mark.parametrize("with_numpy", [True, False])
 @pytest.mark.parametrize("budget", [1 << 20, 1000, 40])  # in memory; spilled once; spilled and split again
 def test_duplicate_counter_counts_exactly_in_memory_and_spilled(budget, with_numpy, monkeypatch):
     if not with_numpy:  # a launcher-only install: plain Python, same answers
-        monkeypatch.setattr("launcher.dupcount._NUMPY", [None])
+        monkeypatch.setattr("chunkpilot.control.dupcount._NUMPY", [None])
     rng = random.Random(7)
     values = [rng.getrandbits(64) for _ in range(5000)]
     hashes = values + [values[10], values[4000], values[10], values[123]]  # 3 distinct repeated values
@@ -38,7 +38,7 @@ def test_duplicate_counter_counts_exactly_in_memory_and_spilled(budget, with_num
 @pytest.mark.parametrize("with_numpy", [True, False])
 def test_one_custom_id_on_more_records_than_the_budget_is_still_counted(with_numpy, monkeypatch):
     if not with_numpy:
-        monkeypatch.setattr("launcher.dupcount._NUMPY", [None])
+        monkeypatch.setattr("chunkpilot.control.dupcount._NUMPY", [None])
     same = (1 << 64) - 12345  # no split by hash bits can separate these
     hashes = [same] * 300 + list(range(1, 200))
     with DuplicateCounter(budget=50) as counter:
@@ -63,13 +63,13 @@ def test_a_counter_process_that_dies_is_one_clear_error():
     with CounterProcess(5) as process:
         process._proc.kill()
         process._proc.wait()
-        with pytest.raises(CounterError, match=r"launcher.dupcount\) ended with code -9"):
+        with pytest.raises(CounterError, match=r"chunkpilot.control.dupcount\) ended with code -9"):
             process.add(encode_hashes(array("Q", range(10_000))), 0)  # larger than stdin's buffer: reaches the pipe
 
 
 def test_a_truncated_frame_is_refused_not_counted_short():
     frame = (7).to_bytes(8, "little") + (100).to_bytes(8, "little") + b"AAAA"
-    done = subprocess.run([sys.executable, "-m", "launcher.dupcount", "5"], input=frame, capture_output=True)
+    done = subprocess.run([sys.executable, "-m", "chunkpilot.control.dupcount", "5"], input=frame, capture_output=True)
     assert done.returncode != 0 and b"truncated frame (4 of 100 bytes)" in done.stderr and not done.stdout
 
 
@@ -88,4 +88,4 @@ def test_isin_sorted_matches_a_set_lookup(distinct):
 def test_the_counter_process_imports_this_checkout_first(monkeypatch):
     monkeypatch.setenv("PYTHONPATH", "/somewhere/else")
     path = _child_env()["PYTHONPATH"].split(os.pathsep)
-    assert Path(path[0], "launcher", "__init__.py") == Path(launcher.__file__).resolve() and path[1:] == ["/somewhere/else"]
+    assert Path(path[0], "chunkpilot", "__init__.py") == Path(chunkpilot.__file__).resolve() and path[1:] == ["/somewhere/else"]

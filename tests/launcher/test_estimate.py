@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from chunkpilot.requests import RecordError, Request
-from launcher.estimate import (HourlyPrice, JobShape, Throughput, TokenSample, estimate, measured_rate,
+from chunkpilot.control.estimate import (HourlyPrice, JobShape, Throughput, TokenSample, estimate, measured_rate,
                                prompt_chars, sample_tokens)
 from tests.conftest import write_jsonl
 

@@ -7,7 +7,7 @@ import pytest
 
 from chunkpilot.errors import InputError
 from chunkpilot.formats.jsonl import not_jsonl_reason
-from launcher.inputs import resolve_inputs
+from chunkpilot.control.inputs import resolve_inputs
 
 
 def _folder(root):

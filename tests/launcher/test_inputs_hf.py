@@ -62,7 +62,7 @@ def test_the_dry_run_names_each_input_with_format_size_and_pinned_commit(cli, sh
 
 
 def test_limit_50_plans_exactly_50_records(shards, store_uri):
-    from launcher.submit import SubmitOptions, plan_run
+    from chunkpilot.control.submit import SubmitOptions, plan_run
 
     plan = plan_run(SubmitOptions(inputs=("hf://datasets/org/shards@main",), chunks=4, store_uri=store_uri,
                                   engine="echo", input_key="text", split="train", limit=50), stage=False)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from chunkpilot.claims import Claim
-from launcher.backends.base import JobState, JobStatus
-from launcher.reconcile import Cancel, ChunkState, ChunkView, Launch, Policy, Release, WorkerView, decide, slot_limit
+from chunkpilot.control.backends.base import JobState, JobStatus
+from chunkpilot.control.reconcile import Cancel, ChunkState, ChunkView, Launch, Policy, Release, WorkerView, decide, slot_limit
 
 NOW = 1_000_000.0
 

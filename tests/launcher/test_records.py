@@ -68,8 +68,8 @@ def test_a_template_over_fields_with_answers_merged_back(tmp_path, store_uri, cl
 
 def test_records_survive_killed_workers_exactly_once(tmp_path, store_uri, cli, make_run):
     from chunkpilot.prompts import PromptSpec
-    from launcher.backends import make_backend
-    from launcher.watch import WatchOptions, reconcile_once
+    from chunkpilot.control.backends import make_backend
+    from chunkpilot.control.watch import WatchOptions, reconcile_once
 
     inputs = records(600)
     path = write_jsonl(tmp_path / "records.jsonl", inputs)

@@ -8,10 +8,10 @@ from chunkpilot.claims import Claim
 from chunkpilot.layout import PartName
 from chunkpilot.spec import ChunkSummary, InputPin, RunSpec
 from chunkpilot.store import ObjectInfo
-from launcher.backends.base import JobStatus
-from launcher.observe import ChunkDetail, ChunkObservation
-from launcher.reconcile import ChunkState, Decision
-from launcher.status import chunks_needing_detail, summarize
+from chunkpilot.control.backends.base import JobStatus
+from chunkpilot.control.observe import ChunkDetail, ChunkObservation
+from chunkpilot.control.reconcile import ChunkState, Decision
+from chunkpilot.control.status import chunks_needing_detail, summarize
 
 T0 = 1_800_000_000.0
 

@@ -9,9 +9,9 @@ import time
 from pathlib import Path
 
 from chunkpilot.spec import AttemptRecord
-from launcher.backends import make_backend
-from launcher.backends.local import LocalBackend
-from launcher.watch import WatchOptions, reconcile_once
+from chunkpilot.control.backends import make_backend
+from chunkpilot.control.backends.local import LocalBackend
+from chunkpilot.control.watch import WatchOptions, reconcile_once
 from tests.conftest import big_prompts, read_jsonl
 
 

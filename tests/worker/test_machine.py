@@ -32,7 +32,7 @@ def test_the_job_exit_code_says_what_to_do_with_the_machine():
 
 def _rendered_run_script(make_run, inputs: Path, tmp_path: Path):
     """The default template's run script and a job's envs, rendered by the launcher for worker w0."""
-    from launcher.skytask import RunTasks
+    from chunkpilot.control.skytask import RunTasks
 
     run = make_run([inputs], chunks=6, backend="sky", workers=1,
                    engine_options={"delay": 0.01, "batch": 2, "max_in_flight": 4})

@@ -13,7 +13,7 @@ from pathlib import Path
 from chunkpilot.layout import PartName
 from chunkpilot.output import position_of_line
 from chunkpilot.spec import SuccessMarker
-from launcher.collect import collect
+from chunkpilot.control.collect import collect
 from tests.conftest import big_prompts
 from worker.commit import CommittedSet
 

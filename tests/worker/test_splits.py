@@ -21,7 +21,7 @@ from chunkpilot.chunks import run_chunk_ids
 from chunkpilot.errors import StoreError
 from chunkpilot.formats import get_format
 from chunkpilot.spec import ChunkManifest, SuccessMarker, WorkerBeat
-from launcher.collect import collect
+from chunkpilot.control.collect import collect
 from tests.conftest import big_prompts
 
 ROOT = Path(__file__).resolve().parents[2]

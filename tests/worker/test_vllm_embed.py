@@ -118,8 +118,8 @@ def test_a_killed_embedding_run_gives_one_vector_per_row_in_parquet(tmp_path, st
     run = make_run([path], chunks=3, workers=2, engine="vllm", task="embed", input_key="text", commit_records=10,
                    commit_seconds=0.5)
     assert run.spec.model == "all-minilm-l6-v2" and run.spec.model_revision.startswith("bundled-")
-    from launcher.backends import make_backend
-    from launcher.watch import WatchOptions, reconcile_once
+    from chunkpilot.control.backends import make_backend
+    from chunkpilot.control.watch import WatchOptions, reconcile_once
 
     reconcile_once(run, make_backend(run.spec, store_uri), WatchOptions(), set())
     run_dir = Path(store_uri) / run.spec.run_id

@@ -67,7 +67,7 @@ def sky_catalog(sky) -> Path:
 @pytest.fixture
 def fake_sky(sky, tmp_path):
     """A FakeSky that every backend built through make_backend (the CLI) uses."""
-    from launcher.backends import sky_sdk as sky_backend
+    from chunkpilot.control.backends import sky_sdk as sky_backend
     from tests.fakesky import FakeSky
 
     fake = FakeSky(tmp_path / "fake-sky")

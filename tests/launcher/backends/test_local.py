@@ -7,8 +7,8 @@ import os
 import subprocess
 import sys
 
-from launcher.backends.base import JobStatus
-from launcher.backends.local import LocalBackend
+from chunkpilot.control.backends.base import JobStatus
+from chunkpilot.control.backends.local import LocalBackend
 
 
 def dead_pid() -> int:

@@ -22,8 +22,8 @@ import yaml
 from click.testing import CliRunner
 
 from chunkpilot.errors import ConfigError
-from launcher.backends.base import JobState, JobStatus, LaunchRequest
-from launcher.submit import SubmitOptions, plan_run
+from chunkpilot.control.backends.base import JobState, JobStatus, LaunchRequest
+from chunkpilot.control.submit import SubmitOptions, plan_run
 
 SECRET = "hf_SECRETVALUE123"
 
@@ -64,7 +64,7 @@ def flat(text: str) -> str:
 
 
 def broken_template(tmp_path: Path, old: str, new: str) -> Path:
-    from launcher.skytask import find_template
+    from chunkpilot.control.skytask import find_template
 
     text = find_template(None).read_text()
     assert old in text, old
@@ -100,8 +100,8 @@ def test_fake_sdk_has_the_real_signatures(sky, tmp_path):
 
 
 def test_the_real_sdk_cannot_start_a_server_here(sky, tmp_path):
-    from launcher.backends.sky import SkyBackend, SkyBackendError
-    from launcher.backends.sky_sdk import SkySdk
+    from chunkpilot.control.backends.sky import SkyBackend, SkyBackendError
+    from chunkpilot.control.backends.sky_sdk import SkySdk
 
     p = plan(tmp_path)
     backend = SkyBackend(p.spec, str(tmp_path / "runs"), sdk=SkySdk(), retry_seconds=0)
@@ -115,7 +115,7 @@ def test_the_real_sdk_cannot_start_a_server_here(sky, tmp_path):
 
 
 def test_shipped_templates_are_found_by_name():
-    from launcher.skytask import DEFAULT_TEMPLATE, find_template, shipped_templates
+    from chunkpilot.control.skytask import DEFAULT_TEMPLATE, find_template, shipped_templates
 
     names = [p.name for p in shipped_templates()]
     assert DEFAULT_TEMPLATE == "vllm-spot.yaml" and {"vllm-spot.yaml", "vllm-tp-ondemand.yaml"} <= set(names)
@@ -126,8 +126,8 @@ def test_shipped_templates_are_found_by_name():
 
 @pytest.mark.parametrize("template", ["vllm-spot", "vllm-tp-ondemand"])
 def test_every_shipped_template_validates_with_skypilot(sky, tmp_path, template):
-    from launcher.backends.sky import plan_tasks, validate_run
-    from launcher.skytask import ENV_ATTEMPT, ENV_DIST, ENV_RUN_URI, ENV_WORKER
+    from chunkpilot.control.backends.sky import plan_tasks, validate_run
+    from chunkpilot.control.skytask import ENV_ATTEMPT, ENV_DIST, ENV_RUN_URI, ENV_WORKER
 
     p = plan(tmp_path, chunks=3, engine="vllm" if "tp" not in template else "echo", template=template)
     validate_run(p.spec, p.manifests, str(tmp_path / "runs"))
@@ -142,7 +142,7 @@ def test_every_shipped_template_validates_with_skypilot(sky, tmp_path, template)
 
 
 def test_validation_leaves_the_users_sky_catalog_alone(sky, sky_sandbox, tmp_path):
-    from launcher.backends.sky import validate_run
+    from chunkpilot.control.backends.sky import validate_run
 
     p = plan(tmp_path, gpus="H100:1")
     validate_run(p.spec, p.manifests, str(tmp_path / "runs"))
@@ -161,7 +161,7 @@ def test_validation_leaves_the_users_sky_catalog_alone(sky, sky_sandbox, tmp_pat
     ids=["typo-key", "bad-strategy", "unknown-gpu", "missing-required-env"],
 )
 def test_a_broken_template_fails_validation_with_skypilots_message_and_its_path(sky, tmp_path, old, new, message):
-    from launcher.backends.sky import validate_run
+    from chunkpilot.control.backends.sky import validate_run
 
     path = broken_template(tmp_path, old, new)
     p = plan(tmp_path, template=str(path))
@@ -176,7 +176,7 @@ def test_a_broken_template_fails_validation_with_skypilots_message_and_its_path(
 
 
 def test_an_unknown_gpu_on_the_command_line_is_refused(sky, tmp_path):
-    from launcher.backends.sky import validate_run
+    from chunkpilot.control.backends.sky import validate_run
 
     p = plan(tmp_path, gpus="H10O:1")
     with pytest.raises(ConfigError, match=r"with --gpus H10O:1\): unknown accelerator 'H10O' \(did you mean H100"):
@@ -184,7 +184,7 @@ def test_an_unknown_gpu_on_the_command_line_is_refused(sky, tmp_path):
 
 
 def test_a_region_is_validated_offline_as_far_as_skypilot_can(sky, tmp_path):
-    from launcher.backends.sky import plan_tasks
+    from chunkpilot.control.backends.sky import plan_tasks
 
     # Checking a region needs that cloud's catalog, which SkyPilot downloads: offline, the cloud is still checked.
     p = plan(tmp_path, infra="gcp/us-central1", gpus="L4:1")
@@ -196,7 +196,7 @@ def test_a_region_is_validated_offline_as_far_as_skypilot_can(sky, tmp_path):
 
 
 def test_overrides_replace_the_templates_choices():
-    from launcher.skytask import TaskOptions, Template, accelerator_choices, apply_overrides
+    from chunkpilot.control.skytask import TaskOptions, Template, accelerator_choices, apply_overrides
 
     template = Template.load("vllm-spot").config
     template["resources"]["any_of"] = [{"accelerators": "A100:1", "infra": "gcp"}, {"accelerators": "H100:1"}]
@@ -211,7 +211,7 @@ def test_overrides_replace_the_templates_choices():
 
 
 def test_credentials_go_in_secrets_never_in_envs(sky, tmp_path, monkeypatch):
-    from launcher.backends.sky import validate_run
+    from chunkpilot.control.backends.sky import validate_run
 
     for bad in ({"HF_TOKEN": "x"}, {"MY_API_KEY": "x"}, {"CHUNKPILOT_ATTEMPT": "3"}):
         p = plan(tmp_path, envs=bad)
@@ -324,7 +324,7 @@ def test_a_hub_model_or_a_model_folder_in_object_storage_is_accepted(sky, tmp_pa
 
 
 def test_the_tensor_parallel_template_checks_the_gpu_count(sky, tmp_path):
-    from launcher.backends.sky import plan_tasks
+    from chunkpilot.control.backends.sky import plan_tasks
 
     p = plan(tmp_path, engine="vllm", template="vllm-tp-ondemand", gpus="H100:2")
     spec = p.spec.with_(engine_options={"tensor_parallel_size": 4})
@@ -339,7 +339,7 @@ def test_the_tensor_parallel_template_checks_the_gpu_count(sky, tmp_path):
 
 
 def test_managed_job_statuses_map_to_normalized_states(sky):
-    from launcher.backends.sky import STATUS_MAP, job_state
+    from chunkpilot.control.backends.sky import STATUS_MAP, job_state
 
     S = sky.jobs.ManagedJobStatus
     expected = {
@@ -367,7 +367,7 @@ def test_managed_job_statuses_map_to_normalized_states(sky):
 
 
 def test_poll_is_one_request_finds_jobs_by_name_and_survives_a_missing_controller(sky, tmp_path):
-    from launcher.backends.sky import SkyBackend
+    from chunkpilot.control.backends.sky import SkyBackend
     from tests.fakesky import FakeSky
 
     fake = FakeSky(tmp_path / "fake")
@@ -395,7 +395,7 @@ def test_poll_is_one_request_finds_jobs_by_name_and_survives_a_missing_controlle
 
 
 def test_the_launcher_ships_its_own_build_as_an_installable_wheel(tmp_path):
-    from launcher.wheel import dist_dir, wheel_filename
+    from chunkpilot.control.wheel import dist_dir, wheel_filename
 
     folder = dist_dir(tmp_path / "a")
     again = dist_dir(tmp_path / "b")
@@ -404,7 +404,7 @@ def test_the_launcher_ships_its_own_build_as_an_installable_wheel(tmp_path):
     assert wheel.read_bytes() == (again / wheel_filename()).read_bytes(), "builds are not reproducible"
     with zipfile.ZipFile(wheel) as zf:
         names = zf.namelist()
-    assert "launcher/backends/sky.py" in names and "worker/__main__.py" in names
+    assert "chunkpilot/control/backends/sky.py" in names and "worker/__main__.py" in names
     assert not any("__pycache__" in n for n in names)
     target = tmp_path / "installed"
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index", "--target",
@@ -420,14 +420,14 @@ def test_the_launcher_ships_its_own_build_as_an_installable_wheel(tmp_path):
 def test_the_wheels_fallback_requirements_are_the_packages_dependencies():
     import tomllib
 
-    from launcher.wheel import FALLBACK_REQUIRES
+    from chunkpilot.control.wheel import FALLBACK_REQUIRES
 
     pyproject = tomllib.loads((Path(__file__).resolve().parents[3] / "pyproject.toml").read_text())
     assert list(FALLBACK_REQUIRES) == pyproject["project"]["dependencies"]
 
 
 def test_launch_refuses_local_paths_when_jobs_run_in_the_cloud(sky, tmp_path):
-    from launcher.backends.sky import SkyBackend
+    from chunkpilot.control.backends.sky import SkyBackend
     from tests.fakesky import FakeSky
 
     class CloudFake(FakeSky):
@@ -441,7 +441,7 @@ def test_launch_refuses_local_paths_when_jobs_run_in_the_cloud(sky, tmp_path):
         backend.launch([request])
     assert fake.calls == []
     # Before anything is written, when the CLI says it is about to launch (the real SDK runs jobs elsewhere).
-    from launcher.backends.sky import validate_run
+    from chunkpilot.control.backends.sky import validate_run
 
     validate_run(p.spec, p.manifests, str(tmp_path / "runs"))  # a dry run only warns
     with pytest.raises(ConfigError, match="cannot read"):
@@ -449,7 +449,7 @@ def test_launch_refuses_local_paths_when_jobs_run_in_the_cloud(sky, tmp_path):
 
 
 def test_a_refused_launch_stops_the_batch_with_skypilots_reason(sky, tmp_path, fake_sky):
-    from launcher.backends.sky import SkyBackend, SkyBackendError
+    from chunkpilot.control.backends.sky import SkyBackend, SkyBackendError
     from tests.fakesky import REFUSE_LAUNCH
 
     p = plan(tmp_path, chunks=3)
@@ -464,7 +464,7 @@ def test_a_refused_launch_stops_the_batch_with_skypilots_reason(sky, tmp_path, f
 
 
 def test_a_missing_secret_stops_the_batch_before_anything_launches(sky, tmp_path, fake_sky):
-    from launcher.backends.sky import SkyBackend
+    from chunkpilot.control.backends.sky import SkyBackend
 
     p = plan(tmp_path, secrets=["HF_TOKEN"])
     backend = SkyBackend(p.spec, str(tmp_path / "runs"), sdk=fake_sky, environ={})
@@ -744,9 +744,9 @@ def test_cancel_stops_the_runs_jobs_in_one_request(sky, tmp_path, fake_sky):
     rows = status_of(tmp_path, run)
     assert {r["state"] for r in rows.values()} == {"CANCELLED"}
     # A cancel pauses: resuming gives the cancelled attempts back and launches the next ones.
-    from launcher.backends import make_backend
-    from launcher.runs import open_run
-    from launcher.watch import WatchOptions, reconcile_once, resume
+    from chunkpilot.control.backends import make_backend
+    from chunkpilot.control.runs import open_run
+    from chunkpilot.control.watch import WatchOptions, reconcile_once, resume
 
     paused = open_run(str(tmp_path / "runs"), run)
     assert resume(paused).reason == "cancelled by `launcher cancel`" and not paused.cancelled
@@ -759,7 +759,7 @@ def test_cancel_stops_the_runs_jobs_in_one_request(sky, tmp_path, fake_sky):
 
 
 def test_an_eight_gpu_task_validates_offline_and_runs_an_engine_per_gpu(sky, tmp_path):
-    from launcher.backends.sky import plan_tasks
+    from chunkpilot.control.backends.sky import plan_tasks
 
     p = plan(tmp_path, engine="vllm", gpus="H100:8")
     planned = plan_tasks(p.spec, p.manifests, str(tmp_path / "runs"))  # SkyPilot's own Dag.validate, offline
@@ -775,10 +775,10 @@ def test_an_eight_gpu_task_validates_offline_and_runs_an_engine_per_gpu(sky, tmp
 
 
 def test_fifty_workers_are_launched_sixteen_per_cycle(sky, tmp_path):
-    from launcher.backends.sky import SkyBackend
-    from launcher.runs import open_run
-    from launcher.submit import write_run
-    from launcher.watch import WatchOptions, reconcile_once
+    from chunkpilot.control.backends.sky import SkyBackend
+    from chunkpilot.control.runs import open_run
+    from chunkpilot.control.submit import write_run
+    from chunkpilot.control.watch import WatchOptions, reconcile_once
     from tests.fakesky import FakeSky
 
     p = plan(tmp_path, chunks=50, records=100)
@@ -805,15 +805,15 @@ def test_fifty_workers_are_launched_sixteen_per_cycle(sky, tmp_path):
 
 
 def test_the_pool_yaml_comes_from_the_template_and_passes_skypilots_pool_validation(sky, tmp_path):
-    from launcher.pools import plan_pool
-    from launcher.skytask import TaskOptions
+    from chunkpilot.control.pools import plan_pool
+    from chunkpilot.control.skytask import TaskOptions
 
     pool = plan_pool("fleet", 3, TaskOptions(gpus="H100:8"), {}, str(tmp_path / "dist"))
     assert pool.config["pool"] == {"workers": 3} and "run" not in pool.config
     assert "job_recovery" not in pool.config["resources"] and "vllm==" in pool.config["setup"]
     assert "CHUNKPILOT_WORKER" not in pool.config["envs"] and pool.config["resources"]["accelerators"] == "H100:8"
     # SkyPilot's own pool check is what runs: the template's job_recovery would be refused by it.
-    from launcher.backends.sky_sdk import validate_pool
+    from chunkpilot.control.backends.sky_sdk import validate_pool
 
     with pytest.raises(ConfigError, match="job_recovery is disabled for Pool"):
         validate_pool({**pool.config, "resources": {**pool.config["resources"], "job_recovery": {"strategy": "FAILOVER"}}},
@@ -897,9 +897,9 @@ def test_the_dry_run_estimates_cost_from_the_catalog_spot_and_on_demand(sky, sky
 
 
 def test_a_task_and_a_pool_on_a_docker_image_pass_skypilots_validation(sky, tmp_path):
-    from launcher.backends.sky import plan_tasks
-    from launcher.pools import plan_pool
-    from launcher.skytask import TaskOptions
+    from chunkpilot.control.backends.sky import plan_tasks
+    from chunkpilot.control.pools import plan_pool
+    from chunkpilot.control.skytask import TaskOptions
 
     p = plan(tmp_path, engine="vllm", gpus="H100:8", image="vllm/vllm-openai:v0.32.0")
     planned = plan_tasks(p.spec, p.manifests, str(tmp_path / "runs"))  # SkyPilot's own Dag.validate, offline

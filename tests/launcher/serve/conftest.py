@@ -71,8 +71,8 @@ def wait_for(client, batch_id: str, statuses=FINAL, timeout: float = 120.0):
 def serve(store_uri, monkeypatch):
     """``serve(**run_options)`` starts a server (echo engine, model ``tiny``, tenants A and B) and
     returns a ``Served``; every server started is stopped at the end."""
-    from launcher.serve.config import ServeConfig, pin_models
-    from launcher.serve.server import Server
+    from chunkpilot.control.serve.config import ServeConfig, pin_models
+    from chunkpilot.control.serve.server import Server
 
     started = []
 

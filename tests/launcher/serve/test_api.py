@@ -9,7 +9,7 @@ import httpx
 import openai
 import pytest
 
-from launcher.runs import list_runs
+from chunkpilot.control.runs import list_runs
 from tests.launcher.serve.conftest import KEY_A, KEY_B, batch_lines, read_lines, wait_for, write_lines
 
 ENDPOINTS = ["/v1/chat/completions", "/v1/completions", "/v1/embeddings"]

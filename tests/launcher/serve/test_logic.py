@@ -7,11 +7,11 @@ import json
 import pytest
 
 from chunkpilot.errors import ConfigError
-from launcher.serve import lifecycle
-from launcher.serve.auth import OPEN_TENANT, tenant_for
-from launcher.serve.config import check_exposure, is_loopback, parse_model_option, pin_models, read_keys
-from launcher.serve.objects import ApiError, BatchRecord, FileRecord, is_id, new_id, page_ids, window_seconds
-from launcher.serve.validate import validate_lines
+from chunkpilot.control.serve import lifecycle
+from chunkpilot.control.serve.auth import OPEN_TENANT, tenant_for
+from chunkpilot.control.serve.config import check_exposure, is_loopback, parse_model_option, pin_models, read_keys
+from chunkpilot.control.serve.objects import ApiError, BatchRecord, FileRecord, is_id, new_id, page_ids, window_seconds
+from chunkpilot.control.serve.validate import validate_lines
 
 CHAT = "/v1/chat/completions"
 
