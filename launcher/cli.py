@@ -407,12 +407,25 @@ def report(run_id, store_uri, output, price_per_hour, on_demand_price_per_hour):
       launcher report run-20261203-101500-3f2a -o report.html
       launcher report my-run --store s3://bkt/runs -o s3://bkt/reports/my-run.html
       launcher report my-run --price-per-hour 0.35 -o report.html    # price a local run
+      launcher report my-pipeline -o pipe.html      # a row per step; each step's page beside it
+
+    A pipeline's page has a row per step (state, reused, chunks, records, errors, dropped, upstream
+    failed, tokens, cost) linking to each model step's own report, written as <stem>-<step>.html.
     """
     from launcher.render import human_bytes
+    from chunkpilot.control.pipeline.plan import open_pipeline
     from chunkpilot.control.report import report_html, write_report
     from chunkpilot.control.runs import open_run
 
     price = _price_override(price_per_hour, on_demand_price_per_hour)
+    doc = open_pipeline(store_uri, run_id)
+    if doc is not None:
+        from chunkpilot.control.pipeline.report import write_pipeline_report
+
+        pages = write_pipeline_report(store_uri, doc, output or f"{run_id}-report.html", price)
+        err.print(f"[green]wrote[/] {pages[0][0]}: {human_bytes(pages[0][1])}, a row per step; step pages: "
+                  + ", ".join(escape(p) for p, _ in pages[1:]))
+        return
     run = open_run(store_uri, run_id)
     html, data = report_html(run, make_backend(run.spec, store_uri), price)
     output = output or f"{run_id}-report.html"

@@ -149,6 +149,14 @@ def checked_options(options: SubmitOptions) -> tuple[dict[str, Any], PromptSpec,
         raise ConfigError("--max-attempts must be at least 1")
     if not 0 <= options.max_error_rate <= 1:
         raise ConfigError(f"--max-error-rate must be between 0 and 1, got {options.max_error_rate}")
+    # The ranges click enforces on the command line, for callers of the Python API too.
+    for name, value, low in (("max_tokens", options.max_tokens, 1), ("temperature", options.temperature, 0),
+                             ("commit_seconds", options.commit_seconds, 0.1), ("commit_records", options.commit_records, 1),
+                             ("limit", options.limit, 1), ("sample", options.sample, 1),
+                             ("price_per_hour", options.price_per_hour, 0),
+                             ("on_demand_price_per_hour", options.on_demand_price_per_hour, 0)):
+        if value is not None and value < low:
+            raise ConfigError(f"--{name.replace('_', '-')} must be at least {low}, got {value}")
     if options.on_demand_price_per_hour is not None and options.price_per_hour is None:
         raise ConfigError("--on-demand-price-per-hour is compared with what the run costs: give --price-per-hour too")
     engine_options = check_engine_options(options.engine, options.engine_options)

@@ -98,6 +98,10 @@ def test_errors_are_the_clis_exceptions(tmp_path, store_uri, prompts):
         chunkpilot.submit(prompts, chunks=2, engine="echo", store=store_uri, run_name="Not A Name")
     with pytest.raises(ConfigError, match="only apply to --backend sky"):
         chunkpilot.submit(prompts, chunks=2, engine="echo", store=store_uri, gpus="L4:1")
+    with pytest.raises(ConfigError, match="--max-tokens must be at least 1, got 0"):  # click's range, for the API too
+        chunkpilot.submit(prompts, chunks=2, engine="echo", store=store_uri, max_tokens=0)
+    with pytest.raises(ConfigError, match="--temperature must be at least 0"):
+        chunkpilot.submit(prompts, chunks=2, engine="echo", store=store_uri, temperature=-1)
     with pytest.raises(RunNotFoundError):
         chunkpilot.open_run("nope", store=store_uri)
     with pytest.raises(ConfigError, match="pipeline file"):

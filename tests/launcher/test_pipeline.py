@@ -116,6 +116,20 @@ def test_pipeline_runs_every_step_and_collects_records_in_input_order(tmp_path, 
     assert rows["label"]["passed"] == {"filtered_out": len(dropped)} and rows["label"]["errors"] == 0
     assert rows["keep"]["kind"] == "filter"
 
+    # The report: a row per step, the same counts as status, each model step's run linking to its own page.
+    import re
+
+    cli("report", "p1", "--store", store_uri, "-o", tmp_path / "rep.html")
+    page = (tmp_path / "rep.html").read_text()
+    found = dict(re.findall(r'<tr data-step="(\w+)">(.*?)</tr>', page))
+    assert list(found) == ["summarize", "judge", "keep", "label"]
+    cells = {step: re.findall(r"<td>(.*?)</td>", row) for step, row in found.items()}
+    assert cells["label"][7] == str(len(dropped)) and cells["judge"][5] == "40" and cells["keep"][1] == "filter"
+    for step, run in (("summarize", "p1-s1"), ("judge", "p1-s2"), ("label", "p1-s3")):
+        assert f'<a href="rep-{step}.html">{run}</a>' in cells[step][2]
+        data = (tmp_path / f"rep-{step}.html").read_text().split('id="report-data">', 1)[1].split("</script>", 1)[0]
+        assert json.loads(data)["run"]["id"] == run
+
 
 def test_resubmit_reuses_unchanged_steps_and_reruns_from_the_first_change(tmp_path, cli, store_uri):
     reviews(tmp_path)
