@@ -173,6 +173,13 @@ def plan_pipeline(path: str, base: SubmitOptions, from_step: str | None = None, 
         else:
             reused_run, reason = _cached(root, key)
         rerun = None if reused_run is not None else step.name
+        if reused_run is None and spec.backend == "sky":  # its task rendered and checked by SkyPilot, as submit does
+            from chunkpilot.control.backends.sky import validate_run
+
+            try:
+                validate_run(spec, base_plan.manifests, base.store_uri, launching=stage)
+            except ConfigError as exc:
+                raise ConfigError(f"step {step.name}: {exc}") from None
         steps.append(StepPlan(step, reused_run or spec.run_id, key, reused_run is not None, reason, spec, filters))
         upstream_key = key
     doc = PipelineRun(

@@ -914,3 +914,22 @@ def test_a_task_and_a_pool_on_a_docker_image_pass_skypilots_validation(sky, tmp_
                    "--engine", "echo", "--store", str(tmp_path / "runs"), "--image", "vllm/vllm-openai:v0.32.0",
                    "--dry-run").stdout)
     assert "image_id: docker:vllm/vllm-openai:v0.32.0" in out
+
+
+def test_a_pipeline_on_sky_has_every_steps_task_checked_by_skypilot_at_submit(sky, tmp_path):
+    """Each model step is a run on the sky backend: its task is rendered and validated offline like a
+    single run's, and a step whose own options break the task is refused naming the step."""
+    import yaml
+
+    write_input(tmp_path / "in.jsonl", 20)
+    steps = [{"name": "first", "prompt_template": "say {{ prompt }}", "output_key": "a"},
+             {"name": "second", "prompt_template": "again {{ a }}", "output_key": "b", "gpus": "H10O:1"}]
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump({"input": "in.jsonl", "steps": steps}))
+    result = cli("submit", str(tmp_path / "p.yaml"), "--chunks", "2", "--backend", "sky", "--engine", "echo",
+                 "--store", str(tmp_path / "runs"), "--dry-run")
+    assert result.exit_code == 1 and "step second" in result.stderr and "unknown accelerator 'H10O'" in result.stderr
+    steps[1]["gpus"] = "H100:1"
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump({"input": "in.jsonl", "steps": steps}))
+    result = cli("submit", str(tmp_path / "p.yaml"), "--chunks", "2", "--backend", "sky", "--engine", "echo",
+                 "--store", str(tmp_path / "runs"), "--dry-run")
+    assert result.exit_code == 0, result.stderr
