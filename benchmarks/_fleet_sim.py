@@ -101,6 +101,8 @@ class Job:
     since: float = 0.0  # when it started answering its chunk (or the work was last accounted)
     answered: int = 0  # chunks this launch finished
     recovering: bool = False  # its cold start is a restart after a preemption
+    recoveries: int = 0  # preemptions recovered from (SkyPilot's recovery_count)
+    running_since: float | None = None  # when it last became RUNNING (SkyPilot: start_at / last_recovered_at)
     token: int = 0  # invalidates scheduled events of an earlier phase
 
 
@@ -192,7 +194,8 @@ class Sim:
             return False
         self.dirty = False
         views = [ChunkView(c.id, c.done_at is not None, c.claim, done_at=c.done_at) for c in self.chunks.values()]
-        workers = [WorkerView(slot, self.attempts[slot], JobState(job.status), job.launched_at)
+        workers = [WorkerView(slot, self.attempts[slot], JobState(job.status, recoveries=job.recoveries,
+                                                                   running_since=job.running_since), job.launched_at)
                    for slot, job in self.jobs.items()]
         policy = Policy(max_attempts=f.max_attempts, workers=f.workers, max_launches_per_cycle=f.launch_batch,
                         finish_grace_seconds=0.0)
@@ -263,7 +266,8 @@ class Sim:
         self._start(job, m, self.fleet.cold_seconds)
 
     def _start(self, job: Job, machine: Machine, cold: float) -> None:
-        job.machine, job.status = machine.id, JobStatus.RUNNING
+        job.machine, job.status, job.running_since = machine.id, JobStatus.RUNNING, self.now
+        job.recoveries += job.recovering
         job.token += 1
         job.ready_at = self.now + cold
         if job.recovering:

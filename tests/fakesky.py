@@ -92,6 +92,7 @@ class FakeJob:
     failure_reason: Optional[str] = None
     submitted_at: float = field(default_factory=time.time)
     start_at: Optional[float] = None
+    last_recovered_at: Optional[float] = None  # when its last recovery ended (RECOVERING -> RUNNING)
     end_at: Optional[float] = None
     process: Optional[subprocess.Popen] = None
     worker_starts: int = 0
@@ -108,7 +109,7 @@ class FakeJob:
             "status": self.status, "recovery_count": self.recovery_count, "failure_reason": self.failure_reason,
             "submitted_at": self.submitted_at, "end_at": self.end_at, "workspace": "default",
             "resources": "1x[L4:1]", "job_duration": (self.end_at or time.time()) - self.submitted_at,
-            "details": None, "pool": self.pool, "start_at": self.start_at,
+            "details": None, "pool": self.pool, "start_at": self.start_at, "last_recovered_at": self.last_recovered_at,
         }
         if self.start_at is not None:  # a cluster is up: SkyPilot fills these from its handle
             accelerator, count, spot = launched_resources(self.task)
@@ -380,6 +381,8 @@ class FakeSky:
         with self._lock:
             if job.cancel_requested and not status.is_terminal() and status is not S.CANCELLING:
                 return  # a cancel wins over progress
+            if job.status is S.RECOVERING and status is S.RUNNING:
+                job.last_recovered_at = time.time()
             job.status = status
             if reason is not None:
                 job.failure_reason = reason

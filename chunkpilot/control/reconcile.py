@@ -18,8 +18,9 @@ unfinished the launcher keeps ``min(M, unfinished chunks)`` worker jobs active, 
 slots whose job ended; a job that ends with a configuration error (SkyPilot FAILED_SETUP /
 FAILED_PRECHECKS, worker exit 2) is not relaunched. A running job whose claim's lease ran out
 is hung (stopped, or stuck): it is cancelled and its slot relaunched — unless the backend says the
-job is RECOVERING (a spot preemption SkyPilot is restarting in place: cancelling it would throw
-that recovery away for a cold start); its expired claim can be taken by any worker meanwhile. Once every chunk is
+job is RECOVERING, or recovered it less than ``restart_grace_seconds`` ago (a spot preemption
+SkyPilot restarts in place, setup included: cancelling it would throw that recovery away for a
+cold start); its expired claim can be taken by any worker meanwhile. Once every chunk is
 final, workers end by themselves (nothing left to claim); one still running
 ``finish_grace_seconds`` after the last chunk was done is asked to stop. At most ``max_launches_per_cycle`` launches
 go out per cycle (the rest wait for the next ones). A slot is launched at most
@@ -86,6 +87,10 @@ class Policy:
     # At most this many launches per cycle (None: no bound). A managed-jobs controller copes badly with
     # hundreds of launches at once; the rest wait for the next cycles. Set by the backend (``launch_batch``).
     max_launches_per_cycle: int | None = None
+    # A job that (re)started running less than this long ago is not called hung for a claim it held
+    # before: after a recovery SkyPilot runs the task's setup (the vLLM install: minutes) in RUNNING
+    # before the worker can renew it. Its expired claim is takeable by any worker meanwhile.
+    restart_grace_seconds: float = 900.0
     # Attempts pauses cost (by chunk id or worker slot): they do not count against the limits.
     extra_attempts: dict[str, int] = field(default_factory=dict)
 
@@ -193,7 +198,7 @@ def decide(chunks: list[ChunkView], workers: list[WorkerView], policy: Policy, n
             d.states[v.chunk] = ChunkState.RUNNING
             d.holders[v.chunk] = f"{claim.worker}-a{claim.worker_attempt}"
             continue
-        elif claim.state == "held" and holder_is_latest and slot in active and not _recovering(holder):
+        elif claim.state == "held" and holder_is_latest and slot in active and not _restarting(holder, policy, now):
             hung[slot] = f"its claim on chunk {v.chunk} expired (lease not renewed: stopped or stuck)"
         last = "released" if claim.state == "released" else "lease expired"
         why = f"attempt {claim.attempt}: {last}" + (f" ({claim.reason})" if claim.reason else "")
@@ -281,6 +286,12 @@ def _end_reason(job: JobState) -> str:
     return f"{job.status.value.lower()}" + (f": {job.detail}" if job.detail else "")
 
 
-def _recovering(worker: "WorkerView | None") -> bool:
-    """The backend is restarting this worker's job in place after a preemption."""
-    return worker is not None and worker.job is not None and worker.job.status is JobStatus.RECOVERING
+def _restarting(worker: "WorkerView | None", policy: Policy, now: float) -> bool:
+    """The backend is restarting this worker's job in place after a preemption (RECOVERING), or
+    restarted it less than ``restart_grace_seconds`` ago (its setup may still run)."""
+    job = worker.job if worker is not None else None
+    if job is None:
+        return False
+    if job.status is JobStatus.RECOVERING:
+        return True
+    return job.recoveries > 0 and job.running_since is not None and now - job.running_since < policy.restart_grace_seconds

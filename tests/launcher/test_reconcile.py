@@ -73,6 +73,20 @@ def test_a_job_the_backend_is_recovering_is_not_hung_and_its_chunk_goes_to_anoth
     assert d.states["0000"] is ChunkState.RETRYING and d.worker_states["w0"] == "RECOVERING"
 
 
+def test_a_job_recovered_a_moment_ago_is_not_hung_while_its_setup_runs_but_is_after_the_grace():
+    """After a recovery SkyPilot runs the task's setup in RUNNING, minutes before the worker can renew
+    the claim it held: within ``restart_grace_seconds`` of the recovery that is no hang."""
+    expired = [chunk(holder=("w0", 1), expires_at=NOW - 5)]
+    recovered = [WorkerView("w0", 1, JobState(JobStatus.RUNNING, recoveries=1, running_since=NOW - 120), NOW - 3600)]
+    d = decide(expired, recovered, Policy(workers=1), NOW)
+    assert not d.cancels and d.states["0000"] is ChunkState.RETRYING
+    d = decide(expired, recovered, Policy(workers=1, restart_grace_seconds=60), NOW)
+    assert [c.slot for c in d.cancels] == ["w0"] and "hung" in d.cancels[0].reason
+    # A job never recovered gets no grace: its claim expiring is a hang at once.
+    fresh = [WorkerView("w0", 1, JobState(JobStatus.RUNNING, running_since=NOW - 120), NOW - 130)]
+    assert [c.slot for c in decide(expired, fresh, Policy(workers=1), NOW).cancels] == ["w0"]
+
+
 def test_a_configuration_failure_is_not_relaunched_and_fails_what_nobody_can_run():
     d = decide([chunk("0000"), chunk("0001")], [worker(status=JobStatus.FAILED_CONFIG, detail="setup failed: pip")],
                Policy(workers=1), NOW)

@@ -43,6 +43,10 @@ class JobState:
     recoveries: int = 0  # preemptions the backend recovered from
     started_at: float | None = None
     ended_at: float | None = None
+    # When the job last (re)started running on a machine by the backend's clock (SkyPilot: the later of
+    # its first start and its last recovery), or None where the backend cannot say. After that the
+    # task's setup runs before the worker can renew a claim it held before a preemption.
+    running_since: float | None = None
     resources: dict[str, Any] = field(default_factory=dict)
 
 

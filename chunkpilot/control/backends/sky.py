@@ -64,7 +64,7 @@ log = logging.getLogger("chunkpilot.sky")
 TEMPLATE_KEY = layout.SKY_TEMPLATE
 
 # queue_v2 fields the poll needs (status and job_id are always included by SkyPilot).
-QUEUE_FIELDS = ("job_id", "task_id", "job_name", "task_name", "submitted_at", "start_at", "end_at", "recovery_count",
+QUEUE_FIELDS = ("job_id", "task_id", "job_name", "task_name", "submitted_at", "start_at", "end_at", "recovery_count", "last_recovered_at",
                 "status", "failure_reason", "cloud", "region", "zone", "accelerators", "cluster_resources_full")
 
 # ManagedJobStatus value -> normalized state. FAILED_SETUP / FAILED_PRECHECKS are configuration
@@ -496,9 +496,11 @@ def job_state(record: Any) -> JobState:
     detail = " ".join(p for p in (status if status != normalized.value else "", reason) if p)
     if status == "RECOVERING" and not reason:
         detail = "preempted or failed; SkyPilot is restarting it"
-    return JobState(normalized, detail, recoveries, started_at=_float(record.get("start_at")),
+    started_at = _float(record.get("start_at"))
+    restarts = [t for t in (started_at, _float(record.get("last_recovered_at"))) if t]
+    return JobState(normalized, detail, recoveries, started_at=started_at,
                     ended_at=_float(record.get("end_at")) if not normalized.active else None,
-                    resources=resources_of(record))
+                    resources=resources_of(record), running_since=max(restarts) if restarts else None)
 
 
 def _float(value: Any) -> float | None:

@@ -364,6 +364,11 @@ def test_managed_job_statuses_map_to_normalized_states(sky):
     worker_config_error = job_state({"status": S.FAILED, "failure_reason": "Job exited with exit code 2 (user program failure)."})
     assert worker_config_error.status is JobStatus.FAILED_CONFIG and "configuration error" in worker_config_error.detail
     assert job_state({"status": S.FAILED, "failure_reason": "Job exited with exit code 255"}).status is JobStatus.FAILED
+    # When it last became RUNNING: its first start, or its last recovery (SkyPilot's own record).
+    recovered = job_state(ManagedJobRecord(job_id=1, job_name="r-w0-a1", status=S.RUNNING, recovery_count=1,
+                                           start_at=100.0, last_recovered_at=700.0))
+    assert recovered.running_since == 700.0 and recovered.started_at == 100.0
+    assert job_state(ManagedJobRecord(job_id=1, job_name="r-w0-a1", status=S.RUNNING, start_at=100.0)).running_since == 100.0
 
 
 def test_poll_is_one_request_finds_jobs_by_name_and_survives_a_missing_controller(sky, tmp_path):
