@@ -30,6 +30,7 @@ from typing import Literal
 
 from chunkpilot import layout
 from chunkpilot.errors import ChunkpilotError, NotFoundError
+from chunkpilot.spec import ResumeAllowance
 from chunkpilot.store import Store
 
 # How long a claim lasts without renewal. A worker renews at every heartbeat (every few
@@ -118,6 +119,14 @@ def decide_take(current: Claim | None, worker: str, worker_attempt: int, now: fl
         return ("exhausted", f"gave up after {current.attempt} attempt(s); the last was {how}"
                              + (f": {current.reason}" if current.reason else ""))
     return ("take", current.attempt + 1)
+
+
+def read_allowance(store: Store) -> ResumeAllowance:
+    """The run's ``resumed.json`` (rooted at the run), or no allowance when it has none."""
+    try:
+        return ResumeAllowance.from_json(store.get(layout.RESUMED))
+    except (NotFoundError, ValueError, TypeError):
+        return ResumeAllowance()
 
 
 def read_claim(store: Store, chunk: str) -> tuple[Claim | None, str | None]:

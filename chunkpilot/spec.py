@@ -379,6 +379,11 @@ class ResumeAllowance:
     extra_attempts: dict[str, int] = field(default_factory=dict)
     max_attempts: int | None = None
 
+    def attempts_for(self, chunk: str, run_max_attempts: int) -> int:
+        """How many attempts ``chunk`` may have: the run's ``max_attempts`` (or what ``watch
+        --max-attempts`` set) plus those pauses gave back."""
+        return (self.max_attempts or run_max_attempts) + self.extra_attempts.get(chunk, 0)
+
     def to_json(self) -> bytes:
         return dumps(asdict(self))
 

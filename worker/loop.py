@@ -162,12 +162,12 @@ class ClaimScanner:
         return self.options.only is None or chunk.split("_")[0] in self.options.only
 
     def max_attempts(self, chunk: str) -> int:
-        return (self.allowance.max_attempts or self.spec.max_attempts) + self.allowance.extra_attempts.get(chunk, 0)
+        return self.allowance.attempts_for(chunk, self.spec.max_attempts)
 
     def next(self, now: float, busy: frozenset[str] = frozenset()) -> claims.Held | None:
         """Claim the next chunk this worker can take, or None; ``busy``: the chunks it answers now
         (its own claims, which a new life of the same launch would take back, but this one must not)."""
-        self.allowance = read_allowance(self.store)  # a resumed run, or `watch --max-attempts`, changes it
+        self.allowance = claims.read_allowance(self.store)  # a resumed run, or `watch --max-attempts`, changes it
         listed = {c for key in self.store.keys(layout.CLAIMS) if (c := layout.parse_claim(key))}
         # Remainders split off planned chunks (chunkpilot.chunks) first: an idle worker asked for them.
         children = [c for c in run_chunk_ids(self.store, self.spec) if c not in self.planned and self._wanted(c)]
@@ -577,13 +577,6 @@ def stop_means_exit(stop: StopRequested) -> Iterator[None]:
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
-
-
-def read_allowance(store: Store) -> ResumeAllowance:
-    try:
-        return ResumeAllowance.from_json(store.get(layout.RESUMED))
-    except (NotFoundError, ValueError, TypeError):
-        return ResumeAllowance()
 
 
 def run_worker(run_uri: str, options: WorkerOptions) -> int:

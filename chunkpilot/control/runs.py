@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from chunkpilot import layout
-from chunkpilot.claims import decide_take, read_claim
+from chunkpilot.claims import decide_take, read_allowance, read_claim
 from chunkpilot.chunks import run_chunk_ids
 from chunkpilot.errors import ChunkpilotError, NotFoundError, RunNotFoundError
 from chunkpilot.names import validate_run_name
@@ -59,10 +59,7 @@ class OpenRun:
             return None
 
     def allowance(self) -> ResumeAllowance:
-        try:
-            return ResumeAllowance.from_json(self.run_store.get(layout.RESUMED))
-        except (NotFoundError, ValueError, TypeError):
-            return ResumeAllowance()
+        return read_allowance(self.run_store)
 
 
 def open_run(store_uri: str, run_id: str) -> OpenRun:
@@ -101,7 +98,7 @@ def exhausted_chunks(run_store: Store, chunks: list[str], spec: RunSpec, allowan
             claim, _ = read_claim(run_store, chunk)
         except (ValueError, TypeError, KeyError):
             return None
-        limit = (allowance.max_attempts or spec.max_attempts) + allowance.extra_attempts.get(chunk, 0)
+        limit = allowance.attempts_for(chunk, spec.max_attempts)
         if claim is None or decide_take(claim, "", 0, now if now is not None else time.time(), limit)[0] != "exhausted":
             return None
         return claim.attempt
@@ -179,11 +176,7 @@ def run_entry(run: OpenRun) -> RunEntry:
 def _entry(run_store: Store, spec: RunSpec, ids: list[str], done: set[str], paused: bool) -> RunEntry:
     left = [c for c in ids if c not in done]
     stopped = stopped_chunks(run_store, left)
-    try:
-        allowance = ResumeAllowance.from_json(run_store.get(layout.RESUMED))
-    except (NotFoundError, ValueError, TypeError):
-        allowance = ResumeAllowance()
-    exhausted = exhausted_chunks(run_store, [c for c in left if c not in stopped], spec, allowance)
+    exhausted = exhausted_chunks(run_store, [c for c in left if c not in stopped], spec, read_allowance(run_store))
     return RunEntry(spec, sum(c in done for c in ids), paused, stopped, len(ids), exhausted)
 
 

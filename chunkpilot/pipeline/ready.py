@@ -10,8 +10,7 @@ from __future__ import annotations
 from typing import Literal
 
 from chunkpilot import claims, layout
-from chunkpilot.errors import NotFoundError
-from chunkpilot.spec import ResumeAllowance, RunSpec
+from chunkpilot.spec import RunSpec
 from chunkpilot.store import Store
 
 UpstreamState = Literal["done", "waiting", "failed"]
@@ -26,11 +25,7 @@ def upstream_state(up_store: Store, up_spec: RunSpec, chunk: str, now: float) ->
         return "waiting", ""
     if claim.state == "failed":
         return "failed", f"its chunk in the step before failed: {claim.reason}"
-    try:
-        allowance = ResumeAllowance.from_json(up_store.get(layout.RESUMED))
-    except (NotFoundError, ValueError, TypeError):
-        allowance = ResumeAllowance()
-    limit = (allowance.max_attempts or up_spec.max_attempts) + allowance.extra_attempts.get(chunk, 0)
+    limit = claims.read_allowance(up_store).attempts_for(chunk, up_spec.max_attempts)
     if not claim.live(now) and claim.state != "done" and claim.attempt >= limit:
         return "failed", f"its chunk in the step before gave up after {claim.attempt} attempt(s)"
     return "waiting", ""
